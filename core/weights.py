@@ -1,0 +1,144 @@
+"""Safe reading and writing of weight files.
+
+Nothing here unpickles arbitrary objects: ``.safetensors`` files are read with
+safetensors, everything else with ``torch.load(weights_only=True)``. Project
+checkpoints are a ``.safetensors`` file plus a JSON sidecar (``.json`` with
+the same stem) describing what the weights are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import WeightsError
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(chunk)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_sha256(path: str | Path, expected: str) -> None:
+    """Raise :class:`WeightsError` unless ``path`` hashes to ``expected``."""
+    actual = sha256_file(path)
+    if actual != expected:
+        raise WeightsError(
+            f"weights file '{path}' has sha256 {actual[:12]}…, expected {expected[:12]}…; it is corrupt or not the published file"
+        )
+
+
+def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+        obj = obj["state_dict"]
+    if isinstance(obj, dict) and "model" in obj and isinstance(obj["model"], dict):
+        obj = obj["model"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"'{path}' does not hold a plain state_dict of tensors")
+    return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
+
+
+def load_state_dict_file(path: str | Path, raw: bool = False) -> Any:
+    """Read a state_dict from ``.safetensors`` or a ``torch.save`` file, safely.
+
+    ``raw=True`` returns the loaded object as is (for checkpoints holding
+    several dicts); otherwise a flat ``{name: tensor}`` with any ``module.``
+    prefix (DataParallel) removed.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file '{path}' does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            from safetensors.torch import load_file
+        except ImportError:  # pragma: no cover - safetensors is a dependency
+            raise WeightsError("reading .safetensors needs the 'safetensors' package") from None
+        try:
+            obj = load_file(str(path), device="cpu")
+        except Exception as exc:  # safetensors raises its own error types
+            raise WeightsError(f"'{path}' is not a readable safetensors file ({exc})") from None
+    else:
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise WeightsError(
+                f"'{path}' could not be loaded as weights only ({str(exc).splitlines()[0][:200]}); "
+                "semcorr never unpickles arbitrary objects"
+            ) from None
+    return obj if raw else _unwrap_state_dict(obj, path)
+
+
+def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Write ``path`` (``.safetensors``) and its JSON sidecar atomically.
+
+    The sidecar gets the weights' sha256 under ``"sha256"``.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata={"format": "pt"})
+        meta = dict(meta, sha256=sha256_file(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """The JSON sidecar that describes ``path``."""
+    return Path(path).with_suffix(".json")
+
+
+def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a project checkpoint: ``(state_dict, meta)``; checks the sidecar's sha256."""
+    path = Path(path)
+    side = sidecar_path(path)
+    meta: dict[str, Any] = {}
+    if side.is_file():
+        try:
+            meta = json.loads(side.read_text())
+        except json.JSONDecodeError as exc:
+            raise WeightsError(f"sidecar '{side}' is not valid JSON ({exc})") from None
+        if verify and "sha256" in meta:
+            verify_sha256(path, meta["sha256"])
+    return load_state_dict_file(path), meta
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file via a temporary file and a rename."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write a file via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
