@@ -84,3 +84,43 @@ class CorrespondenceModel(nn.Module):
         """Weights of everything but a frozen backbone (what a checkpoint must keep)."""
         frozen = not any(p.requires_grad for p in self.backbone.parameters())
         return {k: v for k, v in self.state_dict().items() if not (frozen and k.startswith("backbone."))}
+
+
+def load_head_weights(model: CorrespondenceModel, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load a checkpoint's weights into ``model``.
+
+    Every non-backbone parameter of the model must be present (strict for the
+    head); backbone entries are loaded when present (a fine-tuned backbone).
+    """
+    from ..errors import WeightsError
+
+    own = model.state_dict()
+    head_keys = [k for k in own if not k.startswith("backbone.")]
+    missing = [k for k in head_keys if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing or unexpected:
+        detail = f"missing '{missing[0]}'" if missing else f"unexpected '{unexpected[0]}'"
+        raise WeightsError(
+            f"'{source}' does not fit {model.name} with backbone {model.backbone.name} "
+            f"({len(missing)} missing, {len(unexpected)} unexpected weights; {detail})"
+        )
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise WeightsError(f"'{source}': weight '{k}' has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+    model.load_state_dict(state, strict=False)
+
+
+def load_project_checkpoint(model: CorrespondenceModel, path) -> dict[str, Any]:
+    """Load a project checkpoint (``.safetensors`` + JSON sidecar) into ``model``; return its metadata.
+
+    Checks the sidecar's sha256 and that it was made for the same model name.
+    """
+    from ..errors import WeightsError
+    from ..weights import load_checkpoint
+
+    state, meta = load_checkpoint(path)
+    cfg = meta.get("config", {})
+    if cfg.get("model") not in (None, model.name):
+        raise WeightsError(f"'{path}' holds {cfg.get('model')} weights, not {model.name}")
+    load_head_weights(model, state, str(path))
+    return meta
