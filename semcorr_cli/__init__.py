@@ -1,0 +1,1 @@
+"""Thin typer front end of semcorr: parse options, call ``core``, print."""

@@ -1,0 +1,132 @@
+"""What every subcommand shares: consoles, error handling, options, device choice.
+
+A subcommand module defines ``register(app)`` and wraps its body in
+:func:`handle_errors`, so a :class:`core.errors.SemcorrError` becomes one
+sentence on stderr and exit code 1 (data) or 2 (usage), never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shlex
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from core.errors import DataError, SemcorrError, UsageError
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 1) -> None:
+    """Print ``semcorr: error: <message>`` on stderr and exit with ``code``."""
+    err_console.print(f"[bold red]semcorr: error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn library errors into one line on stderr and the right exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except SemcorrError as exc:
+            fail(str(exc), exc.exit_code)
+        except BrokenPipeError:
+            # the reader went away (e.g. `| head`): not our error
+            try:
+                sys.stdout = open(os.devnull, "w")
+            finally:
+                raise typer.Exit(1)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except MemoryError:
+            fail("out of memory; try a smaller --size or --batch-size", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def history_line() -> str:
+    """The command line as typed, for the records' ``history`` attribute."""
+    argv = ["semcorr"] + sys.argv[1:]
+    return " ".join(shlex.quote(a) for a in argv)
+
+
+def resolve_device(device: str):
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
+    import torch
+
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available (use --device auto or cpu)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not '{device}'")
+    return torch.device(device)
+
+
+def progress(quiet: bool = False, transient: bool = False) -> Progress:
+    """A rich progress bar on stderr (hidden with ``--quiet`` or when stderr is not a terminal)."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=transient,
+    )
+
+
+def print_json(obj: Any) -> None:
+    """Machine-readable output on stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+def parse_float_list(text: str, name: str) -> list[float]:
+    try:
+        return [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{name} must be a comma-separated list of numbers, got '{text}'") from None
+
+
+def parse_str_list(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+# Option declarations shared by the subcommands, so names and help stay consistent.
+OutputOpt = typer.Option(None, "-o", "--output", help="Output file (.h5 for an HDF5 file); '-' or omitted: stream to stdout.")
+DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+QuietOpt = typer.Option(False, "-q", "--quiet", help="No progress bar or summary.")
+DtypeOpt = typer.Option(None, "--dtype", help="Store volumes as float16 or float32 (default: as computed).")
+CompressionOpt = typer.Option("none", "--compression", help="Compression of stored volumes: gzip, lzf or none.")
+BatchOpt = typer.Option(1, "--batch-size", min=1, help="Pairs processed together on the device.")
+
+__all__ = [
+    "console",
+    "err_console",
+    "fail",
+    "handle_errors",
+    "history_line",
+    "resolve_device",
+    "progress",
+    "print_json",
+    "DataError",
+    "UsageError",
+]

@@ -1,0 +1,85 @@
+"""The ``semcorr`` command: a family of small stages over one HDF5 record format.
+
+Each subcommand lives in its own module of this package and defines
+``register(app)``. Modules are listed in :data:`COMMAND_MODULES`; a module that
+is not installed is skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import typer
+
+HELP = """Dense semantic correspondence from the shell.
+
+Stages pass one HDF5 record format between them, through files or pipes:
+
+  semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow | semcorr warp --image a.jpg -o out.png
+
+  semcorr extract a.jpg b.jpg | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
+
+Exit codes: 0 success, 1 bad data, 2 bad usage. Format spec: docs/format.md.
+"""
+
+COMMAND_MODULES = [
+    "extract",
+    "correlate",
+    "refine",
+    "flow",
+    "warp",
+    "inspect_cmd",
+    "show",
+    "evaluate",
+    "train",
+    "convert",
+]
+
+app = typer.Typer(
+    name="semcorr",
+    help=HELP,
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from core import __version__
+
+        typer.echo(f"semcorr {__version__}")
+        raise typer.Exit(0)
+
+
+def _register_all() -> None:
+    for name in COMMAND_MODULES:
+        module_name = f"semcorr_cli.{name}"
+        try:
+            mod = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                continue
+            raise
+        mod.register(app)
+
+
+_register_all()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # pragma: no cover - downstream closed the pipe
+        sys.exit(1)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
