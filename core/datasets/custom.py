@@ -1,0 +1,130 @@
+"""Your own keypoint pairs: a plain CSV, so any image collection can be scored.
+
+Columns (a header row is required; names are case-insensitive):
+
+* ``source_image``, ``target_image`` — paths relative to the root (or absolute);
+* ``XA``, ``YA``, ``XB``, ``YB`` — ``;``-separated keypoint coordinates, point
+  ``i`` of the source matching point ``i`` of the target; empty, ``nan`` or
+  ``-1`` for a point not visible;
+* optional ``category`` (default ``all``), ``source_bbox`` and ``target_bbox``
+  (``x1;y1;x2;y2``, for α_bbox).
+
+Coordinates are 0-based pixel centres (``coords="raw"``, default) or Matlab
+1-based (``coords="one-based"``). The CSV is ``root/pairs.csv`` unless
+``pairs`` names another.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from .base import (
+    KeypointPair,
+    PairDataset,
+    PairEntry,
+    apply_coords,
+    apply_coords_bbox,
+    check_coords,
+    find_column,
+    image_size,
+    points_from_xy,
+    read_csv_table,
+    resolve_file,
+)
+
+COLUMNS = {
+    "src": ("source_image", "source image", "imageA"),
+    "trg": ("target_image", "target image", "imageB"),
+    "xa": ("XA", "source_x"),
+    "ya": ("YA", "source_y"),
+    "xb": ("XB", "target_x"),
+    "yb": ("YB", "target_y"),
+}
+
+
+def _values(text: str, where: str) -> np.ndarray:
+    """``"1;nan;;3"`` → ``[1, nan, nan, 3]`` (an empty entry is a missing point)."""
+    text = (text or "").strip()
+    if not text:
+        return np.zeros(0)
+    try:
+        return np.array([float(v) if v.strip() else np.nan for v in text.split(";")], dtype=np.float64)
+    except ValueError:
+        raise DataError(f"{where}: '{text[:60]}' is not a ';'-separated list of numbers") from None
+
+
+class CustomPairs(PairDataset):
+    """Keypoint pairs from a user CSV (see the module doc)."""
+
+    name = "custom"
+    task = "keypoints"
+    source = "a custom dataset is a CSV with source_image,target_image,XA,YA,XB,YB[,category] (see docs/protocols.md)"
+
+    def __init__(self, root: str | Path, split: str | None = None, pairs: str | Path | None = None, coords: str = "raw"):
+        self.root = Path(root)
+        self.coords = check_coords(coords)
+        if not self.root.is_dir():
+            raise DataError(f"custom: root folder '{self.root}' does not exist")
+        self.pairs_file = resolve_file(self.root, pairs, ["pairs.csv"])
+        if self.pairs_file is None or not self.pairs_file.is_file():
+            raise self.missing(self.pairs_file or self.root / "pairs.csv", "pair list")
+        header, rows = read_csv_table(self.pairs_file, self.name)
+        self.col = {k: find_column(header, v) for k, v in COLUMNS.items()}
+        absent = [COLUMNS[k][0] for k, v in self.col.items() if v is None]
+        if absent:
+            raise DataError(f"custom: '{self.pairs_file}' has no '{absent[0]}' column (header: {','.join(header)})")
+        self.col["category"] = find_column(header, ("category", "class"))
+        self.col["src_bbox"] = find_column(header, ("source_bbox",))
+        self.col["trg_bbox"] = find_column(header, ("target_bbox",))
+        self.entries = []
+        for i, row in enumerate(rows):
+            if len(row) < len(header):
+                raise DataError(f"custom: row {i + 2} of '{self.pairs_file}' has {len(row)} fields, expected {len(header)}")
+            c = self.col["category"]
+            category = row[c].strip() if c is not None and row[c].strip() else "all"
+            src, trg = row[self.col["src"]].strip(), row[self.col["trg"]].strip()
+            self.entries.append(PairEntry(f"{i:04d}:{Path(src).stem}-{Path(trg).stem}", category, row))
+
+    def describe(self) -> dict:
+        return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords)
+
+    def _bbox(self, row: list[str], key: str, where: str) -> np.ndarray | None:
+        c = self.col[key]
+        if c is None or not row[c].strip():
+            return None
+        v = _values(row[c], where)
+        if len(v) != 4:
+            raise DataError(f"{where}: {key} needs 4 values x1;y1;x2;y2, got {len(v)}")
+        return apply_coords_bbox(v, self.coords)
+
+    def load(self, entry: PairEntry) -> KeypointPair:
+        row = entry.row
+        where = f"custom pair '{entry.pair_id}' of '{self.pairs_file}'"
+        c = self.col
+        src_raw = points_from_xy(_values(row[c["xa"]], where), _values(row[c["ya"]], where), where)
+        trg_raw = points_from_xy(_values(row[c["xb"]], where), _values(row[c["yb"]], where), where)
+        if src_raw.shape != trg_raw.shape:
+            raise DataError(f"{where}: {len(src_raw)} source but {len(trg_raw)} target keypoints")
+        src_name, trg_name = row[c["src"]].strip(), row[c["trg"]].strip()
+        src_path, trg_path = self.root / src_name, self.root / trg_name
+        return KeypointPair(
+            pair_id=entry.pair_id,
+            src_path=src_path,
+            trg_path=trg_path,
+            src_name=src_name,
+            trg_name=trg_name,
+            src_kps=apply_coords(src_raw, self.coords),
+            trg_kps=apply_coords(trg_raw, self.coords),
+            category=entry.category,
+            src_bbox=self._bbox(row, "src_bbox", where),
+            trg_bbox=self._bbox(row, "trg_bbox", where),
+            src_size=image_size(src_path),
+            trg_size=image_size(trg_path),
+            meta={"coords": self.coords},
+        )
+
+
+__all__ = ["CustomPairs"]
