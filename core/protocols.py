@@ -1,0 +1,299 @@
+"""Evaluation protocols: every convention of a published table, named and frozen.
+
+A :class:`Protocol` fixes what changes a benchmark figure: the α values, the
+reference length ``L`` (``img``, ``bbox``, ``kps``), the transfer direction
+and so the image where the error is measured, whether errors are measured in
+the original images or after a resize, how keypoint coordinates are read, how
+the flow is sampled at a keypoint, and how pairs are averaged. The presets
+reproduce the protocols of the papers named in ``papers``; ``docs/protocols.md``
+explains each. :func:`customize` derives a variant (e.g. other α values) that
+keeps the preset's name with a ``+`` suffix, so results files say what was changed.
+
+Directions: ``src->trg`` transfers the *source* keypoints with
+``flow/src_to_trg`` and measures errors in the target image;
+``trg->src`` transfers the *target* keypoints with ``flow/trg_to_src`` and
+measures in the source image (NC-Net, DCCNet and SFNet's code); ``both``
+(dense protocols) scores each flow against its own ground truth.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from .errors import UsageError
+from .metrics import DEFAULT_ALPHAS, THRESHOLD_KINDS
+
+TASKS = ("keypoints", "flow", "mask")
+DIRECTIONS = ("src->trg", "trg->src", "both")
+SAMPLINGS = ("bilinear", "nearest")
+AVERAGES = ("pair", "keypoint")
+FLIP_MODES = ("none", "gt")
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """One evaluation protocol (see the module doc).
+
+    * ``task``: ``keypoints`` (PCK), ``flow`` (dense PCK, TSS) or ``mask`` (Caltech-101);
+    * ``alphas``: the reported α values; ``headline_alpha``: the one in the paper's table;
+    * ``threshold``: ``img``, ``bbox`` or ``kps`` (:mod:`core.metrics`);
+    * ``direction``: ``src->trg``, ``trg->src`` or ``both``;
+    * ``measure_size``: ``(H, W)`` frame the points of the measured image are
+      rescaled to before measuring (NC-Net's 224×224 "SCNet procedure"),
+      or None for the original image;
+    * ``size``: the models' working size (square side) in the papers, or None
+      for the model's own default; it resizes the images fed to the model only;
+    * ``coords``: how the dataset's coordinates are read (``one-based`` or ``raw``,
+      :mod:`core.datasets.base`);
+    * ``sampling``: how the flow is read at a keypoint: ``bilinear``, or
+      ``nearest`` (rounded to the nearest pixel, SFNet's code);
+    * ``average``: the headline average, ``pair`` (mean of per-pair PCK) or
+      ``keypoint`` (pooled); both are always reported;
+    * ``flip``: ``gt`` runs the model on a mirrored source image for pairs the
+      dataset flags as flipped (TSS), ``none`` never;
+    * ``dataset_options``: reader options the protocol needs (e.g. the pair list).
+    """
+
+    name: str
+    dataset: str
+    task: str
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    headline_alpha: float = 0.1
+    threshold: str = "img"
+    direction: str = "src->trg"
+    measure_size: tuple[int, int] | None = None
+    size: int | None = None
+    resize_rule: str = ""
+    coords: str = "raw"
+    sampling: str = "bilinear"
+    average: str = "pair"
+    flip: str = "none"
+    split: str | None = None
+    dataset_options: tuple[tuple[str, Any], ...] = ()
+    papers: tuple[str, ...] = ()
+    notes: str = ""
+    derived_from: str | None = field(default=None, compare=False)
+
+    def __post_init__(self) -> None:
+        checks = (
+            ("task", self.task, TASKS),
+            ("threshold", self.threshold, THRESHOLD_KINDS),
+            ("direction", self.direction, DIRECTIONS),
+            ("sampling", self.sampling, SAMPLINGS),
+            ("average", self.average, AVERAGES),
+            ("flip", self.flip, FLIP_MODES),
+            ("coords", self.coords, ("one-based", "raw")),
+        )
+        for what, value, allowed in checks:
+            if value not in allowed:
+                raise UsageError(f"protocol {what} must be one of {', '.join(allowed)}, not '{value}'")
+        if not self.alphas or any(not 0 < a < 1 for a in self.alphas):
+            raise UsageError(f"protocol alphas must be numbers in (0, 1), got {list(self.alphas)}")
+        if self.task == "keypoints" and self.direction == "both":
+            raise UsageError("a keypoint protocol transfers in one direction: src->trg or trg->src")
+
+    def options(self) -> dict[str, Any]:
+        """Reader options this protocol needs: ``coords`` and ``dataset_options``."""
+        opts = dict(self.dataset_options)
+        if self.task != "flow":
+            opts["coords"] = self.coords
+        return opts
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field as plain JSON values (what results files and reports store)."""
+        d = asdict(self)
+        d["alphas"] = list(self.alphas)
+        d["measure_size"] = list(self.measure_size) if self.measure_size else None
+        d["dataset_options"] = dict(self.dataset_options)
+        d["papers"] = list(self.papers)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Protocol:
+        d = dict(d)
+        d["alphas"] = tuple(d.get("alphas", DEFAULT_ALPHAS))
+        d["measure_size"] = tuple(d["measure_size"]) if d.get("measure_size") else None
+        d["dataset_options"] = tuple(sorted((d.get("dataset_options") or {}).items()))
+        d["papers"] = tuple(d.get("papers", ()))
+        return cls(**d)
+
+
+NCNET = "Rocco et al., Neighbourhood Consensus Networks (NC-Net), NeurIPS 2018"
+DCCNET = "Huang et al., Dynamic Context Correspondence Network (DCCNet), ICCV 2019"
+SFNET = "Lee et al., SFNet: Learning Object-aware Semantic Correspondence, CVPR 2019"
+WEAKALIGN = "Rocco et al., End-to-end weakly-supervised semantic alignment (weakalign), CVPR 2018"
+PROPOSAL_FLOW = "Ham et al., Proposal Flow, CVPR 2016 / TPAMI 2018"
+SPAIR = "Min et al., SPair-71k: A Large-scale Benchmark for Semantic Correspondence, 2019"
+HPF = "Min et al., Hyperpixel Flow, ICCV 2019"
+TSS_PAPER = "Taniai et al., Joint Recovery of Dense Correspondence and Cosegmentation in Two Images, CVPR 2016"
+
+PRESETS: dict[str, Protocol] = {
+    p.name: p
+    for p in (
+        Protocol(
+            name="pf-pascal-ncnet",
+            dataset="pf-pascal",
+            task="keypoints",
+            threshold="img",
+            direction="trg->src",
+            measure_size=(224, 224),
+            size=400,
+            resize_rule="model input 400×400; errors measured after rescaling the source image's points to 224×224 and L = 224 (the 'SCNet procedure' of NC-Net's pf_dataset.py)",
+            coords="one-based",
+            split="test",
+            dataset_options=(("pair_list", "ncnet"),),
+            papers=(NCNET, DCCNET, WEAKALIGN),
+            notes="NC-Net test list (299 pairs); per-pair PCK averaged over pairs; NC-Net/DCCNet report α = 0.1.",
+        ),
+        Protocol(
+            name="pf-pascal-sfnet",
+            dataset="pf-pascal",
+            task="keypoints",
+            threshold="bbox",
+            direction="trg->src",
+            size=320,
+            resize_rule="model input 320×320; errors measured in the original source image, L = max side of the source object box (SFNet's source_L_pck)",
+            coords="raw",
+            sampling="nearest",
+            average="keypoint",
+            split="test",
+            dataset_options=(("pair_list", "sfnet"),),
+            papers=(SFNET,),
+            notes="SFNet's bbox CSV (same 299 pairs as NC-Net's test list); target points rounded to pixels, CSV values read as 0-based; correct keypoints pooled over the split.",
+        ),
+        Protocol(
+            name="pf-willow-kps",
+            dataset="pf-willow",
+            task="keypoints",
+            threshold="kps",
+            direction="trg->src",
+            size=400,
+            resize_rule="model input 400×400; errors measured in the original source image, L = max side of the box around the source keypoints (the 'pf' procedure of NC-Net's pf_dataset.py)",
+            coords="one-based",
+            split="test",
+            papers=(WEAKALIGN, DCCNET),
+            notes="as implemented in the weakalign/NC-Net evaluation code; test_pairs_pf.csv (900 pairs); per-pair PCK averaged over pairs.",
+        ),
+        Protocol(
+            name="pf-willow-bbox",
+            dataset="pf-willow",
+            task="keypoints",
+            threshold="bbox",
+            direction="src->trg",
+            resize_rule="errors measured in the original target image, L = max side of the target object box, which for PF-WILLOW is the box around its keypoints",
+            coords="one-based",
+            split="test",
+            papers=(PROPOSAL_FLOW, HPF),
+            notes="source keypoints transferred to the target; per-pair PCK averaged over pairs.",
+        ),
+        Protocol(
+            name="spair-71k",
+            dataset="spair",
+            task="keypoints",
+            threshold="bbox",
+            direction="src->trg",
+            resize_rule="errors measured in the original target image, L = max side of the target object box (trg_bndbox)",
+            coords="raw",
+            split="test",
+            dataset_options=(("layout", "large"),),
+            papers=(SPAIR, HPF),
+            notes="Layout/large test split (12,234 pairs); per-category table and the difficulty breakdown of the benchmark paper's Table 4.",
+        ),
+        Protocol(
+            name="tss",
+            dataset="tss",
+            task="flow",
+            alphas=(0.05,),
+            headline_alpha=0.05,
+            threshold="img",
+            direction="both",
+            resize_rule="flows at the original resolution; L = max(H, W) of the image the flow is defined on (the evaluation kit's 5 px on a 100 px longer side)",
+            flip="gt",
+            split="test",
+            papers=(TSS_PAPER, WEAKALIGN),
+            notes="PCK counted over the ground-truth foreground of each flow map (flow1 and flow2); per subset, then averaged over FG3DCar, JODS and PASCAL.",
+        ),
+        Protocol(
+            name="caltech-101",
+            dataset="caltech-101",
+            task="mask",
+            alphas=(0.1,),
+            threshold="img",
+            direction="trg->src",
+            resize_rule="masks rasterised at the original image sizes; the source mask is warped into the target with flow/trg_to_src",
+            coords="raw",
+            split="test",
+            papers=(WEAKALIGN,),
+            notes="LT-ACC and IoU per pair, averaged over pairs (α unused).",
+        ),
+        Protocol(
+            name="custom",
+            dataset="custom",
+            task="keypoints",
+            threshold="img",
+            direction="src->trg",
+            resize_rule="errors measured in the original target image, L = max(H, W) of the target image",
+            coords="raw",
+            notes="for a user CSV; change the threshold, direction and α with customize() or the CLI options.",
+        ),
+    )
+}
+
+#: The preset used when a dataset is evaluated without naming a protocol.
+DEFAULT_PROTOCOL = {
+    "pf-willow": "pf-willow-kps",
+    "pf-pascal": "pf-pascal-ncnet",
+    "spair": "spair-71k",
+    "tss": "tss",
+    "caltech-101": "caltech-101",
+    "custom": "custom",
+}
+
+
+def get_protocol(name: str) -> Protocol:
+    """The preset called ``name``."""
+    if name not in PRESETS:
+        raise UsageError(f"unknown protocol '{name}'; choose one of {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def protocols_for(dataset: str) -> list[Protocol]:
+    """The presets defined for ``dataset``."""
+    return [p for p in PRESETS.values() if p.dataset == dataset]
+
+
+def default_protocol(dataset: str) -> Protocol:
+    """The preset used for ``dataset`` when none is named."""
+    if dataset not in DEFAULT_PROTOCOL:
+        raise UsageError(f"no protocol is defined for dataset '{dataset}'")
+    return PRESETS[DEFAULT_PROTOCOL[dataset]]
+
+
+def customize(protocol: Protocol, **changes: Any) -> Protocol:
+    """``protocol`` with some fields changed (None values are ignored); named ``<name>+``."""
+    changes = {k: v for k, v in changes.items() if v is not None}
+    if "alphas" in changes:
+        changes["alphas"] = tuple(float(a) for a in changes["alphas"])
+    if "measure_size" in changes and changes["measure_size"] is not None:
+        changes["measure_size"] = tuple(changes["measure_size"])
+    unknown = [k for k in changes if k not in Protocol.__dataclass_fields__]
+    if unknown:
+        raise UsageError(f"protocols have no field '{unknown[0]}'")
+    if all(getattr(protocol, k) == v for k, v in changes.items()):
+        return protocol
+    name = protocol.name if protocol.name.endswith("+") else protocol.name + "+"
+    return replace(protocol, name=name, derived_from=protocol.derived_from or protocol.name, **changes)
+
+
+__all__ = [
+    "Protocol",
+    "PRESETS",
+    "DEFAULT_PROTOCOL",
+    "get_protocol",
+    "protocols_for",
+    "default_protocol",
+    "customize",
+    "DIRECTIONS",
+    "TASKS",
+]
