@@ -1,0 +1,377 @@
+"""MMNet: multi-scale matching network (Zhao et al., ICCV 2021).
+
+A composition of :mod:`core.multiscale` pieces::
+
+    backbone (every block) → MultiScaleEncoder (per-block enhancement, stage
+    sums, local self-attention, top-down fusion) → coarse-to-fine 4D
+    correlation S_l = S̃_l + U(S_{l+1}) → matches at the output level
+
+Defaults follow the public code: nearest 4D upsampling (``upsample="bicubic"``
+is the paper's), output at level 1 (stride 8), matches by argmax.
+
+Memory: inference builds the volumes from the coarsest level down to the
+output level only; when the output volume has more than ``max_volume`` scores
+it is never built and matches are computed a block of source cells at a time.
+Training never builds a level's volume with gradients: the loss samples
+correlation rows at the keypoints (:func:`core.multiscale.correlation_rows`),
+the coarser levels' volumes being needed detached only.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..backbones import FeatureBackbone, block_layers, build_backbone
+from ..correlation import transpose_corr
+from ..errors import UsageError, WeightsError
+from ..flow import argmax_matches, kernel_soft_argmax_matches, match_confidence, soft_argmax_matches
+from ..losses.mmnet import multiscale_keypoint_loss
+from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
+from .base import CorrespondenceModel, Matches, load_head_weights, load_project_checkpoint
+
+log = logging.getLogger(__name__)
+
+MATCHING_METHODS = ("argmax", "kernel-soft-argmax", "soft-argmax")
+#: Score rows computed at once by the chunked matcher (``chunk · hB · wB`` ≤ this).
+CHUNK_SCORES = 1 << 24
+
+
+class MMNet(CorrespondenceModel):
+    """MMNet over a :class:`FeatureBackbone` whose blocks :func:`block_layers` lists.
+
+    Options (all builder keyword arguments, recorded by :meth:`config`):
+
+    * ``upsample``: ``"nearest"`` (public code) or ``"bicubic"`` (paper) 4D upsampling;
+    * ``output_level``: level read at test time, 0 = finest (stride 4), 1 = stride 8 (default);
+    * ``matching``: ``"argmax"`` (default), ``"kernel-soft-argmax"`` or ``"soft-argmax"``;
+    * ``train_backbone``: fine-tune the backbone (its weights then go into checkpoints);
+    * ``max_volume``: most scores ``B·hA·wA·hB·wB`` built at once at the output level
+      before switching to chunked matching (a memory knob, not recorded).
+    """
+
+    name = "mmnet"
+    train_data = "keypoints"
+    train_defaults: dict[str, Any] = {
+        "optimizer": "sgd",
+        "lr": 5e-4,
+        "momentum": 0.9,
+        "weight_decay": 2e-4,
+        "batch_size": 5,
+        "iterations": 30000,
+        "lr_schedule": {"type": "step", "step_size": 10000, "gamma": 0.1, "unit": "iteration"},
+        "image_size": 320,
+    }
+    input_size = 320
+    #: The backbone's learning rate relative to the head's (``param_groups``).
+    backbone_lr_ratio = 0.01
+
+    def __init__(
+        self,
+        backbone: FeatureBackbone,
+        upsample: str = "nearest",
+        output_level: int = 1,
+        matching: str = "argmax",
+        train_backbone: bool = True,
+        max_volume: int = 1 << 25,
+        backbone_weights: str = "default",
+    ):
+        super().__init__()
+        if upsample not in UPSAMPLE_MODES:
+            raise UsageError(f"unknown upsampling '{upsample}'; choose one of {', '.join(UPSAMPLE_MODES)}")
+        if matching not in MATCHING_METHODS:
+            raise UsageError(f"unknown matching '{matching}'; choose one of {', '.join(MATCHING_METHODS)}")
+        self.backbone = backbone
+        self.stages = block_layers(backbone.name)
+        if not 0 <= output_level < len(self.stages):
+            raise UsageError(f"output_level must be between 0 and {len(self.stages) - 1}, got {output_level}")
+        self.strides = [backbone.stride(stage[0]) for stage in self.stages]
+        self.encoder = MultiScaleEncoder(
+            self.stages, [[backbone.channels(layer) for layer in stage] for stage in self.stages], self.strides
+        )
+        self.upsample = upsample
+        self.output_level = output_level
+        self.matching = matching
+        self.train_backbone = bool(train_backbone)
+        self.max_volume = int(max_volume)
+        self.backbone_weights = str(backbone_weights)
+        self.backbone.requires_grad_(self.train_backbone)
+
+    # ------------------------------------------------------------------ interface
+
+    @property
+    def required_layers(self) -> list[str]:
+        return [layer for stage in self.stages for layer in stage]
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "model": self.name,
+            "backbone": self.backbone.name,
+            "backbone_weights": self.backbone_weights,
+            "upsample": self.upsample,
+            "output_level": self.output_level,
+            "matching": self.matching,
+            "train_backbone": self.train_backbone,
+        }
+
+    def train(self, mode: bool = True) -> MMNet:
+        """Train the head; the backbone's BatchNorm keeps its statistics (batches of 5 are too small)."""
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
+        """Head at ``base_lr``; a trainable backbone at ``base_lr · backbone_lr_ratio``."""
+        head = [p for n, p in self.named_parameters() if not n.startswith("backbone.") and p.requires_grad]
+        groups = [{"params": head, "lr": base_lr, "name": "head"}]
+        backbone = [p for p in self.backbone.parameters() if p.requires_grad]
+        if backbone:
+            groups.append({"params": backbone, "lr": base_lr * self.backbone_lr_ratio, "name": "backbone"})
+        return groups
+
+    # ------------------------------------------------------------------ pieces
+
+    def encode(self, feats: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+        """Backbone features → enhanced maps ``(B, 21, h_l, w_l)`` per level, finest first."""
+        return self.encoder(feats)
+
+    def encode_images(self, img_src: torch.Tensor, img_trg: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        layers = self.required_layers
+        return self.encode(self.backbone(img_src, layers)), self.encode(self.backbone(img_trg, layers))
+
+    def volumes(self, maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], stop_level: int = 0):
+        """Per-level volumes ``S_l`` for levels ≥ ``stop_level`` (see :func:`coarse_to_fine_volumes`)."""
+        return coarse_to_fine_volumes(maps_a, maps_b, self.upsample, stop_level)
+
+    def level_rows(
+        self,
+        maps_a: list[torch.Tensor],
+        maps_b: list[torch.Tensor],
+        coarse_volumes: list[torch.Tensor | None],
+        level: int,
+        direction: str,
+        points: torch.Tensor,
+    ) -> torch.Tensor:
+        """Rows of ``S_l`` (``"src_to_trg"``) or of its transpose at points ``(B, N, 2)`` in cell units.
+
+        ``coarse_volumes[level + 1]`` must hold the coarser volume (or the
+        level is the coarsest). → ``(B, N, h, w)`` over the other image's grid.
+        """
+        coarse = coarse_volumes[level + 1] if level + 1 < len(maps_a) else None
+        if direction == "src_to_trg":
+            return correlation_rows(maps_a[level], maps_b[level], coarse, points, self.upsample)
+        coarse_t = transpose_corr(coarse) if coarse is not None else None
+        return correlation_rows(maps_b[level], maps_a[level], coarse_t, points, self.upsample)
+
+    def _match_rows(self, corr: torch.Tensor) -> torch.Tensor:
+        if self.matching == "argmax":
+            return argmax_matches(corr)
+        if self.matching == "soft-argmax":
+            return soft_argmax_matches(corr)
+        return kernel_soft_argmax_matches(corr)
+
+    def head(self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]) -> Matches:
+        return self.match_maps(self.encode(feats_src), self.encode(feats_trg))
+
+    def match_maps(self, maps_a: list[torch.Tensor], maps_b: list[torch.Tensor]) -> Matches:
+        """Matches in both directions at ``output_level`` from the enhanced maps."""
+        level = self.output_level
+        fa, fb = maps_a[level], maps_b[level]
+        b, _, ha, wa = fa.shape
+        hb, wb = fb.shape[-2:]
+        if b * ha * wa * hb * wb <= self.max_volume:
+            corr = self.volumes(maps_a, maps_b, stop_level=level)[level]
+            corr_t = transpose_corr(corr)
+            return Matches(
+                src_to_trg=self._match_rows(corr),
+                trg_to_src=self._match_rows(corr_t),
+                corr=corr,
+                confidence_src=match_confidence(corr),
+                confidence_trg=match_confidence(corr_t),
+            )
+        coarse = self.volumes(maps_a, maps_b, stop_level=level + 1)[level + 1] if level + 1 < len(maps_a) else None
+        coarse_t = transpose_corr(coarse) if coarse is not None else None
+        s2t, conf_a = chunked_matches(fa, fb, coarse, self._match_rows, self.upsample, max(1, CHUNK_SCORES // (hb * wb)))
+        t2s, conf_b = chunked_matches(fb, fa, coarse_t, self._match_rows, self.upsample, max(1, CHUNK_SCORES // (ha * wa)))
+        return Matches(src_to_trg=s2t, trg_to_src=t2s, confidence_src=conf_a, confidence_trg=conf_b)
+
+    # ------------------------------------------------------------------ training
+
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """The multi-scale keypoint BCE of :mod:`core.losses.mmnet` on a ``"keypoints"`` batch."""
+        src, trg = batch["src_image"], batch["trg_image"]
+        maps_a, maps_b = self.encode_images(src, trg)
+        with torch.no_grad():  # the coarser volumes enter every level detached
+            coarse = self.volumes(maps_a, maps_b, stop_level=1) if len(maps_a) > 1 else [None]
+        grids = [(tuple(a.shape[-2:]), tuple(b.shape[-2:])) for a, b in zip(maps_a, maps_b)]
+        sample = functools.partial(self.level_rows, maps_a, maps_b, coarse)
+        return multiscale_keypoint_loss(
+            sample, grids, batch["src_kps"], batch["trg_kps"], tuple(src.shape[-2:]), tuple(trg.shape[-2:])
+        )
+
+
+# ============================================================================ the authors' checkpoint
+
+
+_STEM_NAMES = {"0": "conv1", "1": "bn1"}  # our ResNet stem Sequential(conv1, bn1, relu, maxpool)
+
+
+def own_to_public_key(key: str, backbone: FeatureBackbone) -> str:
+    """Name of one of our weights in the public MMNet code's ``state_dict``.
+
+    Reconstructed naming (BDCN's, from which MMNet's enhancement comes;
+    1-based stage/block numbers): ``backbone.<torchvision name>``,
+    ``msblock{s}_{i}.conv|conv1|conv2|conv3``, ``conv{s}_{i}_down``,
+    ``attention{s}.query_conv|key_conv|value_conv|out_conv``,
+    ``upsample{s}`` (stage s+1 → s) and ``fuse{s}``.
+    """
+    m = re.match(r"^backbone\.stages\.(\d+)\.(.*)$", key)
+    if m:
+        stage, rest = backbone.stage_names[int(m.group(1))], m.group(2)
+        if stage == "stem":
+            idx, param = rest.split(".", 1)
+            return f"backbone.{_STEM_NAMES[idx]}.{param}"
+        return f"backbone.{stage}.{rest}"
+    m = re.match(r"^encoder\.enhance\.(\d+)\.blocks\.(\d+)\.(conv|dilated\.\d|down)\.(weight|bias)$", key)
+    if m:
+        s, i, part, param = int(m.group(1)) + 1, int(m.group(2)) + 1, m.group(3), m.group(4)
+        if part == "down":
+            return f"conv{s}_{i}_down.{param}"
+        sub = "conv" if part == "conv" else f"conv{int(part[-1]) + 1}"
+        return f"msblock{s}_{i}.{sub}.{param}"
+    m = re.match(r"^encoder\.attention\.(\d+)\.(query|key|value|out)\.(weight|bias)$", key)
+    if m:
+        return f"attention{int(m.group(1)) + 1}.{m.group(2)}_conv.{m.group(3)}"
+    m = re.match(r"^encoder\.fusion\.(upsample|fuse)\.(\d+)\.(weight|bias)$", key)
+    if m:
+        return f"{m.group(1)}{int(m.group(2)) + 1}.{m.group(3)}"
+    raise KeyError(f"no public name for '{key}'")
+
+
+def _features_alias(key: str) -> str:
+    """The public code may hold the ResNet as ``features.`` instead of ``backbone.``."""
+    return "backbone." + key[len("features.") :] if key.startswith("features.") else key
+
+
+def map_public_state_dict(state: dict[str, torch.Tensor], model: MMNet) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Rename a public MMNet ``state_dict`` to ours.
+
+    Returns ``(mapped, unused)``: ``unused`` lists the file's keys the model
+    does not have (e.g. a ResNet's ``fc`` or side-output classifiers the
+    forward pass never runs). Raises :class:`WeightsError` naming the first
+    weight the file lacks or whose shape differs.
+    """
+    own = model.state_dict()
+    table = {own_to_public_key(k, model.backbone): k for k in own}
+    state = {_features_alias(k): v for k, v in state.items()}
+    mapped = {table[k]: v for k, v in state.items() if k in table}
+    unused = sorted(k for k in state if k not in table)
+    missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
+    if missing:
+        raise WeightsError(
+            f"the MMNet checkpoint lacks {len(missing)} of the model's weights, e.g. "
+            f"'{own_to_public_key(missing[0], model.backbone)}' (for '{missing[0]}'); "
+            f"is it for backbone {model.backbone.name}?"
+        )
+    for k, v in mapped.items():
+        if tuple(v.shape) != tuple(own[k].shape):
+            raise WeightsError(
+                f"MMNet checkpoint weight '{own_to_public_key(k, model.backbone)}' has shape {tuple(v.shape)}, "
+                f"the model expects {tuple(own[k].shape)}"
+            )
+    for k in own:
+        if k.endswith("num_batches_tracked") and k not in mapped:
+            mapped[k] = own[k].clone()
+    return mapped, unused
+
+
+def load_released_checkpoint(model: MMNet, path: str | Path) -> list[str]:
+    """Load the authors' released ``.pth`` (a plain full ``state_dict``) into ``model``, safely.
+
+    Read with ``torch.load(weights_only=True)``; keys renamed by
+    :func:`map_public_state_dict`; unused keys are logged and returned.
+    """
+    from ..weights import load_state_dict_file
+
+    mapped, unused = map_public_state_dict(load_state_dict_file(path), model)
+    model.load_state_dict(mapped, strict=True)
+    if unused:
+        shown = ", ".join(unused[:6]) + (", …" if len(unused) > 6 else "")
+        log.warning("%s: %d weights not used by MMNet (%s)", path, len(unused), shown)
+    return unused
+
+
+def _is_own_state(state: dict[str, torch.Tensor]) -> bool:
+    return any(k.startswith("encoder.") for k in state)
+
+
+def shipped_weights_path(backbone: str) -> Path:
+    """Where ``weights="default"`` looks: ``core/weights/mmnet_<backbone>.safetensors``."""
+    return Path(__file__).resolve().parents[1] / "weights" / f"mmnet_{backbone}.safetensors"
+
+
+def _checkpoint_has_backbone(path: Path) -> bool:
+    """Does a weights file carry the backbone (so no ImageNet weights need loading)?"""
+    from ..weights import load_state_dict_file
+
+    try:
+        keys = load_state_dict_file(path).keys()
+    except WeightsError:
+        return False
+    return any(k.startswith(("backbone.", "features.")) for k in keys)
+
+
+def build_mmnet(
+    backbone: str = "mobilenet_v2",
+    backbone_weights: str = "default",
+    weights: str | Path | None = None,
+    upsample: str = "nearest",
+    output_level: int = 1,
+    matching: str = "argmax",
+    train_backbone: bool = True,
+    max_volume: int = 1 << 25,
+) -> MMNet:
+    """Build MMNet; ``weights``: None, ``"default"`` (shipped), a project checkpoint or the authors' file.
+
+    When ``weights`` carries a (fine-tuned) backbone, the ImageNet backbone
+    weights are not loaded first (they would be overwritten).
+    """
+    path: Path | None = None
+    if weights is not None:
+        path = shipped_weights_path(backbone) if str(weights) == "default" else Path(weights)
+        if str(weights) == "default" and not path.is_file():
+            raise WeightsError(
+                f"no MMNet weights are shipped with semcorr for backbone {backbone}; "
+                "pass --weights FILE (a semcorr checkpoint or the authors' released .pth)"
+            )
+        if not path.is_file():
+            raise WeightsError(f"weights file '{path}' does not exist")
+    init = "random" if path is not None and _checkpoint_has_backbone(path) else backbone_weights
+    bb = build_backbone(backbone, init)
+    model = MMNet(
+        bb,
+        upsample=upsample,
+        output_level=output_level,
+        matching=matching,
+        train_backbone=train_backbone,
+        max_volume=max_volume,
+        backbone_weights=backbone_weights,
+    )
+    if path is not None:
+        from ..weights import load_state_dict_file, sidecar_path
+
+        if path.suffix == ".safetensors" and sidecar_path(path).is_file():
+            load_project_checkpoint(model, path)
+        else:
+            state = load_state_dict_file(path)
+            if _is_own_state(state):
+                load_head_weights(model, state, str(path))
+            else:
+                load_released_checkpoint(model, path)
+    model.eval()
+    return model
