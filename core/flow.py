@@ -82,11 +82,12 @@ def gaussian_window(corr: torch.Tensor, sigma: float = 5.0) -> torch.Tensor:
 
 
 def kernel_soft_argmax_matches(
-    corr: torch.Tensor, beta: float | None = 50.0, sigma: float = 5.0, normalize: bool = True
+    corr: torch.Tensor, beta: float | None = 50.0, sigma: float = 5.0, normalize: bool = False
 ) -> torch.Tensor:
     """SFNet's kernel soft-argmax.
 
-    Scores are L2-normalised over the target cells (``normalize``), multiplied
+    Scores (optionally L2-normalised over the target cells first, as SFNet's
+    model does with ``normalize=True``; L2-normalising twice changes nothing) are multiplied
     by a Gaussian window (std ``sigma`` cells) around the discrete argmax,
     passed through a softmax with temperature ``beta`` and reduced to the
     expected position. ``beta=None`` returns the discrete argmax.
@@ -115,10 +116,15 @@ def matches_from_corr(
     beta: float = 50.0,
     sigma: float = 5.0,
     mutual: bool = False,
+    normalize: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Matches in both directions from one correlation volume.
 
     corr ``(B, hA, wA, hB, wB)`` → ``(src_to_trg (B, hA, wA, 2), trg_to_src (B, hB, wB, 2))``.
+    The soft methods apply their temperature ``beta`` to the scores as given
+    (cosine similarities when the features were L2-normalised);
+    ``normalize`` first L2-normalises each cell's scores over the other
+    image's cells (SFNet's normalisation).
     ``mutual`` zeroes every score that is not a mutual nearest neighbour
     before matching (cells left with no score fall back to their argmax).
     """
@@ -131,9 +137,9 @@ def matches_from_corr(
         if method == "argmax":
             out.append(argmax_matches(c))
         elif method == "soft-argmax":
-            out.append(soft_argmax_matches(c, beta))
+            out.append(soft_argmax_matches(normalize_over_target(c) if normalize else c, beta))
         else:
-            out.append(kernel_soft_argmax_matches(c, beta, sigma))
+            out.append(kernel_soft_argmax_matches(c, beta, sigma, normalize=normalize))
     return out[0], out[1]
 
 

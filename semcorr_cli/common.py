@@ -86,7 +86,7 @@ def progress(quiet: bool = False, transient: bool = False) -> Progress:
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=err_console,
-        disable=quiet,
+        disable=quiet or not err_console.is_terminal,
         transient=transient,
     )
 

@@ -1,0 +1,336 @@
+"""The stages as library calls: extract → correlate → (refine) → flow, on records and on images.
+
+Each stage takes a :class:`~core.io.records.PairRecord` and returns it with
+its own datasets added, so the CLI stages are thin loops over a record
+stream, and :func:`build_predictor` chains the same calls for evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .backbones import DEFAULT_BACKBONE, DEFAULT_LAYERS, FeatureBackbone, build_backbone
+from .correlation import correlate
+from .errors import DataError, UsageError
+from .flow import match_confidence, matches_from_corr, matches_to_flow
+from .images import image_to_tensor, load_image, parse_size
+from .io.records import PairRecord
+
+#: Default working size (square side in pixels) of ``extract``.
+DEFAULT_SIZE = 400
+
+
+def _to_numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- extract
+
+
+@dataclass
+class FeatureExtractor:
+    """Backbone features of images at a fixed working size.
+
+    ``size``: square side ``N`` or ``(H, W)``; every image is resized to it
+    (PIL bilinear), whatever its own size, as the published protocols do.
+    """
+
+    backbone: FeatureBackbone
+    layers: list[str]
+    size: tuple[int, int]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+
+    @classmethod
+    def create(
+        cls,
+        backbone: str = DEFAULT_BACKBONE,
+        weights: str | Path | None = "default",
+        layers: list[str] | None = None,
+        size: int | tuple[int, int] = DEFAULT_SIZE,
+        device: torch.device | str = "cpu",
+    ) -> FeatureExtractor:
+        bb = build_backbone(backbone, weights).to(device)
+        layers = list(layers) if layers else list(DEFAULT_LAYERS[backbone])
+        for layer in layers:
+            bb.resolve(layer)
+        ext = cls(bb, layers, parse_size(size), torch.device(device))
+        ext.check_size()
+        return ext
+
+    def check_size(self) -> None:
+        """Refuse a working size smaller than one cell of the coarsest layer."""
+        coarsest = max(self.backbone.stride(layer) for layer in self.layers)
+        if min(self.size) < coarsest:
+            raise UsageError(f"working size {self.size[0]}x{self.size[1]} is smaller than one feature cell ({coarsest} px)")
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``(B, 3, H, W)`` normalised images → ``{layer: (B, C, h, w)}``."""
+        return self.backbone(images.to(self.device), self.layers)
+
+    def layer_attrs(self) -> dict[str, dict[str, Any]]:
+        """The per-layer attributes stored with each features dataset."""
+        return {
+            layer: {
+                "backbone": self.backbone.name,
+                "weights": self.backbone.weights_id,
+                "input_size": list(self.size),
+                "stride": self.backbone.stride(layer),
+            }
+            for layer in self.layers
+        }
+
+    def extract_record(self, pair_id: str, src_path: str | Path, trg_path: str | Path, name_src: str | None = None, name_trg: str | None = None) -> PairRecord:
+        """Read both images, run the backbone once on the pair, return a features record."""
+        src = load_image(src_path)
+        trg = load_image(trg_path)
+        batch = torch.cat([image_to_tensor(src, self.size), image_to_tensor(trg, self.size)])
+        feats = self.features(batch)
+        rec = PairRecord(
+            pair_id=pair_id,
+            src_path=str(name_src if name_src is not None else src_path),
+            trg_path=str(name_trg if name_trg is not None else trg_path),
+            src_size=(src.height, src.width),
+            trg_size=(trg.height, trg.width),
+        )
+        for layer, t in feats.items():
+            rec.features["src"][layer] = _to_numpy(t[0])
+            rec.features["trg"][layer] = _to_numpy(t[1])
+        rec.feature_attrs = self.layer_attrs()
+        return rec
+
+
+# ----------------------------------------------------------------------------- correlate
+
+
+def record_features(rec: PairRecord, layers: list[str] | None, device, stage: str) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
+    """Features of a record as ``(1, C, h, w)`` tensors for ``layers`` (all when None)."""
+    if not rec.features["src"]:
+        raise DataError(
+            f"record '{rec.pair_id}' has no features (it is a '{rec.stage}' record); "
+            f"'{stage}' needs the output of 'semcorr extract'"
+        )
+    available = rec.layers()
+    layers = layers or available
+    missing = [layer for layer in layers if layer not in available]
+    if missing:
+        raise UsageError(
+            f"record '{rec.pair_id}' has no layer '{missing[0]}' (it has {', '.join(available)}); "
+            "re-run extract with --layers"
+        )
+    fa = [torch.from_numpy(np.asarray(rec.features["src"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
+    fb = [torch.from_numpy(np.asarray(rec.features["trg"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
+    return fa, fb, layers
+
+
+def correlate_record(
+    rec: PairRecord,
+    layers: list[str] | None = None,
+    mode: str = "hypercolumn",
+    normalize: bool = True,
+    relu: bool = False,
+    keep_features: bool = False,
+    device: torch.device | str = "cpu",
+) -> PairRecord:
+    """Add ``corr`` ``(h_src, w_src, h_trg, w_trg)`` computed from the record's features."""
+    fa, fb, layers = record_features(rec, layers, device, "correlate")
+    corr = correlate(fa, fb, mode=mode, normalize=normalize, relu=relu)[0]
+    rec.corr = _to_numpy(corr)
+    rec.corr_attrs = {
+        "method": mode,
+        "layers": layers,
+        "l2_normalized": bool(normalize),
+        "relu": bool(relu),
+        "backbone": rec.feature_attrs.get(layers[0], {}).get("backbone", "unknown"),
+    }
+    if not keep_features:
+        rec.features = {"src": {}, "trg": {}}
+        rec.feature_attrs = {}
+    return rec
+
+
+# ----------------------------------------------------------------------------- flow
+
+
+def flows_from_matches(
+    src_to_trg: torch.Tensor, trg_to_src: torch.Tensor, src_size: tuple[int, int], trg_size: tuple[int, int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Match grids ``(1, h, w, 2)`` of both directions → pixel flows ``(H_src, W_src, 2)``, ``(H_trg, W_trg, 2)``."""
+    f_st = matches_to_flow(src_to_trg.float(), src_size, trg_size)[0]
+    f_ts = matches_to_flow(trg_to_src.float(), trg_size, src_size)[0]
+    return _to_numpy(f_st), _to_numpy(f_ts)
+
+
+def _upsample_confidence(conf: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    c = torch.nn.functional.interpolate(conf.float().unsqueeze(1), size=size, mode="bilinear", align_corners=True)
+    return _to_numpy(c[0, 0])
+
+
+def flow_record(
+    rec: PairRecord,
+    method: str = "kernel-soft-argmax",
+    beta: float = 50.0,
+    sigma: float = 5.0,
+    mutual: bool = False,
+    keep_corr: bool = False,
+    device: torch.device | str = "cpu",
+    normalize: bool = False,
+) -> PairRecord:
+    """Add ``flow/src_to_trg`` and ``flow/trg_to_src`` (pixel coordinates) computed from ``corr``."""
+    if rec.corr is None:
+        raise DataError(
+            f"record '{rec.pair_id}' has no correlation (it is a '{rec.stage}' record); "
+            "pipe it through 'semcorr correlate' first, or use 'semcorr flow --model NAME' on features"
+        )
+    corr = torch.from_numpy(np.asarray(rec.corr, dtype=np.float32)).unsqueeze(0).to(device)
+    st, ts = matches_from_corr(corr, method=method, beta=beta, sigma=sigma, mutual=mutual, normalize=normalize)
+    rec.flow["src_to_trg"], rec.flow["trg_to_src"] = flows_from_matches(st, ts, rec.src_size, rec.trg_size)
+    rec.flow_attrs = {
+        "method": method,
+        "beta": beta,
+        "sigma": sigma,
+        "mutual_nn": bool(mutual),
+        "normalized_scores": bool(normalize),
+        "model": "none",
+    }
+    from .correlation import transpose_corr
+
+    rec.confidence["src_to_trg"] = _upsample_confidence(match_confidence(corr), rec.src_size)
+    rec.confidence["trg_to_src"] = _upsample_confidence(match_confidence(transpose_corr(corr)), rec.trg_size)
+    if not keep_corr:
+        rec.corr = None
+        rec.corr_attrs = {}
+    return rec
+
+
+def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu", keep_inputs: bool = False) -> PairRecord:
+    """Run a learned model's head on a features record; add flows (and the model's extras)."""
+    needed = list(model.required_layers)
+    fa, fb, _ = record_features(rec, needed, device, f"flow --model {model.name}")
+    bb = {rec.feature_attrs.get(layer, {}).get("backbone") for layer in needed}
+    if bb and bb != {model.backbone.name}:
+        raise UsageError(
+            f"record '{rec.pair_id}' holds {', '.join(sorted(str(b) for b in bb))} features but the {model.name} "
+            f"model uses {model.backbone.name}; re-run extract with --backbone {model.backbone.name}"
+        )
+    with torch.no_grad():
+        m = model.head(dict(zip(needed, fa)), dict(zip(needed, fb)))
+    rec.flow["src_to_trg"], rec.flow["trg_to_src"] = flows_from_matches(m.src_to_trg, m.trg_to_src, rec.src_size, rec.trg_size)
+    rec.flow_attrs = {"model": model.name, "weights": getattr(model, "weights_id", "unknown")}
+    if m.confidence_src is not None:
+        rec.confidence["src_to_trg"] = _upsample_confidence(m.confidence_src, rec.src_size)
+    if m.confidence_trg is not None:
+        rec.confidence["trg_to_src"] = _upsample_confidence(m.confidence_trg, rec.trg_size)
+    for key, value in m.extra.items():
+        rec.extra[f"{model.name}/{key}"] = _to_numpy(value[0])
+    if not keep_inputs:
+        rec.features = {"src": {}, "trg": {}}
+        rec.feature_attrs = {}
+        rec.corr = None
+    return rec
+
+
+# ----------------------------------------------------------------------------- predictors (evaluate)
+
+
+class NearestNeighbourPredictor:
+    """Training-free matching: hypercolumn features → correlation → flow.
+
+    ``predict(src, trg)`` takes PIL images and returns pixel flows
+    ``(H_src, W_src, 2)`` and ``(H_trg, W_trg, 2)`` (float32 numpy).
+    """
+
+    name = "nn"
+
+    def __init__(self, extractor: FeatureExtractor, method: str = "kernel-soft-argmax", beta: float = 50.0, sigma: float = 5.0, mutual: bool = False):
+        self.extractor = extractor
+        self.method, self.beta, self.sigma, self.mutual = method, beta, sigma, mutual
+
+    def describe(self) -> dict[str, Any]:
+        e = self.extractor
+        return {
+            "model": "nn",
+            "backbone": e.backbone.name,
+            "backbone_weights": e.backbone.weights_id,
+            "layers": e.layers,
+            "size": list(e.size),
+            "method": self.method,
+            "beta": self.beta,
+            "sigma": self.sigma,
+            "mutual_nn": self.mutual,
+        }
+
+    @torch.no_grad()
+    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+        e = self.extractor
+        batch = torch.cat([image_to_tensor(src, e.size), image_to_tensor(trg, e.size)])
+        feats = e.features(batch)
+        fa = [feats[layer][:1] for layer in e.layers]
+        fb = [feats[layer][1:] for layer in e.layers]
+        corr = correlate(fa, fb, mode="hypercolumn")
+        st, ts = matches_from_corr(corr, method=self.method, beta=self.beta, sigma=self.sigma, mutual=self.mutual)
+        return flows_from_matches(st, ts, (src.height, src.width), (trg.height, trg.width))
+
+
+class ModelPredictor:
+    """A learned model (backbone + head) as a predictor of pixel flows."""
+
+    def __init__(self, model, size: int | tuple[int, int], device: torch.device | str = "cpu"):
+        self.model = model.to(device).eval()
+        self.size = parse_size(size)
+        self.device = torch.device(device)
+        self.name = model.name
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.model.config(), size=list(self.size), weights=getattr(self.model, "weights_id", "unknown"))
+
+    @torch.no_grad()
+    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+        a = image_to_tensor(src, self.size).to(self.device)
+        b = image_to_tensor(trg, self.size).to(self.device)
+        m = self.model(a, b)
+        return flows_from_matches(m.src_to_trg, m.trg_to_src, (src.height, src.width), (trg.height, trg.width))
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError("CUDA was asked for but no CUDA GPU is available")
+    return torch.device(device)
+
+
+def build_predictor(
+    model: str = "nn",
+    backbone: str = DEFAULT_BACKBONE,
+    backbone_weights: str | Path | None = "default",
+    weights: str | Path | None = "default",
+    size: int | tuple[int, int] | None = None,
+    device: str | torch.device = "auto",
+    method: str = "kernel-soft-argmax",
+    layers: list[str] | None = None,
+    beta: float = 50.0,
+    sigma: float = 5.0,
+    mutual: bool = False,
+    **model_options: Any,
+):
+    """A predictor with ``predict(src_pil, trg_pil) -> (flow_src_to_trg, flow_trg_to_src)``.
+
+    ``model="nn"``: training-free hypercolumn matching (``layers``, ``method``);
+    otherwise a learned model from :mod:`core.models` with ``weights``.
+    """
+    dev = resolve_device(device)
+    if model == "nn":
+        ext = FeatureExtractor.create(backbone, backbone_weights, layers, size or DEFAULT_SIZE, dev)
+        return NearestNeighbourPredictor(ext, method, beta, sigma, mutual)
+    from .models import build_model
+
+    m = build_model(model, backbone=backbone, backbone_weights=backbone_weights, weights=weights, **model_options)
+    return ModelPredictor(m, size or m.input_size, dev)

@@ -1,0 +1,51 @@
+"""``semcorr convert-weights``: authors' released checkpoints → semcorr's safetensors + JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import err_console, handle_errors
+
+HELP = """Convert a released checkpoint into semcorr's own format (.safetensors + JSON sidecar).
+
+The input is read safely (weights only, never arbitrary unpickling). The output
+loads with --weights OUT.safetensors in every command.
+
+Examples:
+
+  semcorr convert-weights --model sfnet --backbone resnet101 best_checkpoint.pt sfnet_r101.safetensors
+
+  semcorr convert-weights --model dccnet --backbone resnet101 dccnet_pfpascal.pth.tar dccnet.safetensors
+"""
+
+
+def convert_cmd(
+    source: Path = typer.Argument(..., help="The released checkpoint file."),
+    output: Path = typer.Argument(..., help="Output .safetensors path (a .json sidecar is written beside it)."),
+    model: str = typer.Option(..., "--model", help="sfnet, ncnet, dccnet or mmnet."),
+    backbone: str = typer.Option("resnet101", "--backbone", help="The backbone the checkpoint was trained with."),
+    quiet: bool = typer.Option(False, "-q", "--quiet"),
+) -> None:
+    import core
+    from core.errors import UsageError
+    from core.models import build_model
+    from core.weights import save_checkpoint, sha256_file
+
+    if output.suffix != ".safetensors":
+        raise UsageError("the output must end in .safetensors")
+    m = build_model(model, backbone=backbone, backbone_weights="random", weights=str(source))
+    meta = {
+        "config": m.config(),
+        "converted_from": source.name,
+        "source_sha256": sha256_file(source),
+        "semcorr_version": core.__version__,
+    }
+    save_checkpoint(output, m.head_state_dict(), meta)
+    if not quiet:
+        err_console.print(f"wrote {output} and {output.with_suffix('.json')}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("convert-weights", help=HELP)(handle_errors(convert_cmd))

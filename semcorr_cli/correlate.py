@@ -1,0 +1,64 @@
+"""``semcorr correlate``: features records → 4D correlation records."""
+
+from __future__ import annotations
+
+import typer
+
+from .common import (
+    CompressionOpt,
+    DeviceOpt,
+    DtypeOpt,
+    OutputOpt,
+    QuietOpt,
+    handle_errors,
+    history_line,
+    parse_str_list,
+    progress,
+    resolve_device,
+)
+
+HELP = """Dense 4D correlation (h_src, w_src, h_trg, w_trg) from extracted features.
+
+--mode hypercolumn (default): every layer resized to the finest grid,
+L2-normalised, concatenated; one cosine-similarity volume.
+--mode product: one correlation per layer, multiplied element-wise (SFNet's
+multi-layer matching; combine with --relu).
+
+Examples:
+
+  semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow -o flow.h5
+
+  semcorr correlate feats.h5 --layers features.13,features.17 --mode product --relu -o corr.h5
+"""
+
+
+def correlate_cmd(
+    input: str = typer.Argument(None, help="Records file, or '-'/omitted for stdin.", show_default=False),
+    layers: str = typer.Option(None, "--layers", help="Comma-separated layers to use (default: all in the record)."),
+    mode: str = typer.Option("hypercolumn", "--mode", help="hypercolumn or product."),
+    normalize: bool = typer.Option(True, "--normalize/--raw", help="L2-normalise features (cosine scores) or use raw dot products."),
+    relu: bool = typer.Option(False, "--relu", help="Clamp negative scores to zero."),
+    keep_features: bool = typer.Option(False, "--keep-features", help="Keep the features in the output records."),
+    output: str = OutputOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    compression: str = CompressionOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    from core.errors import UsageError
+    from core.io.stream import RecordWriter, iter_records
+    from core.pipeline import correlate_record
+
+    if mode not in ("hypercolumn", "product"):
+        raise UsageError(f"--mode must be hypercolumn or product, not '{mode}'")
+    dev = resolve_device(device)
+    layer_list = parse_str_list(layers)
+    with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:
+        task = bar.add_task("correlate", total=None)
+        for rec in iter_records(input):
+            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep_features, dev))
+            bar.advance(task)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("correlate", help=HELP)(handle_errors(correlate_cmd))

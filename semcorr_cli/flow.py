@@ -1,0 +1,81 @@
+"""``semcorr flow``: correlation (or features, with --model) records → dense flow records."""
+
+from __future__ import annotations
+
+import typer
+
+from .common import DeviceOpt, OutputOpt, QuietOpt, handle_errors, history_line, progress, resolve_device
+
+HELP = """Dense flow at the original image resolution, in both directions.
+
+Without --model, reads correlation records (from `semcorr correlate`) and turns
+them into matches with --method:
+
+  argmax              the best target cell of every source cell;
+  soft-argmax         expected position under softmax(beta * scores);
+  kernel-soft-argmax  SFNet's: a Gaussian window (std --sigma cells) around the
+                      argmax, then softmax with temperature --beta (default).
+
+With --model NAME, reads features records (from `semcorr extract --model NAME`)
+and runs the learned model's head: sfnet, ncnet, dccnet, mmnet.
+
+Flows are stored as absolute (x, y) pixel coordinates in the other image.
+
+Examples:
+
+  semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow --method kernel-soft-argmax -o flow.h5
+
+  semcorr extract a.jpg b.jpg --model sfnet | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
+"""
+
+
+def flow_cmd(
+    input: str = typer.Argument(None, help="Records file, or '-'/omitted for stdin.", show_default=False),
+    method: str = typer.Option("kernel-soft-argmax", "--method", help="argmax, soft-argmax or kernel-soft-argmax."),
+    beta: float = typer.Option(50.0, "--beta", help="Softmax temperature of the soft methods."),
+    sigma: float = typer.Option(5.0, "--sigma", help="Std of the Gaussian window in cells (kernel-soft-argmax)."),
+    mutual: bool = typer.Option(False, "--mutual", help="Keep only mutual nearest-neighbour scores before matching."),
+    normalize_scores: bool = typer.Option(False, "--normalize-scores", help="L2-normalise each cell's scores over the other image first (SFNet)."),
+    model: str = typer.Option(None, "--model", help="Learned model: sfnet, ncnet, dccnet or mmnet."),
+    weights: str = typer.Option("default", "--weights", help="With --model: default (shipped weights), a checkpoint, or the authors' released file."),
+    keep: bool = typer.Option(False, "--keep", help="Keep the input datasets (features/corr) in the output records."),
+    output: str = OutputOpt,
+    device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    from core.errors import UsageError
+    from core.flow import METHODS
+    from core.io.stream import RecordWriter, iter_records
+    from core.pipeline import flow_record, model_flow_record
+
+    if method not in METHODS:
+        raise UsageError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
+    if beta <= 0 or sigma <= 0:
+        raise UsageError("--beta and --sigma must be positive")
+    dev = resolve_device(device)
+    net = None
+    with RecordWriter(output, history_line()) as writer, progress(quiet) as bar:
+        task = bar.add_task("flow", total=None)
+        for rec in iter_records(input):
+            if model is None:
+                rec = flow_record(rec, method, beta, sigma, mutual, keep, dev, normalize=normalize_scores)
+            else:
+                if net is None:
+                    net = _load_model(model, rec, weights, dev)
+                rec = model_flow_record(rec, net, dev, keep_inputs=keep)
+            writer.write(rec)
+            bar.advance(task)
+
+
+def _load_model(name: str, rec, weights: str, device):
+    from core.models import build_model
+
+    backbones = {a.get("backbone") for a in rec.feature_attrs.values()} - {None}
+    backbone = backbones.pop() if len(backbones) == 1 else "mobilenet_v2"
+    bb_weights = "random"  # the head reads stored features; the backbone is never run here
+    model = build_model(name, backbone=backbone, backbone_weights=bb_weights, weights=weights)
+    return model.to(device).eval()
+
+
+def register(app: typer.Typer) -> None:
+    app.command("flow", help=HELP)(handle_errors(flow_cmd))

@@ -1,0 +1,173 @@
+"""``semcorr warp``: apply a flow record to an image, a mask or keypoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import handle_errors
+
+HELP = """Apply a flow record to an image, a binary mask or keypoints.
+
+--image A   warps A into the other image's frame (backward warping, bilinear);
+            A is matched against the record's src_path/trg_path to pick the
+            direction (or say --direction src|trg).
+--mask M    the same for a binary mask (written as a 0/255 PNG).
+--keypoints F.csv   moves points (x,y per row) with the flow; writes x,y CSV
+            (NaN where a point is outside the image).
+--overlay   blend the warped image with the other image.
+--matches   draw a grid of matches side by side instead of warping.
+
+Examples:
+
+  semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow | semcorr warp --image a.jpg -o warped.png
+
+  semcorr warp flow.h5 --keypoints points.csv -o moved.csv
+
+  semcorr warp flow.h5 --image a.jpg --matches -o matches.png
+"""
+
+
+def _select(records, pair: str | None):
+    from core.errors import DataError, UsageError
+
+    chosen = None
+    for rec in records:
+        if pair is None or rec.pair_id == pair:
+            if chosen is not None:
+                raise UsageError("the input holds several pairs: choose one with --pair ID")
+            chosen = rec
+            if pair is not None:
+                break
+    if chosen is None:
+        raise DataError(f"no pair '{pair}' in the input" if pair else "the input holds no pairs")
+    if not chosen.flow:
+        raise DataError(
+            f"record '{chosen.pair_id}' has no flow (it is a '{chosen.stage}' record); pipe it through 'semcorr flow' first"
+        )
+    return chosen
+
+
+def _direction(rec, path: Path, direction: str) -> str:
+    """'src' when ``path`` is the record's source image, 'trg' when it is the target."""
+    if direction in ("src", "trg"):
+        return direction
+    p = str(Path(path).resolve())
+    for side, name in (("src", rec.src_path), ("trg", rec.trg_path)):
+        if str(Path(name).resolve()) == p or Path(name).name == Path(path).name:
+            return side
+    return "src"
+
+
+def warp_cmd(
+    input: str = typer.Argument(None, help="Flow records file, or '-'/omitted for stdin.", show_default=False),
+    image: Path = typer.Option(None, "--image", help="Image to warp into the other image's frame."),
+    mask: Path = typer.Option(None, "--mask", help="Binary mask to warp."),
+    keypoints: Path = typer.Option(None, "--keypoints", help="CSV of x,y points to transfer."),
+    output: Path = typer.Option(..., "-o", "--output", help="Output .png (image, mask, drawing) or .csv (keypoints)."),
+    pair: str = typer.Option(None, "--pair", help="Pair id to use when the input holds several."),
+    direction: str = typer.Option("auto", "--direction", help="auto, src (the input is the source image) or trg."),
+    other: Path = typer.Option(None, "--other", help="The other image (for --overlay/--matches; default: the record's path)."),
+    overlay: bool = typer.Option(False, "--overlay", help="Blend the warped image with the other image."),
+    matches: bool = typer.Option(False, "--matches", help="Draw a grid of matches side by side."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary line."),
+) -> None:
+    import numpy as np
+    import torch
+
+    from core.errors import UsageError
+    from core.images import float_to_image, image_to_float, load_image, load_mask
+    from core.io.stream import iter_records
+    from core.warp import transfer_keypoints, warp_image, warp_mask
+    from core.weights import atomic_write_bytes, atomic_write_text
+
+    given = [x for x in (image, mask, keypoints) if x is not None]
+    if len(given) != 1:
+        raise UsageError("give exactly one of --image, --mask or --keypoints")
+    if direction not in ("auto", "src", "trg"):
+        raise UsageError(f"--direction must be auto, src or trg, not '{direction}'")
+    rec = _select(iter_records(input), pair)
+    side = _direction(rec, given[0], direction)
+    # An input on side S is read in its own frame; the flow defined on the other frame points into it.
+    into_other = "trg_to_src" if side == "src" else "src_to_trg"
+    own_flow = "src_to_trg" if side == "src" else "trg_to_src"
+    own_size = rec.src_size if side == "src" else rec.trg_size
+    other_path = other or Path(rec.trg_path if side == "src" else rec.src_path)
+
+    if keypoints is not None:
+        pts = _read_points(keypoints)
+        moved = transfer_keypoints(torch.from_numpy(pts), torch.from_numpy(rec.flow[own_flow])).numpy()
+        lines = ["x,y"] + [f"{x:.3f},{y:.3f}" for x, y in moved]
+        atomic_write_text(output, "\n".join(lines) + "\n")
+        if not quiet:
+            typer.echo(f"moved {int(np.isfinite(moved).all(1).sum())} of {len(pts)} points → {output}", err=True)
+        return
+
+    if mask is not None:
+        m = load_mask(mask)
+        if m.shape != tuple(own_size):
+            raise UsageError(f"mask is {m.shape[1]}x{m.shape[0]} but the record's {side} image is {own_size[1]}x{own_size[0]}")
+        flow = torch.from_numpy(rec.flow[into_other]).unsqueeze(0)
+        out = warp_mask(torch.from_numpy(m)[None, None], flow)[0, 0].numpy()
+        from PIL import Image
+
+        _save_png(Image.fromarray((out * 255).astype(np.uint8), mode="L"), output, atomic_write_bytes)
+        return
+
+    img = load_image(image)
+    if (img.height, img.width) != tuple(own_size):
+        img = img.resize((own_size[1], own_size[0]))
+    if matches:
+        from core.viz import draw_matches, grid_points
+
+        pts = grid_points(img.height, img.width, n=10)
+        moved = transfer_keypoints(torch.from_numpy(pts), torch.from_numpy(rec.flow[own_flow])).numpy()
+        drawing = draw_matches(img, load_image(other_path), pts, moved)
+        _save_png(drawing, output, atomic_write_bytes)
+        return
+    flow = torch.from_numpy(rec.flow[into_other]).unsqueeze(0)
+    warped = float_to_image(warp_image(image_to_float(img), flow))
+    if overlay:
+        from core.viz import blend
+
+        warped = blend(warped, load_image(other_path), 0.5)
+    _save_png(warped, output, atomic_write_bytes)
+    if not quiet:
+        typer.echo(f"warped {image} into the {'target' if side == 'src' else 'source'} frame → {output}", err=True)
+
+
+def _read_points(path: Path):
+    import csv
+
+    import numpy as np
+
+    from core.errors import DataError
+
+    if not path.is_file():
+        raise DataError(f"keypoint file '{path}' does not exist")
+    pts = []
+    with open(path, newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh), start=1):
+            if not row or row[0].strip().lower() in ("x", "#"):
+                continue
+            try:
+                pts.append((float(row[0]), float(row[1])))
+            except (ValueError, IndexError):
+                raise DataError(f"'{path}' row {lineno} is not 'x,y'") from None
+    if not pts:
+        raise DataError(f"'{path}' holds no points")
+    return np.asarray(pts, dtype=np.float64)
+
+
+def _save_png(img, output: Path, atomic_write_bytes) -> None:
+    import io
+
+    buf = io.BytesIO()
+    fmt = "JPEG" if output.suffix.lower() in (".jpg", ".jpeg") else "PNG"
+    img.save(buf, format=fmt)
+    atomic_write_bytes(output, buf.getvalue())
+
+
+def register(app: typer.Typer) -> None:
+    app.command("warp", help=HELP)(handle_errors(warp_cmd))
