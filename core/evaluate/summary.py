@@ -1,0 +1,194 @@
+"""From per-pair records to the figures of a results table (all in percent).
+
+Keypoint protocols::
+
+    {"task": "keypoints", "alphas": [...], "headline": {...},
+     "overall":    {"pck_pair": {α: %}, "pck_keypoint": {α: %}, "n_pairs": P, "n_keypoints": K},
+     "categories": {category: same fields},
+     "category_mean": {"pck_pair": {α: %}, "pck_keypoint": {α: %}},   # unweighted mean over categories
+     "breakdown":  {factor: {level: {"pck_pair": …, "n_pairs": …}}},  # SPair-71k only
+     "curve": {"alphas": [...], "pck_pair": [...], "pck_keypoint": [...]}}
+
+``pck_pair`` is the mean of per-pair PCK (pairs with no evaluated keypoint
+are left out); ``pck_keypoint`` pools every keypoint of the group.
+
+Dense (TSS): per subset, per direction and both directions together
+(every flow map one sample), then the mean over subsets. Masks: LT-ACC and IoU
+per class and over all pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+from ..metrics import CURVE_ALPHAS, SPAIR_FACTORS, correct_keypoints, mean_over_pairs, pooled_over_keypoints, spair_level
+from ..protocols import Protocol
+
+
+def alpha_key(alpha: float) -> str:
+    """How an α is written as a key: ``0.1`` → ``"0.1"``."""
+    return f"{float(alpha):g}"
+
+
+def _percent(values: np.ndarray, alphas: Sequence[float]) -> dict[str, float | None]:
+    return {alpha_key(a): (None if np.isnan(v) else round(float(v) * 100.0, 4)) for a, v in zip(alphas, values)}
+
+
+def keypoint_counts(records: list[dict[str, Any]], alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """Correct counts ``(P, A)`` and evaluated counts ``(P,)`` of keypoint records at ``alphas``."""
+    correct = np.zeros((len(records), len(alphas)), dtype=np.int64)
+    counts = np.zeros(len(records), dtype=np.int64)
+    for i, r in enumerate(records):
+        errors = np.array([np.nan if e is None else e for e in r["errors"]], dtype=np.float64)
+        correct[i], counts[i] = correct_keypoints(errors, r["L"], alphas)
+    return correct, counts
+
+
+def _keypoint_group(records: list[dict[str, Any]], alphas: Sequence[float]) -> dict[str, Any]:
+    correct, counts = keypoint_counts(records, alphas)
+    return {
+        "pck_pair": _percent(mean_over_pairs(correct, counts), alphas),
+        "pck_keypoint": _percent(pooled_over_keypoints(correct, counts), alphas),
+        "n_pairs": len(records),
+        "n_keypoints": int(counts.sum()),
+    }
+
+
+def _groups(records: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
+    out: dict[Any, list[dict[str, Any]]] = {}
+    for r in records:
+        k = key(r)
+        if k is not None:
+            out.setdefault(k, []).append(r)
+    return out
+
+
+def _mean_of(groups: dict[str, dict[str, Any]], field: str, alphas: Sequence[float]) -> dict[str, float | None]:
+    out = {}
+    for a in alphas:
+        vals = [g[field][alpha_key(a)] for g in groups.values() if g[field][alpha_key(a)] is not None]
+        out[alpha_key(a)] = round(float(np.mean(vals)), 4) if vals else None
+    return out
+
+
+def spair_breakdown(records: list[dict[str, Any]], alphas: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """PCK by level of each SPair-71k difficulty factor present in the records' ``meta``."""
+    out: dict[str, dict[str, Any]] = {}
+    for factor in SPAIR_FACTORS:
+        groups = _groups(records, lambda r: r.get("meta", {}).get(factor))
+        if groups:
+            out[factor] = {
+                spair_level(factor, level): _keypoint_group(groups[level], alphas) for level in sorted(groups)
+            }
+    return out
+
+
+def headline(summary_block: dict[str, Any], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
+    """The figure a paper's table shows: the protocol's α (or the first one) with its average."""
+    a = protocol.headline_alpha if protocol.headline_alpha in alphas else alphas[0]
+    field = "pck_pair" if protocol.average == "pair" else "pck_keypoint"
+    return {"alpha": a, "average": protocol.average, "value": summary_block[field][alpha_key(a)]}
+
+
+def summarize_keypoints(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
+    cats = {c: _keypoint_group(rs, alphas) for c, rs in sorted(_groups(records, lambda r: r["category"]).items())}
+    overall = _keypoint_group(records, alphas)
+    curve_c, curve_n = keypoint_counts(records, CURVE_ALPHAS)
+    out = {
+        "task": "keypoints",
+        "alphas": list(alphas),
+        "overall": overall,
+        "categories": cats,
+        "category_mean": {"pck_pair": _mean_of(cats, "pck_pair", alphas), "pck_keypoint": _mean_of(cats, "pck_keypoint", alphas)},
+        "headline": headline(overall, protocol, alphas),
+        "curve": {
+            "alphas": list(CURVE_ALPHAS),
+            "pck_pair": [None if np.isnan(v) else float(v) * 100 for v in mean_over_pairs(curve_c, curve_n)],
+            "pck_keypoint": [None if np.isnan(v) else float(v) * 100 for v in pooled_over_keypoints(curve_c, curve_n)],
+        },
+    }
+    breakdown = spair_breakdown(records, alphas)
+    if breakdown:
+        out["breakdown"] = breakdown
+    return out
+
+
+def _dense_rates(records: list[dict[str, Any]], directions: Sequence[str], alphas: Sequence[float]) -> np.ndarray:
+    """Mean over flow maps of the correct fraction ``(A,)``: one sample per (pair, direction)."""
+    rows = []
+    for r in records:
+        idx = [r["alphas"].index(a) for a in _stored(r, alphas)]
+        for d in directions:
+            n = r[d]["n"]
+            if n > 0:
+                rows.append(np.asarray(r[d]["correct"], dtype=np.float64)[idx] / n)
+    return np.mean(rows, axis=0) if rows else np.full(len(alphas), np.nan)
+
+
+def _stored(record: dict[str, Any], alphas: Sequence[float]) -> list[float]:
+    stored = [float(a) for a in record["alphas"]]
+    out = []
+    for a in alphas:
+        match = [s for s in stored if abs(s - a) < 1e-9]
+        if not match:
+            raise UsageError(f"α = {a:g} was not stored in these dense results (stored: 0.01 … 0.30 and the protocol's)")
+        out.append(match[0])
+    return out
+
+
+def _dense_group(records: list[dict[str, Any]], alphas: Sequence[float]) -> dict[str, Any]:
+    both = ("src_to_trg", "trg_to_src")
+    return {
+        "pck": _percent(_dense_rates(records, both, alphas), alphas),
+        "src_to_trg": _percent(_dense_rates(records, ("src_to_trg",), alphas), alphas),
+        "trg_to_src": _percent(_dense_rates(records, ("trg_to_src",), alphas), alphas),
+        "n_pairs": len(records),
+    }
+
+
+def summarize_flow(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
+    subsets = {c: _dense_group(rs, alphas) for c, rs in sorted(_groups(records, lambda r: r["category"]).items())}
+    overall = _dense_group(records, alphas)
+    curve = _dense_rates(records, ("src_to_trg", "trg_to_src"), CURVE_ALPHAS) if records else np.full(len(CURVE_ALPHAS), np.nan)
+    average = {"pck": _mean_of(subsets, "pck", alphas)}
+    a = protocol.headline_alpha if protocol.headline_alpha in alphas else alphas[0]
+    return {
+        "task": "flow",
+        "alphas": list(alphas),
+        "subsets": subsets,
+        "average": average,
+        "overall": overall,
+        "headline": {"alpha": a, "average": "subset", "value": average["pck"][alpha_key(a)]},
+        "curve": {"alphas": list(CURVE_ALPHAS), "pck": [None if np.isnan(v) else float(v) * 100 for v in curve]},
+    }
+
+
+def _mask_group(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "lt_acc": round(float(np.mean([r["lt_acc"] for r in records])) * 100, 4),
+        "iou": round(float(np.mean([r["iou"] for r in records])) * 100, 4),
+        "n_pairs": len(records),
+    }
+
+
+def summarize_mask(records: list[dict[str, Any]], protocol: Protocol) -> dict[str, Any]:
+    cats = {c: _mask_group(rs) for c, rs in sorted(_groups(records, lambda r: r["category"]).items())}
+    overall = _mask_group(records) if records else {"lt_acc": None, "iou": None, "n_pairs": 0}
+    return {"task": "mask", "overall": overall, "categories": cats, "headline": {"metric": "lt_acc", "value": overall["lt_acc"]}}
+
+
+def summarize(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float] | None = None) -> dict[str, Any]:
+    """Every figure of a run (see the module doc); ``alphas`` overrides the protocol's."""
+    alphas = [float(a) for a in (alphas or protocol.alphas)]
+    if protocol.task == "keypoints":
+        return summarize_keypoints(records, protocol, alphas)
+    if protocol.task == "flow":
+        return summarize_flow(records, protocol, alphas)
+    return summarize_mask(records, protocol)
+
+
+__all__ = ["summarize", "alpha_key", "keypoint_counts", "spair_breakdown"]

@@ -1,0 +1,247 @@
+"""``semcorr evaluate``: score a model, or precomputed flows, on a benchmark under a named protocol."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from core.errors import UsageError
+
+from .common import console, err_console, handle_errors, parse_float_list, parse_str_list, progress
+
+HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
+
+  semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --model nn
+
+  semcorr evaluate --dataset tss --root TSS_CVPR2016 --flows my_flows.h5 --json tss.json
+
+  semcorr evaluate --dataset spair --root SPair-71k --shard 1/4 --results s1.jsonl   (then --merge s*.jsonl)
+
+Protocols (--protocol) fix α, the threshold length, the transfer direction,
+coordinate reading and averaging of a published table; see docs/protocols.md.
+Figures are percentages.
+"""
+
+
+def _fmt(v: Any) -> str:
+    return "–" if v is None else f"{v:.1f}"
+
+
+def protocol_line(p: dict[str, Any]) -> str:
+    """One line describing a protocol, printed above the tables."""
+    if p["task"] == "mask":
+        return f"protocol {p['name']}: LT-ACC and IoU, mask transferred {p['direction']}, coords {p['coords']}"
+    if p["task"] == "flow":
+        return (
+            f"protocol {p['name']}: dense PCK over the foreground, L = max(H, W) of the flow's image, "
+            f"both flow directions, mirrored source for flipped pairs: {p['flip'] == 'gt'}"
+        )
+    where = f"rescaled to {p['measure_size'][1]}×{p['measure_size'][0]}" if p.get("measure_size") else "original images"
+    return (
+        f"protocol {p['name']}: α_{p['threshold']}, {p['direction']}, errors in {where}, "
+        f"coords {p['coords']}, {p['sampling']} sampling, headline average over {p['average']}s"
+    )
+
+
+def keypoint_tables(s: dict[str, Any]) -> list[Table]:
+    alphas = list(s["overall"]["pck_pair"])
+    t = Table(title="PCK (%) per category — mean over pairs", title_justify="left")
+    t.add_column("category")
+    t.add_column("pairs", justify="right")
+    for a in alphas:
+        t.add_column(f"PCK@{a}", justify="right")
+    for c, b in s["categories"].items():
+        t.add_row(c, str(b["n_pairs"]), *[_fmt(b["pck_pair"][a]) for a in alphas])
+    t.add_section()
+    o = s["overall"]
+    t.add_row("[bold]all (mean over pairs)[/]", str(o["n_pairs"]), *[f"[bold]{_fmt(o['pck_pair'][a])}[/]" for a in alphas])
+    t.add_row("all (pooled keypoints)", str(o["n_keypoints"]) + " kp", *[_fmt(o["pck_keypoint"][a]) for a in alphas])
+    t.add_row("mean over categories", str(len(s["categories"])), *[_fmt(s["category_mean"]["pck_pair"][a]) for a in alphas])
+    tables = [t]
+    if s.get("breakdown"):
+        b = Table(title="PCK (%) by difficulty (SPair-71k Table 4) — mean over pairs", title_justify="left")
+        b.add_column("factor")
+        b.add_column("level")
+        b.add_column("pairs", justify="right")
+        for a in alphas:
+            b.add_column(f"PCK@{a}", justify="right")
+        for factor, levels in s["breakdown"].items():
+            for level, g in levels.items():
+                b.add_row(factor, level, str(g["n_pairs"]), *[_fmt(g["pck_pair"][a]) for a in alphas])
+        tables.append(b)
+    return tables
+
+
+def flow_tables(s: dict[str, Any]) -> list[Table]:
+    alphas = list(s["overall"]["pck"])
+    t = Table(title="Dense PCK (%) over the foreground, per subset", title_justify="left")
+    t.add_column("subset")
+    t.add_column("pairs", justify="right")
+    for a in alphas:
+        t.add_column(f"PCK@{a}", justify="right")
+        t.add_column("src→trg", justify="right")
+        t.add_column("trg→src", justify="right")
+    for name, b in s["subsets"].items():
+        t.add_row(name, str(b["n_pairs"]), *[x for a in alphas for x in (_fmt(b["pck"][a]), _fmt(b["src_to_trg"][a]), _fmt(b["trg_to_src"][a]))])
+    t.add_section()
+    t.add_row("[bold]mean over subsets[/]", str(s["overall"]["n_pairs"]), *[x for a in alphas for x in (f"[bold]{_fmt(s['average']['pck'][a])}[/]", "", "")])
+    return [t]
+
+
+def mask_tables(s: dict[str, Any]) -> list[Table]:
+    t = Table(title="Mask transfer (%) per class", title_justify="left")
+    for col, j in (("class", "left"), ("pairs", "right"), ("LT-ACC", "right"), ("IoU", "right")):
+        t.add_column(col, justify=j)
+    for c, b in s["categories"].items():
+        t.add_row(c, str(b["n_pairs"]), _fmt(b["lt_acc"]), _fmt(b["iou"]))
+    t.add_section()
+    o = s["overall"]
+    t.add_row("[bold]all (mean over pairs)[/]", str(o["n_pairs"]), f"[bold]{_fmt(o['lt_acc'])}[/]", f"[bold]{_fmt(o['iou'])}[/]")
+    return [t]
+
+
+def print_summary(run) -> None:
+    s = run.summary
+    console.print(protocol_line(run.header["protocol"]), highlight=False)
+    for t in {"keypoints": keypoint_tables, "flow": flow_tables, "mask": mask_tables}[s["task"]](s):
+        console.print(t)
+
+
+def _build_source(args: dict[str, Any], protocol, root: Path):
+    """The predictor (``--model``) or the record flows (``--flows``)."""
+    if args["flows"] is not None:
+        if args["model"] is not None:
+            raise UsageError("give --model or --flows, not both")
+        from core.evaluate import RecordFlows
+
+        return None, RecordFlows(args["flows"], root)
+    try:
+        from core.pipeline import build_predictor
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
+        raise UsageError(f"models are unavailable in this installation ({exc}); score precomputed flows with --flows") from None
+    opts = {
+        "backbone": args["backbone"],
+        "backbone_weights": args["backbone_weights"],
+        "weights": args["weights"],
+        "size": args["size"] or protocol.size,
+        "device": args["device"],
+        "method": args["method"],
+        "layers": parse_str_list(args["layers"]),
+    }
+    return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None}), None
+
+
+def _write_outputs(run, json_path: Path | None, csv_path: Path | None, plot_path: Path | None, quiet: bool) -> None:
+    from core.evaluate import write_csv, write_json, write_plot
+
+    for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer(path, run)
+            if not quiet:
+                err_console.print(f"wrote {path}", highlight=False)
+
+
+def _run_merge(files: list[Path], alphas: list[float] | None):
+    from core.evaluate import merge_results, run_from_results
+
+    header, records = merge_results(files)
+    return run_from_results(header, records, alphas)
+
+
+def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool):
+    from core.datasets import dataset_class, open_dataset
+    from core.evaluate import evaluate, parse_shard
+    from core.protocols import customize, default_protocol, get_protocol
+
+    if not args["dataset"] or not args["root"]:
+        raise UsageError("--dataset and --root are required (or use --merge FILES)")
+    if args["resume"] and args["results"] is None:
+        raise UsageError("--resume needs --results FILE (the per-pair results file to continue)")
+    name = dataset_class(args["dataset"]).name
+    protocol = get_protocol(args["protocol"]) if args["protocol"] else default_protocol(name)
+    protocol = customize(protocol, alphas=alphas, threshold=args["threshold"], direction=args["direction"], coords=args["coords"])
+    options = protocol.options()
+    if args["pairs"] is not None:
+        options["pairs"] = args["pairs"]
+    dataset = open_dataset(name, args["root"], split=args["split"] or protocol.split, **options)
+    predictor, flows = _build_source(args, protocol, dataset.root)
+    shard = parse_shard(args["shard"])
+    bar = progress(quiet)
+    task = None
+
+    def on_start(total: int, done: int) -> None:
+        nonlocal task
+        task = bar.add_task(f"{protocol.name}", total=total, completed=done)
+
+    def on_pair(record: dict[str, Any]) -> None:
+        bar.advance(task)
+
+    try:
+        with bar:
+            run = evaluate(
+                dataset, protocol, predictor=predictor, flows=flows, results=args["results"], resume=args["resume"],
+                limit=args["limit"], shard=shard, on_start=on_start, on_pair=on_pair,
+            )  # fmt: skip
+    finally:
+        if flows is not None:
+            flows.close()
+    if run.resumed and not quiet:
+        err_console.print(f"resumed: {run.resumed} pairs were already in {args['results']}", highlight=False)
+    return run
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate", help=HELP, no_args_is_help=True)
+    @handle_errors
+    def evaluate_cmd(
+        files: list[Path] = typer.Argument(None, help="With --merge: the per-pair results files to combine.", show_default=False),
+        dataset: str = typer.Option(None, "--dataset", "-d", help="pf-willow, pf-pascal, spair, tss, caltech-101 or custom."),
+        root: Path = typer.Option(None, "--root", help="The dataset's folder, in its published layout."),
+        split: str = typer.Option(None, "--split", help="Split (default: the protocol's, usually test)."),
+        pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
+        model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default) or a learned model: sfnet, ncnet, dccnet, mmnet."),
+        weights: str = typer.Option(None, "--weights", help="The learned model's checkpoint."),
+        backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
+        backbone_weights: str = typer.Option(None, "--backbone-weights", help="Backbone weights (name or file)."),
+        layers: str = typer.Option(None, "--layers", help="nn: comma-separated backbone layers."),
+        method: str = typer.Option(None, "--method", help="nn: argmax, soft-argmax or kernel-soft-argmax."),
+        protocol: str = typer.Option(None, "--protocol", "-p", help="Protocol preset (default: the dataset's; see docs/protocols.md)."),
+        alpha: str = typer.Option(None, "--alpha", help="Comma-separated α values replacing the protocol's."),
+        threshold: str = typer.Option(None, "--threshold", help="Override the reference length: img, bbox or kps."),
+        direction: str = typer.Option(None, "--direction", help="Override the transfer direction: src->trg or trg->src."),
+        coords: str = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
+        size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: the protocol's, else the model's)."),
+        device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
+        json_path: Path = typer.Option(None, "--json", help="Write every figure and the protocol as JSON."),
+        csv_path: Path = typer.Option(None, "--csv", help="Write every figure and the protocol as CSV."),
+        plot_path: Path = typer.Option(None, "--plot", help="Draw PCK against α (0.01–0.3) into a PNG."),
+        results: Path = typer.Option(None, "--results", help="Per-pair results file (JSON lines), written as the run goes."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the --results file, skipping the pairs it has."),
+        limit: int = typer.Option(None, "--limit", help="Only the first N pairs."),
+        shard: str = typer.Option(None, "--shard", help="i/n: every n-th pair from the i-th (1 ≤ i ≤ n)."),
+        flows: Path = typer.Option(None, "--flows", help="Score precomputed flow records (.h5 or stream) instead of a model."),
+        merge: bool = typer.Option(False, "--merge", help="Combine per-pair results files (FILES) and report them."),
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or tables."),
+    ) -> None:
+        alphas = parse_float_list(alpha, "--alpha") if alpha else None
+        if merge:
+            if not files:
+                raise UsageError("--merge needs the results files to combine")
+            run = _run_merge(files, alphas)
+        else:
+            if files:
+                raise UsageError(f"unexpected argument '{files[0]}' (results files are given with --merge)")
+            args = dict(
+                dataset=dataset, root=root, split=split, pairs=pairs, model=model, weights=weights, backbone=backbone,
+                backbone_weights=backbone_weights, layers=layers, method=method, protocol=protocol, threshold=threshold,
+                direction=direction, coords=coords, size=size, device=device, results=results, resume=resume, limit=limit,
+                shard=shard, flows=flows,
+            )  # fmt: skip
+            run = _run_evaluate(args, alphas, quiet)
+        if not quiet:
+            print_summary(run)
+        _write_outputs(run, json_path, csv_path, plot_path, quiet)
