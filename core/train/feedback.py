@@ -1,0 +1,145 @@
+"""What a run tells: a JSON-lines log, a rich progress bar on stderr, optional TensorBoard."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ..errors import UsageError
+from ..weights import atomic_write_text
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+class JsonlLog:
+    """Append-only ``log.jsonl``: one JSON object per line, flushed at once.
+
+    Every record has ``event``, ``step`` and ``time``. :meth:`truncate_after`
+    drops the records a killed run wrote past the state it is resumed from.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(self.path, "a", encoding="utf-8")
+
+    def write(self, event: str, step: int, **fields: Any) -> None:
+        record = {"event": event, "step": step, "time": round(time.time(), 3), **_json_safe(fields)}
+        self._fh.write(json.dumps(record, sort_keys=True) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+    @staticmethod
+    def truncate_after(path: str | Path, step: int) -> None:
+        """Keep only the records of ``path`` with ``step <= step`` (and drop a torn last line)."""
+        path = Path(path)
+        if not path.is_file():
+            return
+        kept = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if int(record.get("step", 0)) <= step:
+                kept.append(line)
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """All records of a ``log.jsonl``."""
+    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+class Reporter:
+    """Messages and a progress bar on stderr (rank 0 only; silent with ``quiet``)."""
+
+    def __init__(self, quiet: bool = False, enabled: bool = True, console: Console | None = None):
+        self.enabled = enabled
+        self.active = enabled and not quiet
+        self.console = console or Console(stderr=True)
+        self._progress: Progress | None = None
+        self._task = None
+
+    def info(self, message: str) -> None:
+        if self.active:
+            self.console.print(message, highlight=False, soft_wrap=True)
+
+    def warn(self, message: str) -> None:
+        """Shown even with ``quiet`` (on rank 0)."""
+        if self.enabled:
+            self.console.print(f"[yellow]semcorr: warning:[/] {message}", highlight=False, soft_wrap=True)
+
+    def start(self, total: int, completed: int) -> None:
+        if not self.active:
+            return
+        self._progress = Progress(
+            TextColumn("[progress.description]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("{task.fields[speed]} pairs/s"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task("train", total=total, completed=completed, loss="-", speed="-")
+
+    def update(self, step: int, loss: float | None = None, pairs_per_s: float | None = None) -> None:
+        if self._progress is None:
+            return
+        fields = {}
+        if loss is not None:
+            fields["loss"] = f"{loss:.4g}"
+        if pairs_per_s is not None:
+            fields["speed"] = f"{pairs_per_s:.1f}"
+        self._progress.update(self._task, completed=step, **fields)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+class TensorBoardLog:
+    """Scalars to ``RUN_DIR/tensorboard`` (needs the ``tensorboard`` package)."""
+
+    def __init__(self, logdir: str | Path):
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise UsageError("--tensorboard needs the 'tensorboard' package (pip install tensorboard)") from None
+        self.writer = SummaryWriter(str(logdir))
+
+    def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
+        for k, v in values.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self.writer.add_scalar(f"{prefix}/{k}", v, step)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def check_tensorboard_available() -> None:
+    """Fail early, with the install hint, when ``--tensorboard`` cannot work."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        raise UsageError("--tensorboard needs the 'tensorboard' package (pip install tensorboard)")

@@ -1,0 +1,31 @@
+"""Which models ``semcorr train`` can build: the :mod:`core.models` registry plus training-only ones.
+
+Training-only models (the :mod:`core.train.toy` demo) are registered here, so
+the main registry is left untouched; :func:`register_training_model` adds more.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..models import CorrespondenceModel, build_model, model_names
+
+TRAINING_ONLY_MODELS: dict[str, str] = {"toy": "core.train.toy:build_toy"}
+
+
+def register_training_model(name: str, target: str) -> None:
+    """Make ``name`` buildable by the trainer from ``"module:function"``."""
+    TRAINING_ONLY_MODELS[name] = target
+
+
+def training_model_names() -> list[str]:
+    return model_names() + [n for n in TRAINING_ONLY_MODELS if n not in model_names()]
+
+
+def build_training_model(name: str, **kwargs: Any) -> CorrespondenceModel:
+    """Build ``name`` with builder keyword arguments (``backbone``, ``backbone_weights``, ``weights``, options)."""
+    if name in TRAINING_ONLY_MODELS and name not in model_names():
+        module, func = TRAINING_ONLY_MODELS[name].split(":")
+        return getattr(importlib.import_module(module), func)(**kwargs)
+    return build_model(name, **kwargs)

@@ -1,0 +1,135 @@
+"""``semcorr train``: train a model from a data SPEC into a run directory (alone or under torchrun)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from core.errors import UsageError
+
+from .common import err_console, handle_errors, history_line, print_json
+
+HELP = """Train a correspondence model; every option not given comes from the model's paper defaults.
+
+Data SPEC: folder:PATH[,masks=DIR] (class-per-folder tree, e.g. Caltech-101's 101_ObjectCategories),
+voc:ROOT[:split], pf-pascal:ROOT[:split], spair:ROOT[:split]. The model's supervision picks the pairs:
+weak → same-class pairs; synthetic → two random affine warps of one image; keypoints → annotated pairs
+(or synthetic pairs from a folder tree).
+
+Multi-GPU / multi-node: launch with torchrun, e.g.
+  torchrun --nproc_per_node 4 -m semcorr_cli.main train --model ncnet --data ... --out runs/a
+
+RUN_DIR gets run.json, log.jsonl, last.safetensors (+ .json), best.safetensors with --val, and
+resume.safetensors (use --resume after an interruption; same final weights). Docs: docs/training.md.
+"""
+
+
+def parse_model_options(items: list[str] | None) -> dict:
+    """``["key=value", ...]`` → dict; values parsed as JSON when they can be (numbers, true/false, lists)."""
+    out: dict = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--model-opt takes KEY=VALUE, got '{item}'")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def parse_int_list(text: str | None, name: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(x) for x in text.replace(";", ",").split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{name} must be a comma-separated list of integers, got '{text}'") from None
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train", help=HELP)
+    @handle_errors
+    def train_cmd(
+        model: str = typer.Option(..., "--model", "-m", help="Model name (sfnet, ncnet, dccnet, mmnet; toy for demos)."),
+        data: str = typer.Option(..., "--data", help="Training data SPEC (see above)."),
+        out: Path = typer.Option(..., "--out", help="Run directory."),
+        epochs: Optional[int] = typer.Option(None, "--epochs", help="Training length in epochs."),
+        iterations: Optional[int] = typer.Option(None, "--iterations", help="Training length in optimizer steps."),
+        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per step and per process."),
+        lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate."),
+        optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam or sgd."),
+        lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="step, cosine or none."),
+        lr_milestones: Optional[str] = typer.Option(None, "--lr-milestones", help="Step schedule milestones, e.g. 30,40."),
+        lr_step_size: Optional[int] = typer.Option(None, "--lr-step-size", help="Step schedule period."),
+        lr_gamma: Optional[float] = typer.Option(None, "--lr-gamma", help="Step schedule decay factor."),
+        lr_unit: Optional[str] = typer.Option(None, "--lr-unit", help="Step schedule unit: epoch or iteration."),
+        momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum."),
+        weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", help="Training images are resized to N x N."),
+        backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (mobilenet_v2, resnet50, resnet101)."),
+        backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="default, random, a torchvision name or a file."),
+        model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="Model builder option KEY=VALUE (repeatable)."),
+        init_weights: Optional[str] = typer.Option(None, "--init-weights", help="Start from these weights (project or official checkpoint)."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (torchrun: one GPU per process)."),
+        seed: int = typer.Option(0, "--seed", help="Seed of initialisation, data order and augmentation."),
+        val: Optional[str] = typer.Option(None, "--val", help="Validation data SPEC (default split: val)."),
+        val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every N steps (default: every epoch, or every checkpoint)."),
+        val_metric: str = typer.Option("auto", "--val-metric", help="auto (pck when the pairs have keypoints, else loss), loss or pck."),
+        patience: int = typer.Option(5, "--patience", help="Stop after N validations without improvement (0: never)."),
+        pck_alpha: float = typer.Option(0.1, "--pck-alpha", help="PCK threshold for validation."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (starts it when there is nothing to resume)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
+        checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Save weights and state every N steps."),
+        log_every: int = typer.Option(10, "--log-every", help="Write a log.jsonl record every N steps."),
+        workers: Optional[int] = typer.Option(None, "--workers", help="Data-loading processes per training process (default: 0 on CPU, up to 4 on GPU)."),
+        limit_pairs: Optional[int] = typer.Option(None, "--limit-pairs", help="Use a seeded subset of N training (and validation) items."),
+        tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to RUN_DIR/tensorboard (needs the tensorboard package)."),
+        deterministic: bool = typer.Option(True, "--deterministic/--no-deterministic", help="Deterministic kernels (bit-identical resume)."),
+        find_unused: bool = typer.Option(False, "--find-unused-parameters", help="DDP: allow parameters the loss does not use."),
+        json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+        quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or messages."),
+    ) -> None:
+        from core.train import TrainOptions, train
+
+        if workers is not None and workers < 0:
+            raise UsageError("--workers must be 0 or more")
+        options = TrainOptions(
+            model=model, data=data, out=out, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
+            optimizer=optimizer, lr_schedule=lr_schedule, lr_milestones=parse_int_list(lr_milestones, "--lr-milestones"),
+            lr_step_size=lr_step_size, lr_gamma=lr_gamma, lr_unit=lr_unit, momentum=momentum, weight_decay=weight_decay,
+            image_size=image_size, backbone=backbone, backbone_weights=backbone_weights,
+            model_options=parse_model_options(model_opt), init_weights=init_weights, device=device, seed=seed, val=val,
+            val_every=val_every, val_metric=val_metric, patience=patience or None, pck_alpha=pck_alpha, resume=resume,
+            overwrite=overwrite, checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
+            limit_pairs=limit_pairs, tensorboard=tensorboard, quiet=quiet, deterministic=deterministic,
+            find_unused_parameters=find_unused, command=history_line(),
+        )  # fmt: skip
+        result = train(options)
+        import os
+
+        if int(os.environ.get("RANK", "0")) != 0:
+            return
+        summary = {
+            "out": str(result.out),
+            "step": result.step,
+            "epoch": result.epoch,
+            "finished": result.finished,
+            "best_metric": result.best_metric,
+            "best_step": result.best_step,
+            "last_val": result.last_val,
+            "resumed_from": result.resumed_from,
+            "weights_sha256": result.weights_sha256,
+        }
+        if json_out:
+            print_json(summary)
+        elif not quiet:
+            best = f"; best validation {result.best_metric:.4g} at step {result.best_step}" if result.best_metric is not None else ""
+            err_console.print(
+                f"{result.finished} at step {result.step} (epoch {result.epoch}){best}; weights in {result.out / 'last.safetensors'}",
+                highlight=False,
+                soft_wrap=True,
+            )
