@@ -1,0 +1,223 @@
+"""4D convolution over correlation volumes.
+
+A 4D-conv tensor is ``(B, C, hA, wA, hB, wB)``: ``C`` channels over the grid of
+(source cell, target cell) pairs. Weights are ``(C_out, C_in, k1, k2, k3, k4)``
+(PyTorch's layout for convolutions; the authors' NC-Net checkpoints store them
+permuted, see :mod:`core.models.official`).
+
+Like PyTorch's convolutions this is a cross-correlation, stride 1, zero
+padding ``k // 2`` on every axis (odd kernels keep the grid size).
+
+Two formulations compute the same thing:
+
+* :func:`conv4d_reference` — the public NC-Net code's formulation: a Python
+  loop over the output positions along ``hA`` and over the kernel's first
+  axis, one ``conv3d`` per (position, kernel slice). Kept as the reference
+  and for the benchmark.
+* :func:`conv4d` — the fast one used by :class:`Conv4d`: the ``hA`` axis is
+  folded into the batch, so there are at most ``k1`` large ``conv3d`` calls
+  over ``(wA, hB, wB)`` instead of ``hA · k1`` small ones; for layers that
+  widen (1 → 16) or narrow (16 → 1) the channels, the kernel's first axis is
+  folded into the thin side's channels too, making it **one** call.
+  ``benchmarks/bench_conv4d.py`` measures both.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _as_4tuple(k: int | tuple[int, ...]) -> tuple[int, int, int, int]:
+    if isinstance(k, int):
+        return (k, k, k, k)
+    k = tuple(int(v) for v in k)
+    if len(k) != 4:
+        raise ValueError(f"a 4D kernel size is an int or 4 ints, got {k!r}")
+    return k  # type: ignore[return-value]
+
+
+def _check_args(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    if x.dim() != 6:
+        raise ValueError(f"conv4d input must be (B, C, hA, wA, hB, wB), got shape {tuple(x.shape)}")
+    if weight.dim() != 6:
+        raise ValueError(f"conv4d weight must be (C_out, C_in, k1, k2, k3, k4), got shape {tuple(weight.shape)}")
+    if x.shape[1] != weight.shape[1]:
+        raise ValueError(f"conv4d input has {x.shape[1]} channels, the weight expects {weight.shape[1]}")
+    if bias is not None and bias.shape != (weight.shape[0],):
+        raise ValueError(f"conv4d bias must be ({weight.shape[0]},), got {tuple(bias.shape)}")
+
+
+def conv4d_output_size(size: tuple[int, int, int, int], kernel: tuple[int, int, int, int]) -> tuple[int, ...]:
+    """Grid size after a stride-1 convolution with zero padding ``k // 2``."""
+    return tuple(n + 2 * (k // 2) - k + 1 for n, k in zip(size, kernel))
+
+
+def conv4d_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """4D convolution as the public NC-Net code computes it (slow reference).
+
+    x ``(B, C_in, hA, wA, hB, wB)``, weight ``(C_out, C_in, k1, k2, k3, k4)``,
+    bias ``(C_out,)`` or None → ``(B, C_out, hA', wA', hB', wB')``.
+
+    The first axis is zero-padded by ``k1 // 2``; output slice ``i`` is the sum
+    over ``p < k1`` of ``conv3d(x_pad[:, :, i + p], weight[:, :, p])`` with
+    padding ``k // 2`` on the three other axes — ``hA' · k1`` conv3d calls.
+    """
+    _check_args(x, weight, bias)
+    k1, k2, k3, k4 = weight.shape[2:]
+    p1 = k1 // 2
+    xp = F.pad(x, (0, 0, 0, 0, 0, 0, p1, p1))
+    h_out = xp.shape[2] - k1 + 1
+    outs = []
+    for i in range(h_out):
+        acc = None
+        for p in range(k1):
+            y = F.conv3d(xp[:, :, i + p], weight[:, :, p], bias=bias if p == 0 else None, padding=(k2 // 2, k3 // 2, k4 // 2))
+            acc = y if acc is None else acc + y
+        outs.append(acc)
+    return torch.stack(outs, dim=2)
+
+
+def _pad_rows_first(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """``(B, C, hA, wA, hB, wB)`` → ``(hA + 2·pad, B, C, wA, hB, wB)``, zero-padded along ``hA``."""
+    return F.pad(x.movedim(2, 0), (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, pad, pad))
+
+
+def _conv4d_stack_input(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Kernel rows folded into the *input* channels: one conv3d with ``k1 · C_in`` inputs.
+
+    The ``k1`` row-shifted views ``x_pad[p : p + hA']`` are stacked along the
+    channels, ``(hA' · B, k1 · C_in, wA, hB, wB)`` (``k1`` copies of the input),
+    and convolved with the weight reshaped to ``(C_out, k1 · C_in, k2, k3, k4)``.
+    """
+    b, c_in = x.shape[:2]
+    c_out, _, k1, k2, k3, k4 = weight.shape
+    xt = _pad_rows_first(x, k1 // 2)
+    h_out = xt.shape[0] - k1 + 1
+    rest = xt.shape[3:]
+    if k1 == 1:
+        stacked = xt.reshape(h_out * b, c_in, *rest)
+    else:
+        stacked = torch.stack([xt[p : p + h_out] for p in range(k1)], dim=2)  # (hA', B, k1, C_in, ...)
+        stacked = stacked.reshape(h_out * b, k1 * c_in, *rest)
+    w = weight.permute(0, 2, 1, 3, 4, 5).reshape(c_out, k1 * c_in, k2, k3, k4)
+    y = F.conv3d(stacked, w, bias=bias, padding=(k2 // 2, k3 // 2, k4 // 2))
+    return y.view(h_out, b, c_out, *y.shape[2:]).permute(1, 2, 0, 3, 4, 5)
+
+
+def _conv4d_stack_output(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Kernel rows folded into the *output* channels: one conv3d with ``k1 · C_out`` outputs.
+
+    Every padded input row is convolved with all ``k1`` kernel slices at once,
+    ``z (hA_pad, B, k1, C_out, ...)``; output row ``i`` is ``Σ_p z[i + p, :, p]``
+    (``k1`` copies of the output). Cheaper than stacking inputs when
+    ``C_out < C_in`` (NeighConsensus's last layer, 16 → 1).
+    """
+    b, c_in = x.shape[:2]
+    c_out, _, k1, k2, k3, k4 = weight.shape
+    xt = _pad_rows_first(x, k1 // 2)
+    h_pad = xt.shape[0]
+    h_out = h_pad - k1 + 1
+    w = weight.permute(2, 0, 1, 3, 4, 5).reshape(k1 * c_out, c_in, k2, k3, k4)
+    z = F.conv3d(xt.reshape(h_pad * b, c_in, *xt.shape[3:]), w, padding=(k2 // 2, k3 // 2, k4 // 2))
+    z = z.view(h_pad, b, k1, c_out, *z.shape[2:])
+    y = z[0:h_out, :, 0]
+    for p in range(1, k1):
+        y = y + z[p : p + h_out, :, p]
+    if bias is not None:
+        y = y + bias.view(1, 1, c_out, 1, 1, 1)
+    return y.permute(1, 2, 0, 3, 4, 5)
+
+
+def _conv4d_sum_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """One conv3d per kernel row on row-shifted *views*, summed: ``k1`` calls, no input copies.
+
+    ``x_pad[p : p + hA']`` of the ``(hA_pad, B, C_in, …)`` layout is a
+    contiguous view, read as a batch of ``hA' · B`` 3D volumes and convolved
+    with ``weight[:, :, p]``. Same speed as stacking for ``C_in = C_out`` but
+    memory stays at one copy of the input (NeighConsensus's 16 → 16 layer).
+    """
+    b, c_in = x.shape[:2]
+    c_out, _, k1, k2, k3, k4 = weight.shape
+    xt = _pad_rows_first(x, k1 // 2)
+    h_out = xt.shape[0] - k1 + 1
+    rest = xt.shape[3:]
+    y = None
+    for p in range(k1):
+        yp = F.conv3d(
+            xt[p : p + h_out].reshape(h_out * b, c_in, *rest),
+            weight[:, :, p],
+            bias=bias if p == 0 else None,
+            padding=(k2 // 2, k3 // 2, k4 // 2),
+        )
+        y = yp if y is None else y + yp
+    assert y is not None
+    return y.view(h_out, b, c_out, *y.shape[2:]).permute(1, 2, 0, 3, 4, 5)
+
+
+CONV4D_STRATEGIES = ("auto", "stack-input", "stack-output", "sum-rows")
+
+
+def conv4d(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, strategy: str = "auto"
+) -> torch.Tensor:
+    """Fast 4D convolution: one ``conv3d`` call with ``hA`` folded into the batch.
+
+    x ``(B, C_in, hA, wA, hB, wB)``, weight ``(C_out, C_in, k1, k2, k3, k4)``,
+    bias ``(C_out,)`` or None → ``(B, C_out, hA', wA', hB', wB')``, equal to
+    :func:`conv4d_reference` up to float rounding.
+
+    ``strategy``: ``"stack-input"`` folds the kernel's first axis into the
+    input channels (one call), ``"stack-output"`` into the output channels
+    (one call, then sums shifted output rows), ``"sum-rows"`` makes one call
+    per kernel row on views; ``"auto"`` stacks on the side with fewer
+    channels and uses ``"sum-rows"`` when both sides have as many — the
+    fastest in ``benchmarks/bench_conv4d.py`` while keeping the extra memory
+    at ``k1`` copies of a one-channel volume at most.
+    """
+    _check_args(x, weight, bias)
+    if strategy == "auto":
+        c_in, c_out = x.shape[1], weight.shape[0]
+        strategy = "stack-input" if c_in < c_out else "stack-output" if c_out < c_in else "sum-rows"
+    if strategy == "stack-input":
+        return _conv4d_stack_input(x, weight, bias)
+    if strategy == "stack-output":
+        return _conv4d_stack_output(x, weight, bias)
+    if strategy == "sum-rows":
+        return _conv4d_sum_rows(x, weight, bias)
+    raise ValueError(f"unknown conv4d strategy {strategy!r}; choose one of {', '.join(CONV4D_STRATEGIES)}")
+
+
+class Conv4d(nn.Module):
+    """4D convolution layer, stride 1, zero padding ``k // 2``, optional bias.
+
+    ``forward(x (B, C_in, hA, wA, hB, wB)) -> (B, C_out, hA, wA, hB, wB)`` for odd kernels.
+    ``weight``: ``(C_out, C_in, k1, k2, k3, k4)``; initialised like PyTorch's
+    ``_ConvNd`` (Kaiming-uniform with ``a = √5``, fan-in ``C_in · k1·k2·k3·k4``),
+    as the public NC-Net ``Conv4d`` is.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, ...], bias: bool = True):
+        super().__init__()
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = _as_4tuple(kernel_size)
+        self.weight = nn.Parameter(torch.empty(self.out_channels, self.in_channels, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(self.out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.in_channels * math.prod(self.kernel_size)
+            bound = 1.0 / math.sqrt(fan_in)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv4d(x, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, bias={self.bias is not None}"
