@@ -33,6 +33,7 @@ from ..errors import UsageError, WeightsError
 from ..flow import argmax_matches, kernel_soft_argmax_matches, match_confidence, soft_argmax_matches
 from ..losses.mmnet import multiscale_keypoint_loss
 from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
+from ..weights import load_state_dict_file, sidecar_path
 from .base import CorrespondenceModel, Matches, load_head_weights, load_project_checkpoint
 
 log = logging.getLogger(__name__)
@@ -290,20 +291,23 @@ def map_public_state_dict(state: dict[str, torch.Tensor], model: MMNet) -> tuple
     return mapped, unused
 
 
+def load_released_state(model: MMNet, state: dict[str, torch.Tensor], source: str) -> list[str]:
+    """Load a public MMNet ``state_dict`` into ``model``; unused keys are logged and returned."""
+    mapped, unused = map_public_state_dict(state, model)
+    model.load_state_dict(mapped, strict=True)
+    if unused:
+        shown = ", ".join(unused[:6]) + (", …" if len(unused) > 6 else "")
+        log.warning("%s: %d weights not used by MMNet (%s)", source, len(unused), shown)
+    return unused
+
+
 def load_released_checkpoint(model: MMNet, path: str | Path) -> list[str]:
     """Load the authors' released ``.pth`` (a plain full ``state_dict``) into ``model``, safely.
 
     Read with ``torch.load(weights_only=True)``; keys renamed by
     :func:`map_public_state_dict`; unused keys are logged and returned.
     """
-    from ..weights import load_state_dict_file
-
-    mapped, unused = map_public_state_dict(load_state_dict_file(path), model)
-    model.load_state_dict(mapped, strict=True)
-    if unused:
-        shown = ", ".join(unused[:6]) + (", …" if len(unused) > 6 else "")
-        log.warning("%s: %d weights not used by MMNet (%s)", path, len(unused), shown)
-    return unused
+    return load_released_state(model, load_state_dict_file(path), str(path))
 
 
 def _is_own_state(state: dict[str, torch.Tensor]) -> bool:
@@ -315,15 +319,18 @@ def shipped_weights_path(backbone: str) -> Path:
     return Path(__file__).resolve().parents[1] / "weights" / f"mmnet_{backbone}.safetensors"
 
 
-def _checkpoint_has_backbone(path: Path) -> bool:
-    """Does a weights file carry the backbone (so no ImageNet weights need loading)?"""
-    from ..weights import load_state_dict_file
+def _has_backbone(keys) -> bool:
+    return any(k.startswith(("backbone.", "features.")) for k in keys)
+
+
+def _safetensors_keys(path: Path) -> list[str]:
+    from safetensors import safe_open
 
     try:
-        keys = load_state_dict_file(path).keys()
-    except WeightsError:
-        return False
-    return any(k.startswith(("backbone.", "features.")) for k in keys)
+        with safe_open(str(path), framework="pt") as f:
+            return list(f.keys())
+    except Exception as exc:  # safetensors raises its own error types
+        raise WeightsError(f"'{path}' is not a readable safetensors file ({exc})") from None
 
 
 def build_mmnet(
@@ -351,7 +358,12 @@ def build_mmnet(
             )
         if not path.is_file():
             raise WeightsError(f"weights file '{path}' does not exist")
-    init = "random" if path is not None and _checkpoint_has_backbone(path) else backbone_weights
+    state: dict[str, torch.Tensor] | None = None
+    project = path is not None and path.suffix == ".safetensors" and sidecar_path(path).is_file()
+    if path is not None and not project:
+        state = load_state_dict_file(path)  # safe: safetensors or torch.load(weights_only=True)
+    keys = _safetensors_keys(path) if project else (state or {}).keys()
+    init = "random" if path is not None and _has_backbone(keys) else backbone_weights
     bb = build_backbone(backbone, init)
     model = MMNet(
         bb,
@@ -362,16 +374,12 @@ def build_mmnet(
         max_volume=max_volume,
         backbone_weights=backbone_weights,
     )
-    if path is not None:
-        from ..weights import load_state_dict_file, sidecar_path
-
-        if path.suffix == ".safetensors" and sidecar_path(path).is_file():
-            load_project_checkpoint(model, path)
+    if project:
+        load_project_checkpoint(model, path)
+    elif state is not None:
+        if _is_own_state(state):
+            load_head_weights(model, state, str(path))
         else:
-            state = load_state_dict_file(path)
-            if _is_own_state(state):
-                load_head_weights(model, state, str(path))
-            else:
-                load_released_checkpoint(model, path)
+            load_released_state(model, state, str(path))
     model.eval()
     return model

@@ -1,0 +1,234 @@
+"""The MMNet model: shapes, output level, chunking, config, training hooks, checkpoints."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from core.backbones import block_layers
+from core.errors import WeightsError
+from core.flow import argmax_matches
+from core.models import build_model
+from core.models.base import Matches
+from core.models.mmnet import MMNet, build_mmnet, own_to_public_key
+from core.weights import save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def mobilenet_model() -> MMNet:
+    torch.manual_seed(0)
+    return build_mmnet("mobilenet_v2")
+
+
+@pytest.fixture(scope="module")
+def resnet_model() -> MMNet:
+    torch.manual_seed(0)
+    return build_mmnet("resnet101", "random")
+
+
+def images(b, h, w, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, h, w, generator=g), torch.randn(b, 3, w, h, generator=g)
+
+
+@pytest.mark.parametrize("batch,size", [(2, (96, 128)), (1, (80, 48))])
+def test_mobilenet_forward_shapes(mobilenet_model, batch, size):
+    h, w = size
+    a, b = images(batch, h, w)
+    with torch.no_grad():
+        out = mobilenet_model(a, b)
+    assert isinstance(out, Matches)
+    ga, gb = (h // 8, w // 8), (w // 8, h // 8)  # output level 1 = stride 8
+    assert out.src_to_trg.shape == (batch, *ga, 2) and out.trg_to_src.shape == (batch, *gb, 2)
+    assert out.corr.shape == (batch, *ga, *gb)
+    assert out.src_to_trg.abs().max() <= 1 and out.trg_to_src.abs().max() <= 1
+    torch.testing.assert_close(out.src_to_trg, argmax_matches(out.corr))
+    torch.testing.assert_close(out.confidence_src, out.corr.flatten(3).max(-1).values)
+
+
+def test_mobilenet_layout(mobilenet_model):
+    m = mobilenet_model
+    assert m.required_layers == [layer for stage in block_layers("mobilenet_v2") for layer in stage]
+    assert m.strides == [4, 8, 16, 32]
+    with torch.no_grad():
+        maps_a, _ = m.encode_images(*images(1, 96, 64))
+    assert [tuple(x.shape) for x in maps_a] == [(1, 21, 24, 16), (1, 21, 12, 8), (1, 21, 6, 4), (1, 21, 3, 2)]
+
+
+def test_resnet101_every_block_tiny(resnet_model):
+    m = resnet_model
+    assert len(m.required_layers) == 33 and [len(s) for s in m.stages] == [3, 4, 23, 3]
+    assert [len(e.blocks) for e in m.encoder.enhance] == [3, 4, 23, 3]
+    assert m.strides == [4, 8, 16, 32]
+    a, b = torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 96)  # two input sizes in one pair
+    with torch.no_grad():
+        maps_a, maps_b = m.encode_images(a, b)
+        out = m.match_maps(maps_a, maps_b)
+    assert [tuple(x.shape[-2:]) for x in maps_a] == [(64 // s, 64 // s) for s in (4, 8, 16, 32)]
+    assert [tuple(x.shape[-2:]) for x in maps_b] == [(64 // s, 96 // s) for s in (4, 8, 16, 32)]
+    assert out.corr.shape == (1, 8, 8, 8, 12) and out.trg_to_src.shape == (1, 8, 12, 2)
+
+
+def test_output_volume_is_the_coarse_to_fine_level(mobilenet_model):
+    m = mobilenet_model
+    a, b = images(1, 96, 96, seed=3)
+    with torch.no_grad():
+        maps_a, maps_b = m.encode_images(a, b)
+        vols = m.volumes(maps_a, maps_b)
+        out = m.match_maps(maps_a, maps_b)
+    torch.testing.assert_close(out.corr, vols[1])
+    from core.correlation import correlation_4d
+    from core.multiscale import upsample_4d
+
+    torch.testing.assert_close(vols[1], correlation_4d(maps_a[1], maps_b[1]) + upsample_4d(vols[2], (12, 12), (12, 12)))
+
+
+def test_chunked_matching_equals_the_full_volume(mobilenet_model):
+    m = mobilenet_model
+    a, b = images(1, 64, 96, seed=1)
+    with torch.no_grad():
+        maps_a, maps_b = m.encode_images(a, b)
+        for level in (0, 1):
+            m.output_level = level
+            full = m.match_maps(maps_a, maps_b)
+            m.max_volume = 1
+            chunked = m.match_maps(maps_a, maps_b)
+            m.max_volume = 1 << 25
+            assert chunked.corr is None
+            for name in ("src_to_trg", "trg_to_src", "confidence_src", "confidence_trg"):
+                torch.testing.assert_close(getattr(chunked, name), getattr(full, name))
+    m.output_level = 1
+
+
+def test_options_change_the_result():
+    torch.manual_seed(0)
+    nearest = build_mmnet("mobilenet_v2")
+    bicubic = build_mmnet("mobilenet_v2", upsample="bicubic")
+    fine = build_mmnet("mobilenet_v2", output_level=0, matching="kernel-soft-argmax")
+    bicubic.load_state_dict(nearest.state_dict())
+    fine.load_state_dict(nearest.state_dict())
+    a, b = images(1, 64, 64, seed=2)
+    with torch.no_grad():
+        n, c, f = nearest(a, b), bicubic(a, b), fine(a, b)
+    assert n.corr.shape == c.corr.shape and not torch.allclose(n.corr, c.corr)
+    assert f.src_to_trg.shape == (1, 16, 16, 2)
+    with pytest.raises(Exception, match="upsampling"):
+        build_mmnet("mobilenet_v2", upsample="linear")
+    with pytest.raises(Exception, match="output_level"):
+        build_mmnet("mobilenet_v2", output_level=4)
+
+
+def test_config_rebuilds_the_same_model(mobilenet_model):
+    cfg = mobilenet_model.config()
+    assert cfg == {
+        "model": "mmnet",
+        "backbone": "mobilenet_v2",
+        "backbone_weights": "default",
+        "upsample": "nearest",
+        "output_level": 1,
+        "matching": "argmax",
+        "train_backbone": True,
+    }
+    again = build_model(cfg["model"], **{k: v for k, v in cfg.items() if k != "model"})
+    assert again.config() == cfg
+
+
+def test_shipped_weights_are_reported_missing():
+    with pytest.raises(WeightsError, match="no MMNet weights are shipped"):
+        build_mmnet("mobilenet_v2", weights="default")
+    with pytest.raises(WeightsError, match="does not exist"):
+        build_mmnet("mobilenet_v2", weights="/nonexistent/mmnet.pth")
+
+
+def test_training_hooks(mobilenet_model):
+    m = mobilenet_model
+    assert MMNet.train_data == "keypoints"
+    d = MMNet.train_defaults
+    assert (d["optimizer"], d["lr"], d["momentum"], d["weight_decay"], d["batch_size"]) == ("sgd", 5e-4, 0.9, 2e-4, 5)
+    assert d["lr_schedule"] == {"type": "step", "step_size": 10000, "gamma": 0.1, "unit": "iteration"}
+    groups = m.param_groups(5e-4)
+    assert [g["name"] for g in groups] == ["head", "backbone"]
+    assert groups[1]["lr"] == pytest.approx(5e-6)
+    ids = [id(p) for g in groups for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in m.parameters()) and len(ids) == len(set(ids))
+    m.train()
+    assert m.encoder.training and not m.backbone.training  # BatchNorm statistics stay fixed
+    m.eval()
+    frozen = build_mmnet("mobilenet_v2", train_backbone=False)
+    assert [g["name"] for g in frozen.param_groups(1.0)] == ["head"]
+    assert not any(k.startswith("backbone.") for k in frozen.head_state_dict())
+    assert any(k.startswith("backbone.") for k in m.head_state_dict())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def public_lookalike(model: MMNet, prefix: str = "backbone.") -> dict[str, torch.Tensor]:
+    """A state_dict named as the public MMNet code names it, with modules its forward never runs."""
+    state = {}
+    for k, v in model.state_dict().items():
+        name = own_to_public_key(k, model.backbone)
+        state[prefix + name[len("backbone.") :] if name.startswith("backbone.") else name] = v.clone()
+    state[prefix + "fc.weight"] = torch.randn(1000, 8)
+    state["score_dsn1.weight"] = torch.randn(1, 21, 1, 1)
+    state["score_final.bias"] = torch.randn(1)
+    return state
+
+
+def perturbed(model: MMNet, seed: int) -> MMNet:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_released_resnet101_lookalike_maps_every_weight(tmp_path, caplog, resnet_model):
+    source = resnet_model
+    path = tmp_path / "mmnet_pfpascal_resnet101.pth"
+    torch.save({"state_dict": {"module." + k: v for k, v in public_lookalike(source).items()}}, path)
+    with caplog.at_level(logging.WARNING, logger="core.models.mmnet"):
+        loaded = build_mmnet("resnet101", "default", weights=path)  # no ImageNet download: the file has the backbone
+    assert "3 weights not used" in caplog.text and "score_dsn1.weight" in caplog.text
+    own = loaded.state_dict()
+    assert own.keys() == source.state_dict().keys()
+    for k, v in source.state_dict().items():
+        assert torch.equal(own[k], v), k
+    assert own_to_public_key("backbone.stages.0.1.running_mean", source.backbone) == "backbone.bn1.running_mean"
+    assert own_to_public_key("backbone.stages.11.conv2.weight", source.backbone) == "backbone.layer3.3.conv2.weight"
+
+
+def test_released_lookalike_converts_to_a_project_checkpoint(tmp_path):
+    source = perturbed(build_mmnet("mobilenet_v2"), 6).eval()
+    path = tmp_path / "mmnet.pth"
+    torch.save(public_lookalike(source, prefix="features."), path)
+    loaded = build_mmnet("mobilenet_v2", weights=path)
+    a, b = images(1, 64, 64, seed=4)
+    with torch.no_grad():
+        expected = source(a, b)
+        torch.testing.assert_close(loaded(a, b).corr, expected.corr)
+    out = tmp_path / "mmnet_mobilenet_v2.safetensors"
+    save_checkpoint(out, loaded.head_state_dict(), {"config": loaded.config()})
+    again = build_mmnet("mobilenet_v2", weights=out)
+    with torch.no_grad():
+        torch.testing.assert_close(again(a, b).corr, expected.corr)
+
+
+def test_released_checkpoint_errors(tmp_path, mobilenet_model):
+    state = public_lookalike(mobilenet_model)
+    del state["attention2.key_conv.weight"]
+    path = tmp_path / "broken.pth"
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="attention2.key_conv.weight"):
+        build_mmnet("mobilenet_v2", weights=path)
+    state = public_lookalike(mobilenet_model)
+    state["fuse1.weight"] = torch.zeros(21, 40, 3, 3)
+    torch.save(state, path)
+    with pytest.raises(WeightsError, match="fuse1.weight"):
+        build_mmnet("mobilenet_v2", weights=path)
+    # anything but plain tensors is refused, never unpickled
+    torch.save({"state_dict": public_lookalike(mobilenet_model), "args": logging.getLogger("x")}, path)
+    with pytest.raises(WeightsError, match="weights only"):
+        build_mmnet("mobilenet_v2", weights=path)
