@@ -58,10 +58,33 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _current_context():
+    """The running click context (typer vendors click in recent versions)."""
+    try:
+        from typer._click.globals import get_current_context
+    except ImportError:  # pragma: no cover - typer using the real click
+        from click import get_current_context
+    return get_current_context(silent=True)
+
+
 def history_line() -> str:
-    """The command line as typed, for the records' ``history`` attribute."""
-    argv = ["semcorr"] + sys.argv[1:]
-    return " ".join(shlex.quote(a) for a in argv)
+    """The running command with its effective non-default options, for the records' ``history``."""
+    ctx = _current_context()
+    if ctx is None:
+        return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
+    parts = ["semcorr", ctx.info_name or ""]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        if v is None or v == p.default or v == () or v == []:
+            continue
+        values = list(v) if isinstance(v, (list, tuple)) else [v]
+        if getattr(p, "param_type_name", "") == "argument":
+            parts += [shlex.quote(str(x)) for x in values]
+        elif isinstance(v, bool):
+            parts.append(max(p.opts, key=len) if v else (p.secondary_opts[0] if p.secondary_opts else f"{max(p.opts, key=len)}=false"))
+        else:
+            parts += [f"{max(p.opts, key=len)} {shlex.quote(str(x))}" for x in values]
+    return " ".join(parts)
 
 
 def resolve_device(device: str):
