@@ -228,9 +228,10 @@ def points_from_xy(xs: np.ndarray, ys: np.ndarray, where: str) -> np.ndarray:
 
 
 def pad_to_nan(points: np.ndarray) -> np.ndarray:
-    """``(N, 2)`` with ``-1`` padding (either coordinate, as the NC-Net code tests it) → NaN rows."""
+    """``(N, 2)`` → the same with NaN rows for missing points: ``-1`` padding in either coordinate
+    (as the NC-Net code tests it) and rows with any non-finite coordinate."""
     pts = np.array(points, dtype=np.float64).reshape(-1, 2)
-    pts[(pts == -1).any(axis=1)] = np.nan
+    pts[(pts == -1).any(axis=1) | ~np.isfinite(pts).all(axis=1)] = np.nan
     return pts
 
 
