@@ -44,6 +44,15 @@ UPSAMPLE_MODES = ("nearest", "bicubic")
 # ============================================================================ feature enhancement
 
 
+def init_conv_weights(module: nn.Module, std: float = 0.01) -> None:
+    """BDCN's initialisation of the head: every ``Conv2d`` weight ~ N(0, std²), biases zero."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, 0.0, std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
 class ScaleEnhancement(nn.Module):
     """Intra-scale enhancement of one backbone block (BDCN's ``MSBlock`` + its 1×1 ``_down`` conv).
 
@@ -60,6 +69,7 @@ class ScaleEnhancement(nn.Module):
             nn.Conv2d(mid_channels, mid_channels, 3, padding=rate * k, dilation=rate * k) for k in (1, 2, 3)
         )
         self.down = nn.Conv2d(mid_channels, out_channels, 1)
+        init_conv_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         o = F.relu(self.conv(x))
@@ -117,6 +127,7 @@ class LocalSelfAttention(nn.Module):
         self.value = nn.Conv2d(channels, inner_channels, 1)
         self.out = nn.Conv2d(inner_channels, channels, 1)
         self.eps = eps
+        init_conv_weights(self)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax weights of the 9 neighbours: ``(B, 21, h, w)`` → ``(B, 9, h, w)``."""
@@ -179,6 +190,7 @@ class TopDownFusion(nn.Module):
             else:
                 raise UsageError(f"MMNet needs consecutive stages at equal or double stride, got {fine} then {coarse}")
             self.fuse.append(nn.Conv2d(2 * channels, channels, 3, padding=1))
+        init_conv_weights(self.fuse)
 
     def forward(self, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         if len(maps) != len(self.strides):
