@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shlex
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -10,7 +12,7 @@ import typer
 
 from core.errors import UsageError
 
-from .common import err_console, handle_errors, history_line, print_json
+from .common import err_console, handle_errors, print_json
 
 HELP = """Train a correspondence model; every option not given comes from the model's paper defaults.
 
@@ -25,6 +27,11 @@ Multi-GPU / multi-node: launch with torchrun, e.g.
 RUN_DIR gets run.json, log.jsonl, last.safetensors (+ .json), best.safetensors with --val, and
 resume.safetensors (use --resume after an interruption; same final weights). Docs: docs/training.md.
 """
+
+
+def command_line() -> str:
+    """The command as typed (recorded in run.json)."""
+    return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
 
 
 def parse_model_options(items: list[str] | None) -> dict:
@@ -106,7 +113,7 @@ def register(app: typer.Typer) -> None:
             val_every=val_every, val_metric=val_metric, patience=patience or None, pck_alpha=pck_alpha, resume=resume,
             overwrite=overwrite, checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
             limit_pairs=limit_pairs, tensorboard=tensorboard, quiet=quiet, deterministic=deterministic,
-            find_unused_parameters=find_unused, command=history_line(),
+            find_unused_parameters=find_unused, command=command_line(),
         )  # fmt: skip
         result = train(options)
         import os

@@ -116,14 +116,29 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def configure_determinism(enabled: bool) -> None:
-    """Ask for deterministic kernels (bit-identical resumes on one device; cuBLAS needs its workspace setting)."""
-    if not enabled:
-        return
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = False
-    torch.backends.cudnn.deterministic = True
+def configure_determinism(enabled: bool) -> tuple[bool, bool, bool, bool]:
+    """Ask for deterministic kernels (bit-identical resumes on one device; cuBLAS needs its workspace setting).
+
+    Returns the previous settings for :func:`restore_determinism`.
+    """
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.backends.cudnn.deterministic,
+    )
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return previous
+
+
+def restore_determinism(previous: tuple[bool, bool, bool, bool]) -> None:
+    """Put back what :func:`configure_determinism` changed (the engine is also a library call)."""
+    torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = previous[2], previous[3]
 
 
 def set_train_mode(model: CorrespondenceModel) -> None:
@@ -302,7 +317,8 @@ class Trainer:
         o = self.o
         self._check_options()
         self.device = D.training_device(o.device, self.env)
-        configure_determinism(o.deterministic)
+        if o.deterministic and self.device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
         D.init_process_group(self.env, self.device)
         seed_everything(o.seed)
         self.model = self._build_model()
@@ -317,6 +333,7 @@ class Trainer:
         self.optimizer = build_optimizer(self.model, self.hyper)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         resume = self._prepare_run_dir()
+        self.previous_determinism = configure_determinism(o.deterministic)
         self.progress = Progress()
         self.resumed_from: int | None = None
         if resume:
@@ -566,6 +583,8 @@ class Trainer:
                 self._loop()
             return self._finish()
         finally:
+            if getattr(self, "previous_determinism", None) is not None:
+                restore_determinism(self.previous_determinism)
             self.reporter.stop()
             if self.log:
                 self.log.close()
