@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..backbones import FeatureBackbone
+from ..backbones import FeatureBackbone, layer_table
 from ..consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES
 from ..context import DEFAULT_CONTEXT_KERNEL, DEFAULT_FUSION_GRID, DynamicFusion, SpatialContextEncoder
 from ..correlation import correlation_4d, l2_normalize, transpose_corr
@@ -43,13 +43,10 @@ class DCCNet(WeakConsensusModel):
     ``head`` returns :class:`Matches` with ``corr`` the fused source→target
     scores ``(B, hA, wA, hB, wB)`` (each source cell's distribution over the
     target), argmax matches from the fused scores of each direction, the best
-    fused probabilities as confidences, and in ``extra``:
-
-    * ``fusion_src_to_trg`` ``(B, 2, hA, wA)`` / ``fusion_trg_to_src`` ``(B, 2, hB, wB)``:
-      per-cell weights of the (local, context) branches;
-    * ``fused_trg_to_src`` ``(B, hB, wB, hA, wA)``: fused target→source scores;
-    * ``corr_local`` / ``corr_context`` ``(B, hA, wA, hB, wB)``: the refined
-      correlations of each branch.
+    fused probabilities as confidences, and in ``extra`` the per-cell weights
+    of the (local, context) branches: ``fusion_src_to_trg`` ``(B, 2, hA, wA)``
+    and ``fusion_trg_to_src`` ``(B, 2, hB, wB)``. :meth:`fused` returns every
+    intermediate (branch correlations, fused scores of both directions).
     """
 
     name: ClassVar[str] = "dccnet"
@@ -127,13 +124,7 @@ class DCCNet(WeakConsensusModel):
             corr=out["fused_src_to_trg"],
             confidence_src=best_probability(out["fused_src_to_trg"]),
             confidence_trg=best_probability(out["fused_trg_to_src"]),
-            extra={
-                "fusion_src_to_trg": out["fusion_src_to_trg"],
-                "fusion_trg_to_src": out["fusion_trg_to_src"],
-                "fused_trg_to_src": out["fused_trg_to_src"],
-                "corr_local": out["local"],
-                "corr_context": out["context"],
-            },
+            extra={"fusion_src_to_trg": out["fusion_src_to_trg"], "fusion_trg_to_src": out["fusion_trg_to_src"]},
         )
 
     def branch_scores(self, feats_src, feats_trg) -> dict[str, torch.Tensor]:
@@ -198,14 +189,17 @@ class DCCNet(WeakConsensusModel):
             fusion_channels=[int(w.shape[0]) for w, _ in convs],
             fusion_grid=[grid, grid],
         )
-        k2 = int(sce["weight"].shape[1]) - 1024 if backbone in ("resnet50", "resnet101") else None
-        k = ckpt.args.get("sce_kernel_size")
-        if k is None and k2 is not None:
-            k = round(k2**0.5)
-        if k is None or (k2 is not None and int(k) ** 2 != k2):
-            raise WeightsError(f"'{ckpt.path}': cannot tell the context window size from its encoder weights")
-        options["context_kernel_size"] = int(k)
+        feature_channels = layer_table(backbone)[options["layer"]][0]
+        window = int(sce["weight"].shape[1]) - feature_channels  # the encoder reads C + k² channels
+        k = round(max(window, 0) ** 0.5)
+        if k * k != window or k % 2 == 0:
+            raise WeightsError(
+                f"'{ckpt.path}': its context encoder reads {sce['weight'].shape[1]} channels, "
+                f"not {feature_channels} features + an odd k × k window"
+            )
+        options["context_kernel_size"] = k
         for arg, key in (
+            ("sce_kernel_size", "context_kernel_size"),
             ("sce_hidden_dim", "context_channels"),
             ("att_scale_ncons_kernel_sizes", "fusion_kernel_sizes"),
             ("att_scale_ncons_channels", "fusion_channels"),

@@ -178,6 +178,8 @@ class WeakConsensusModel(CorrespondenceModel):
         self.finetune_blocks = int(finetune_blocks)
         #: True when the backbone weights came from a checkpoint file: they are then saved with the head.
         self.backbone_in_checkpoint = False
+        #: Where the head weights came from: ``"fresh"``, ``"file:<name>:<sha256[:12]>"`` (set by the builder).
+        self.weights_id = "fresh"
         self.refine = ConsensusRefinement(self.ncons_kernel_sizes, self.ncons_channels, self.symmetric)
         self._unfreeze_last_blocks(self.finetune_blocks)
 
@@ -409,6 +411,7 @@ def build_weak_model(
         model = cls(build_backbone(backbone, bw), bw, **_merge_options(stored, options, str(path)))
         load_head_weights(model, state, str(path))
         model.backbone_in_checkpoint = carried and bw == "random"
+        model.weights_id = _file_id(path)
         return model
     ckpt = read_official_checkpoint(path)
     arch_backbone, stored = cls.official_options(ckpt)
@@ -418,7 +421,14 @@ def build_weak_model(
     bw = "random" if from_file else backbone_weights
     model = cls(build_backbone(backbone, bw), bw, **_merge_options(stored, options, str(path)))
     model.load_official(ckpt, with_backbone=from_file)
+    model.weights_id = "official-" + _file_id(path)
     return model
+
+
+def _file_id(path: Path) -> str:
+    from ..weights import sha256_file
+
+    return f"file:{path.name}:{sha256_file(path)[:12]}"
 
 
 def build_ncnet(

@@ -52,6 +52,12 @@ def _numpy_globals() -> list[Any]:
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray as ma  # type: ignore[no-redef]
     out: list[Any] = [np.ndarray, np.dtype]
+    # numpy >= 1.25 rebuilds a dtype as an instance of its class (numpy.dtypes.Float64DType, …):
+    # the plain numeric ones only (no object, string or structured dtypes)
+    dtypes = getattr(np, "dtypes", None)
+    if dtypes is not None:
+        for code in "?bhilqBHILQefdgFDG":
+            out.append(type(np.dtype(code)))
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         out += [(ma._reconstruct, f"{mod}._reconstruct"), (ma.scalar, f"{mod}.scalar")]
     return out
@@ -88,8 +94,7 @@ def read_official_checkpoint(path: str | Path) -> OfficialCheckpoint:
         with torch.serialization.safe_globals(allowed_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()
-        detail = next((ln.strip() for ln in first if "GLOBAL" in ln or "Unsupported" in ln), first[0] if first else "")
+        detail = _refusal_reason(str(exc))
         raise WeightsError(
             f"'{path}' was refused: it is not a checkpoint of tensors, training arguments and numbers only "
             f"({detail[:200]}); semcorr never unpickles arbitrary objects"
@@ -104,6 +109,17 @@ def read_official_checkpoint(path: str | Path) -> OfficialCheckpoint:
     args = obj.get("args")
     args_dict = vars(args) if isinstance(args, argparse.Namespace) else dict(args) if isinstance(args, dict) else {}
     return OfficialCheckpoint(path=path, state_dict=state, args=args_dict)
+
+
+def _refusal_reason(message: str) -> str:
+    """The line of a ``torch.load`` error that says what was refused."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    for i, ln in enumerate(lines):
+        if "WeightsUnpickler error" in ln:
+            rest = ln.split("WeightsUnpickler error:", 1)[-1].strip()
+            reason = rest or (lines[i + 1] if i + 1 < len(lines) else ln)
+            return reason.split(" Please use", 1)[0].rstrip(". ")
+    return lines[0] if lines else "unknown error"
 
 
 # ----------------------------------------------------------------------------- Conv4d layout

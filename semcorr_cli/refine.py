@@ -1,0 +1,147 @@
+"""``semcorr refine``: features records → records with NC-Net's or DCCNet's refined correlation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from .common import (
+    CompressionOpt,
+    DeviceOpt,
+    DtypeOpt,
+    OutputOpt,
+    QuietOpt,
+    err_console,
+    handle_errors,
+    history_line,
+    progress,
+    resolve_device,
+)
+
+HELP = """Refine correlations with a neighbourhood-consensus model (NC-Net or DCCNet).
+
+Reads features records (from `semcorr extract --model ncnet|dccnet`) and
+writes each record with a refined 4D correlation `corr` (h_src, w_src,
+h_trg, w_trg):
+
+--model ncnet: mutual matching → 4D neighbourhood consensus → mutual matching
+of the features' cosine correlation (higher = better match).
+
+--model dccnet: the dynamically fused local + context scores; for every
+source cell a distribution over the target cells (sums to 1). The per-cell
+fusion weights (local, context) go to extra/dccnet/fusion_src_to_trg
+(2, h_src, w_src) and extra/dccnet/fusion_trg_to_src (2, h_trg, w_trg).
+
+Flows already in a record are dropped (they no longer match the new corr).
+
+--weights: default (weights shipped with semcorr), none (an untrained head,
+for trying the pipeline), a semcorr checkpoint (.safetensors), or the
+authors' released file (ncnet_pfpascal.pth.tar, dccnet_pfpascal.pth.tar;
+ResNet-101 features: extract with --backbone resnet101).
+
+Examples:
+
+  semcorr extract a.jpg b.jpg --model dccnet | semcorr refine --model dccnet --weights dcc.safetensors | semcorr flow
+
+  semcorr refine feats.h5 --model ncnet --weights ncnet_pfpascal.pth.tar -o refined.h5 --dtype float16
+"""
+
+
+def build_refiner(model: str, backbone: str, weights: str):
+    """The model whose head refines records; its backbone is never run (features come stored)."""
+    from core.errors import UsageError
+    from core.models import build_model
+
+    if model not in ("ncnet", "dccnet"):
+        raise UsageError(f"--model must be ncnet or dccnet, not '{model}'")
+    return build_model(
+        model,
+        backbone=backbone,
+        backbone_weights="random",
+        weights=None if weights.lower() == "none" else weights,
+    )
+
+
+def record_backbone(rec) -> str:
+    """The backbone that produced a record's features."""
+    from core.errors import DataError
+
+    names = {a.get("backbone") for a in rec.feature_attrs.values()} - {None}
+    if not rec.features["src"]:
+        raise DataError(
+            f"record '{rec.pair_id}' has no features (it is a '{rec.stage}' record); refine needs the output of 'semcorr extract'"
+        )
+    if len(names) != 1:
+        raise DataError(f"record '{rec.pair_id}' does not say which backbone made its features")
+    return names.pop()
+
+
+def refine_record(rec, net, device) -> Any:
+    """Run the model's head on a features record; set ``corr`` (and DCCNet's fusion weights)."""
+    import numpy as np
+    import torch
+
+    from core.errors import DataError, UsageError
+    from core.pipeline import record_features
+
+    backbone = record_backbone(rec)
+    if backbone != net.backbone.name:
+        raise DataError(
+            f"record '{rec.pair_id}' holds {backbone} features but the first record's were {net.backbone.name}; "
+            "refine one backbone per stream"
+        )
+    layer = net.layer
+    if layer not in rec.layers():
+        raise UsageError(
+            f"record '{rec.pair_id}' has no '{layer}' features (it has {', '.join(rec.layers())}); "
+            f"re-run extract with --model {net.name}"
+        )
+    fa, fb, _ = record_features(rec, [layer], device, f"refine --model {net.name}")
+    with torch.no_grad():
+        m = net.head({layer: fa[0]}, {layer: fb[0]})
+    rec.corr = m.corr[0].float().cpu().numpy()
+    attrs = rec.feature_attrs.get(layer, {})
+    rec.corr_attrs = {
+        "method": net.name,
+        "scores": "fused-distribution-src-to-trg" if net.name == "dccnet" else "mutual-consensus",
+        "layers": [layer],
+        "backbone": backbone,
+        "backbone_weights": attrs.get("weights"),
+        "model_config": net.config(),
+        "weights": net.weights_id,
+    }
+    for key, value in m.extra.items():
+        rec.extra[f"{net.name}/{key}"] = np.asarray(value[0].float().cpu().numpy())
+        rec.extra_attrs[f"{net.name}/{key}"] = {"channels": ["local", "context"]} if key.startswith("fusion_") else {}
+    rec.flow, rec.flow_attrs, rec.confidence = {}, {}, {}
+    return rec
+
+
+def refine_cmd(
+    input: str = typer.Argument(None, help="Features records file, or '-'/omitted for stdin.", show_default=False),
+    model: str = typer.Option(..., "--model", help="ncnet or dccnet."),
+    weights: str = typer.Option("default", "--weights", help="default, none, a .safetensors checkpoint or the authors' .pth.tar."),
+    output: str = OutputOpt,
+    device: str = DeviceOpt,
+    dtype: str = DtypeOpt,
+    compression: str = CompressionOpt,
+    quiet: bool = QuietOpt,
+) -> None:
+    from core.io.stream import RecordWriter, iter_records
+
+    dev = resolve_device(device)
+    net = None
+    with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:
+        task = bar.add_task(f"refine ({model})", total=None)
+        for rec in iter_records(input):
+            if net is None:
+                net = build_refiner(model, record_backbone(rec), weights).to(dev).eval()
+                if weights.lower() == "none" and not quiet:
+                    err_console.print(f"semcorr: warning: --weights none: the {model} head is untrained", highlight=False)
+            writer.write(refine_record(rec, net, dev))
+            bar.advance(task)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("refine", help=HELP)(handle_errors(refine_cmd))

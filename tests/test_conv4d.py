@@ -1,0 +1,110 @@
+"""4D convolution: every formulation against a direct sum over all kernel offsets."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from core.conv4d import CONV4D_STRATEGIES, Conv4d, conv4d, conv4d_output_size, conv4d_reference
+
+
+def conv4d_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """The definition: out[b, o, p] = bias[o] + Σ_c Σ_offsets w[o, c, off] · x_pad[b, c, p + off]."""
+    k = weight.shape[2:]
+    pads = [k_ // 2 for k_ in k]
+    xp = F.pad(x, [p for pad in reversed(pads) for p in (pad, pad)])
+    out_size = conv4d_output_size(tuple(x.shape[2:]), tuple(k))
+    out = torch.zeros(x.shape[0], weight.shape[0], *out_size, dtype=x.dtype)
+    for off in itertools.product(*(range(n) for n in k)):
+        window = xp[(slice(None), slice(None)) + tuple(slice(o, o + n) for o, n in zip(off, out_size))]
+        out += torch.einsum("oc,bcijkl->boijkl", weight[(slice(None), slice(None)) + off], window)
+    if bias is not None:
+        out += bias.view(1, -1, 1, 1, 1, 1)
+    return out
+
+
+def _data(c_in, c_out, kernel, grid=(5, 6, 4, 7), batch=2, seed=0):
+    """Input in [0, 1) like a correlation; weights at PyTorch's init scale (±1/√fan_in)."""
+    g = torch.Generator().manual_seed(seed)
+    fan_in = c_in * kernel[0] * kernel[1] * kernel[2] * kernel[3]
+    x = torch.rand(batch, c_in, *grid, generator=g)
+    w = (torch.rand(c_out, c_in, *kernel, generator=g) * 2 - 1) / fan_in**0.5
+    b = (torch.rand(c_out, generator=g) * 2 - 1) / fan_in**0.5
+    return x, w, b
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("c_in,c_out", [(1, 3), (3, 3), (3, 1)])
+def test_every_formulation_matches_the_direct_sum(k, c_in, c_out):
+    x, w, b = _data(c_in, c_out, (k, k, k, k))
+    expected = conv4d_direct(x.double(), w.double(), b.double()).float()
+    assert expected.shape == (2, c_out, 5, 6, 4, 7)
+    assert torch.allclose(conv4d_reference(x, w, b), expected, atol=1e-5, rtol=0)
+    for strategy in CONV4D_STRATEGIES:
+        got = conv4d(x, w, b, strategy=strategy)
+        assert got.shape == expected.shape
+        assert torch.allclose(got, expected, atol=1e-5, rtol=0), strategy
+
+
+def test_anisotropic_and_even_kernels_without_bias():
+    for kernel in [(3, 1, 5, 3), (2, 3, 4, 1)]:
+        x, w, _ = _data(2, 2, kernel)
+        expected = conv4d_direct(x.double(), w.double(), None).float()
+        assert tuple(expected.shape[2:]) == conv4d_output_size((5, 6, 4, 7), kernel)
+        for strategy in CONV4D_STRATEGIES:
+            assert torch.allclose(conv4d(x, w, None, strategy=strategy), expected, atol=1e-5, rtol=0)
+
+
+def test_gradients_match_the_reference():
+    x, w, b = _data(2, 3, (3, 3, 3, 3), grid=(4, 5, 3, 4))
+    target = torch.rand(2, 3, 4, 5, 3, 4, generator=torch.Generator().manual_seed(1))
+    grads = {}
+    for name in ("reference",) + CONV4D_STRATEGIES[1:]:
+        xs, ws, bs = (t.clone().requires_grad_(True) for t in (x, w, b))
+        y = conv4d_reference(xs, ws, bs) if name == "reference" else conv4d(xs, ws, bs, strategy=name)
+        ((y - target) ** 2).sum().backward()
+        grads[name] = (xs.grad, ws.grad, bs.grad)
+    for name, g in grads.items():
+        for a, r in zip(g, grads["reference"]):
+            assert torch.allclose(a, r, atol=1e-4, rtol=1e-5), name
+
+
+def test_dirac_kernel_is_identity_and_offset_kernel_shifts():
+    x = torch.rand(1, 1, 4, 5, 3, 6)
+    w = torch.zeros(1, 1, 3, 3, 3, 3)
+    w[0, 0, 1, 1, 1, 1] = 1.0
+    assert torch.equal(conv4d(x, w), x)
+    # cross-correlation: weight at offset +1 along hA reads the next row
+    w = torch.zeros(1, 1, 3, 3, 3, 3)
+    w[0, 0, 2, 1, 1, 1] = 1.0
+    y = conv4d(x, w)
+    assert torch.equal(y[:, :, :-1], x[:, :, 1:])
+    assert torch.all(y[:, :, -1] == 0)
+    w = torch.zeros(1, 1, 3, 3, 3, 3)
+    w[0, 0, 1, 1, 1, 0] = 1.0  # offset −1 along wB
+    y = conv4d(x, w)
+    assert torch.equal(y[..., 1:], x[..., :-1])
+    assert torch.all(y[..., 0] == 0)
+
+
+def test_conv4d_module_shapes_init_and_forward():
+    torch.manual_seed(0)
+    m = Conv4d(2, 4, 3)
+    assert m.weight.shape == (4, 2, 3, 3, 3, 3) and m.bias.shape == (4,)
+    bound = 1.0 / (2 * 81) ** 0.5  # PyTorch's _ConvNd init: U(−1/√fan_in, 1/√fan_in)
+    assert m.weight.abs().max() <= bound + 1e-7 and m.bias.abs().max() <= bound + 1e-7
+    x = torch.rand(1, 2, 4, 4, 5, 3)
+    assert torch.allclose(m(x), conv4d_direct(x.double(), m.weight.double(), m.bias.double()).float(), atol=1e-5)
+    assert Conv4d(1, 1, 5, bias=False).bias is None
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError):
+        conv4d(torch.rand(1, 2, 3, 3, 3), torch.rand(1, 2, 3, 3, 3, 3))
+    with pytest.raises(ValueError):
+        conv4d(torch.rand(1, 2, 3, 3, 3, 3), torch.rand(1, 3, 3, 3, 3, 3))
+    with pytest.raises(ValueError):
+        conv4d(torch.rand(1, 2, 3, 3, 3, 3), torch.rand(1, 2, 3, 3, 3, 3), strategy="fft")

@@ -1,0 +1,354 @@
+"""NC-Net: mutual matching, neighbourhood consensus, the model, keypoint transfer, loss, checkpoints."""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import pathlib
+
+import numpy as np
+import pytest
+import torch
+
+from core.consensus import ConsensusRefinement, NeighConsensus, mutual_matching
+from core.conv4d import conv4d_reference
+from core.correlation import correlation_4d, l2_normalize, transpose_corr
+from core.errors import UsageError, WeightsError
+from core.geometry import cell_grid
+from core.losses.weak import matching_score, weak_loss
+from core.models.ncnet import build_ncnet, transfer_keypoints
+from core.models.official import conv4d_weight_to_official
+from core.weights import save_checkpoint
+
+TINY = {"ncons_kernel_sizes": [3, 3], "ncons_channels": [4, 1]}
+
+
+def _t(x: torch.Tensor) -> torch.Tensor:
+    """Transpose a 6D consensus tensor ``(B, C, hA, wA, hB, wB)``."""
+    return x.permute(0, 1, 4, 5, 2, 3)
+
+
+def _randomize(module: torch.nn.Module, seed: int = 0) -> None:
+    """Weights with both signs and positive biases, so ReLUs neither vanish nor pass everything."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            p.copy_(torch.rand(p.shape, generator=g) * 0.2 + 0.01 if name.endswith("bias") else (torch.rand(p.shape, generator=g) - 0.4) * 0.3)
+
+
+# ----------------------------------------------------------------------------- mutual matching
+
+
+def test_mutual_matching_hand_computed():
+    # one source row of 2 cells × one target row of 2 cells
+    c = torch.tensor([[1.0, 0.5], [0.25, 0.2]]).view(1, 1, 2, 1, 2)
+    eps = 1e-5
+    best_src = [1.0, 0.25]  # best score of each source cell over the target
+    best_trg = [1.0, 0.5]  # best score of each target cell over the source
+    expected = torch.tensor(
+        [[v**3 / ((best_src[i] + eps) * (best_trg[j] + eps)) for j, v in enumerate(row)] for i, row in enumerate([[1.0, 0.5], [0.25, 0.2]])]
+    )
+    got = mutual_matching(c).view(2, 2)
+    assert torch.allclose(got, expected, atol=1e-7, rtol=1e-6)
+    # mutual best pairs keep ~their score, the others shrink
+    assert got[0, 0] == pytest.approx(1.0, abs=1e-4)
+    assert got[1, 1] == pytest.approx(0.2**3 / (0.25 * 0.5), rel=1e-4)
+
+
+def test_mutual_matching_commutes_with_transpose():
+    c = torch.rand(2, 3, 4, 5, 2)
+    assert torch.equal(mutual_matching(transpose_corr(c)), transpose_corr(mutual_matching(c)))
+
+
+# ----------------------------------------------------------------------------- neighbourhood consensus
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 5, 4, 5), (1, 3, 4, 5, 2)])
+def test_symmetric_consensus_is_conv_plus_transposed_conv(shape):
+    nc = NeighConsensus([3, 3], [3, 1], symmetric=True)
+    _randomize(nc)
+    c = torch.rand(*shape)
+
+    def stack(x):  # the layers with the loop reference and explicit ReLUs
+        for conv in (nc.conv[0], nc.conv[2]):
+            x = torch.relu(conv4d_reference(x, conv.weight, conv.bias))
+        return x
+
+    x = c.unsqueeze(1)
+    expected = (stack(x) + _t(stack(_t(x)))).squeeze(1)
+    out = nc(c)
+    assert out.shape == c.shape
+    assert torch.allclose(out, expected, atol=1e-6)
+    assert (out >= 0).all() and (out > 0).any()
+    # swapping the images swaps the output's axes
+    assert torch.allclose(nc(transpose_corr(c)), transpose_corr(out), atol=1e-6)
+
+
+def test_non_symmetric_consensus_is_the_plain_stack():
+    nc = NeighConsensus([3], [1], symmetric=False)
+    _randomize(nc, 1)
+    c = torch.rand(1, 4, 4, 4, 4)
+    w, b = nc.conv[0].weight, nc.conv[0].bias
+    assert torch.allclose(nc(c), torch.relu(conv4d_reference(c.unsqueeze(1), w, b)).squeeze(1), atol=1e-6)
+    assert not torch.allclose(nc(transpose_corr(c)), transpose_corr(nc(c)), atol=1e-3)
+
+
+def test_consensus_configuration_is_checked():
+    assert [m.kernel_size[0] for m in NeighConsensus().conv[::2]] == [5, 5, 5]
+    assert [m.out_channels for m in NeighConsensus().conv[::2]] == [16, 16, 1]
+    for bad in (([3, 3], [4, 2]), ([3], [4, 1]), ([4], [1])):
+        with pytest.raises(ValueError):
+            NeighConsensus(*bad)
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def _features(b=1, c=96, h=6, w=6, seed=0):
+    return torch.randn(b, c, h, w, generator=torch.Generator().manual_seed(seed))
+
+
+def test_head_is_the_published_pipeline():
+    model = build_ncnet(backbone_weights="random", **TINY)
+    _randomize(model.refine)
+    fa, fb = _features(2, seed=1), _features(2, h=5, w=7, seed=2)
+    nc = model.refine.neigh_consensus
+    raw = correlation_4d(l2_normalize(fa, eps=1e-6), l2_normalize(fb, eps=1e-6))
+    expected = mutual_matching(nc(mutual_matching(raw)))
+    m = model.head({"features.13": fa}, {"features.13": fb})
+    assert m.corr.shape == (2, 6, 6, 5, 7)
+    assert torch.allclose(m.corr, expected, atol=1e-6)
+    assert m.src_to_trg.shape == (2, 6, 6, 2) and m.trg_to_src.shape == (2, 5, 7, 2)
+    # argmax over the target / over the source
+    flat = expected.reshape(2, 36, 35)
+    idx = flat.argmax(-1)
+    grid_b = cell_grid(5, 7).reshape(35, 2)
+    assert torch.allclose(m.src_to_trg.reshape(2, 36, 2), grid_b[idx])
+    assert m.confidence_src.shape == (2, 6, 6)
+    assert torch.allclose(m.confidence_src.reshape(2, 36), torch.softmax(flat, -1).max(-1).values)
+
+
+def test_identity_consensus_recovers_a_mirrored_image():
+    model = build_ncnet(backbone_weights="random", ncons_kernel_sizes=[3], ncons_channels=[1])
+    conv = model.refine.neigh_consensus.conv[0]
+    with torch.no_grad():  # Dirac kernel: consensus = relu(C) + relu(Cᵀ)ᵀ = 2 relu(C)
+        conv.weight.zero_()
+        conv.weight[0, 0, 1, 1, 1, 1] = 1.0
+        conv.bias.zero_()
+    fa = _features(1, h=6, w=7, seed=3)
+    fb = fa.flip(-1)  # the target is the source mirrored left-right
+    m = model.head({"features.13": fa}, {"features.13": fb})
+    grid = cell_grid(6, 7)
+    mirrored = torch.stack([-grid[..., 0], grid[..., 1]], -1)
+    assert torch.allclose(m.src_to_trg[0], mirrored, atol=1e-6)
+    assert torch.allclose(m.trg_to_src[0], mirrored, atol=1e-6)
+
+
+def test_any_image_size_runs_through_the_backbone():
+    model = build_ncnet(**TINY)  # MobileNetV2 with its offline weights
+    for size in (64, 96):
+        with torch.no_grad():
+            m = model(torch.randn(1, 3, size, size), torch.randn(1, 3, size, size + 32))
+        n = size // 16
+        assert m.corr.shape == (1, n, n, n, n + 2)
+
+
+def test_options_config_and_defaults():
+    model = build_ncnet(backbone_weights="random", **TINY)
+    cfg = model.config()
+    assert cfg["model"] == "ncnet" and cfg["layer"] == "features.13"
+    again = build_ncnet(**{k: v for k, v in cfg.items() if k != "model"})
+    assert again.config() == cfg
+    assert model.train_data == "weak"
+    assert model.train_defaults["lr"] == 5e-4 and model.train_defaults["batch_size"] == 16
+    assert model.input_size == 400
+    with pytest.raises(UsageError):
+        build_ncnet(backbone_weights="random", ncons_size=3)
+    with pytest.raises(WeightsError, match="no ncnet weights are shipped for backbone mobilenet_v2"):
+        build_ncnet(backbone_weights="random", weights="default")
+    # fine-tuning the last block makes exactly that block trainable
+    ft = build_ncnet(backbone_weights="random", finetune_blocks=1, **TINY)
+    trainable = {n.split(".")[1] for n, p in ft.backbone.named_parameters() if p.requires_grad}
+    assert trainable == {"13"}
+    ft.train()
+    assert ft.refine.training and not ft.backbone.training
+
+
+# ----------------------------------------------------------------------------- keypoint transfer
+
+
+def _public_transfer(corr: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
+    """Transcription of the public corr_to_matches + bilinearInterpPointTnf (B = 1, square grid)."""
+    b, fs1, fs2, fs3, fs4 = corr.shape
+    XA, YA = np.meshgrid(np.linspace(-1, 1, fs2), np.linspace(-1, 1, fs1))
+    JA, IA = np.meshgrid(range(fs2), range(fs1))
+    XB, YB = np.meshgrid(np.linspace(-1, 1, fs4), np.linspace(-1, 1, fs3))
+    nc_B_Avec = torch.softmax(corr.view(b, fs1 * fs2, fs3, fs4), dim=1)
+    _, idx = torch.max(nc_B_Avec, dim=1)
+    idx = idx.view(-1).numpy()
+    iA, jA = IA.reshape(-1)[idx], JA.reshape(-1)[idx]
+    xA, yA = XA[iA, jA], YA[iA, jA]
+    xB, yB = XB.reshape(-1), YB.reshape(-1)
+    target = pts[0].T.numpy().astype(np.float64)  # (2, N)
+    grid = np.linspace(-1, 1, fs4)[:, None]
+    xm = np.clip(((target[0][None] - grid) > 0).sum(0) - 1, 0, None)
+    ym = np.clip(((target[1][None] - grid) > 0).sum(0) - 1, 0, None)
+    xp, yp = xm + 1, ym + 1
+    idx_of = lambda x, y: y * fs4 + x  # noqa: E731
+    P = lambda i: np.stack([xB[i], yB[i]])  # noqa: E731
+    Q = lambda i: np.stack([xA[i], yA[i]])  # noqa: E731
+    mm, pp, pm, mp = idx_of(xm, ym), idx_of(xp, yp), idx_of(xp, ym), idx_of(xm, yp)
+    area = lambda d: d[0] * d[1]  # noqa: E731
+    f_pp, f_mm = area(np.abs(target - P(mm))), area(np.abs(target - P(pp)))
+    f_mp, f_pm = area(np.abs(target - P(pm))), area(np.abs(target - P(mp)))
+    out = (Q(mm) * f_mm + Q(pp) * f_pp + Q(mp) * f_mp + Q(pm) * f_pm) / (f_pp + f_mm + f_mp + f_pm)
+    return torch.from_numpy(out.T).float()[None]
+
+
+def test_keypoint_transfer_matches_the_public_evaluation():
+    torch.manual_seed(0)
+    corr = torch.rand(1, 5, 6, 7, 7)
+    pts = torch.rand(1, 20, 2) * 1.96 - 0.98
+    got = transfer_keypoints(corr, pts)
+    assert torch.allclose(got, _public_transfer(corr, pts), atol=1e-6)
+
+
+def test_keypoint_transfer_identities():
+    n = 6
+    eye = torch.eye(n * n).view(1, n, n, n, n)
+    pts = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [0.13, -0.42], [0.9, 0.05]]])
+    assert torch.allclose(transfer_keypoints(eye, pts), pts, atol=1e-6)
+    # a left-right mirror between the images mirrors x
+    mirror = eye.flip(-1)
+    assert torch.allclose(transfer_keypoints(mirror, pts), pts * torch.tensor([-1.0, 1.0]), atol=1e-6)
+    # batches are handled item by item
+    both = transfer_keypoints(torch.cat([eye, mirror]), pts.repeat(2, 1, 1))
+    assert torch.allclose(both[1], pts[0] * torch.tensor([-1.0, 1.0]), atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- weak loss
+
+
+def test_matching_score_extremes_and_loss_combination():
+    flat = torch.zeros(1, 2, 3, 4, 5)
+    assert matching_score(flat).item() == pytest.approx(0.5 * (1 / 20 + 1 / 6))
+    n = 4
+    sharp = 50.0 * torch.eye(n).view(1, 2, 2, 2, 2)
+    assert matching_score(sharp).item() == pytest.approx(1.0, abs=1e-6)
+    pos = {"a": torch.tensor([0.5, 0.7]), "b": torch.tensor([0.2, 0.2])}
+    neg = {"a": torch.tensor([0.1, 0.1]), "b": torch.tensor([0.3, 0.1])}
+    loss, logs = weak_loss(pos, neg, {"a": 1.0, "b": 2.0})
+    assert loss.item() == pytest.approx((0.1 - 0.6) + 2.0 * (0.2 - 0.2))
+    assert logs["a_pos"] == pytest.approx(0.6) and logs["loss"] == pytest.approx(loss.item())
+
+
+def test_model_loss_uses_rolled_targets_as_negatives():
+    model = build_ncnet(**TINY)
+    _randomize(model.refine, 2)
+    g = torch.Generator().manual_seed(0)
+    src, trg = torch.randn(3, 3, 64, 64, generator=g), torch.randn(3, 3, 64, 64, generator=g)
+    loss, logs = model.loss({"src_image": src, "trg_image": trg})
+    with torch.no_grad():
+        pos = matching_score(model(src, trg).corr).mean()
+        neg = matching_score(model(src, trg.roll(1, 0)).corr).mean()
+    assert loss.item() == pytest.approx((neg - pos).item(), abs=1e-6)
+    assert logs["ncnet_pos"] == pytest.approx(pos.item(), abs=1e-6)
+    loss.backward()
+    assert all(p.grad is not None for p in model.refine.parameters())
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_project_checkpoint_round_trip(tmp_path):
+    model = build_ncnet(backbone_weights="random", **TINY)
+    _randomize(model.refine, 3)
+    path = tmp_path / "nc.safetensors"
+    save_checkpoint(path, model.head_state_dict(), {"config": model.config()})
+    assert not any(k.startswith("backbone.") for k in model.head_state_dict())
+    loaded = build_ncnet(backbone_weights="random", weights=path)  # options come from the sidecar
+    assert loaded.config() == model.config() and loaded.weights_id.startswith("file:nc.safetensors:")
+    fa, fb = {"features.13": _features(seed=4)}, {"features.13": _features(seed=5)}
+    assert torch.equal(loaded.head(fa, fb).corr, model.head(fa, fb).corr)
+    with pytest.raises(WeightsError, match="trained with ncons_channels"):
+        build_ncnet(backbone_weights="random", weights=path, ncons_channels=[8, 1])
+
+
+def _resnet_lookalike_features(arch: str, seed: int) -> collections.OrderedDict:
+    """``FeatureExtraction.model.*`` entries (conv1 … layer3) of a random ResNet, as the public code names them."""
+    import torchvision
+
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in getattr(torchvision.models, arch)().state_dict().items()}
+    g = torch.Generator().manual_seed(seed)
+    index = {"conv1": 0, "bn1": 1, "layer1": 4, "layer2": 5, "layer3": 6}
+    out = collections.OrderedDict()
+    for k, shape in shapes.items():
+        top, _, rest = k.partition(".")
+        if top not in index or k.endswith("num_batches_tracked"):
+            continue  # layer4/fc are cut off; old files have no BatchNorm counters
+        t = torch.rand(shape, generator=g) + 0.5 if "running_var" in k else torch.randn(shape, generator=g) * 0.02
+        out[f"FeatureExtraction.model.{index[top]}.{rest}"] = t
+    return out
+
+
+def test_official_ncnet_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    nc_weights = [torch.randn(16, 1, 5, 5, 5, 5) * 0.01, torch.randn(16, 16, 5, 5, 5, 5) * 0.01, torch.randn(1, 16, 5, 5, 5, 5) * 0.01]
+    state = _resnet_lookalike_features("resnet101", seed=1)
+    for i, w in zip((0, 2, 4), nc_weights):
+        state[f"NeighConsensus.conv.{i}.weight"] = conv4d_weight_to_official(w)  # stored (k1, out, in, k2, k3, k4)
+        state[f"NeighConsensus.conv.{i}.bias"] = torch.rand(w.shape[0]) * 0.1
+    args = argparse.Namespace(ncons_kernel_sizes=[5, 5, 5], ncons_channels=[16, 16, 1], lr=5e-4, image_size=400)
+    path = tmp_path / "ncnet_pfpascal.pth.tar"
+    ckpt = {"epoch": 5, "args": args, "state_dict": state, "best_test_loss": np.float64(-0.6), "train_loss": np.zeros(5)}
+    torch.save(ckpt, path, _use_new_zipfile_serialization=False)  # 2018 files use the legacy format
+
+    model = build_ncnet(backbone="resnet101", weights=path)
+    assert model.config()["layer"] == "layer3" and model.ncons_channels == [16, 16, 1]
+    assert model.weights_id.startswith("official-file:ncnet_pfpascal.pth.tar:")
+    for i, w in zip((0, 2, 4), nc_weights):
+        assert torch.equal(model.refine.neigh_consensus.conv[i].weight, w)
+        assert torch.equal(model.refine.neigh_consensus.conv[i].bias, state[f"NeighConsensus.conv.{i}.bias"])
+    bb = model.backbone.state_dict()
+    assert torch.equal(bb["stages.0.0.weight"], state["FeatureExtraction.model.0.weight"])
+    last = model.backbone.stage_names.index("layer3.22")
+    assert torch.equal(bb[f"stages.{last}.bn3.running_var"], state["FeatureExtraction.model.6.22.bn3.running_var"])
+    # the head computes the public pipeline with the un-permuted weights
+    fa, fb = {"layer3": _features(c=1024, h=5, w=5, seed=6)}, {"layer3": _features(c=1024, h=5, w=5, seed=7)}
+    x = mutual_matching(correlation_4d(l2_normalize(fa["layer3"]), l2_normalize(fb["layer3"]))).unsqueeze(1)
+
+    def stack(t):
+        for i, w in zip((0, 2, 4), nc_weights):
+            t = torch.relu(conv4d_reference(t, w, state[f"NeighConsensus.conv.{i}.bias"]))
+        return t
+
+    expected = mutual_matching((stack(x) + _t(stack(_t(x)))).squeeze(1))
+    assert torch.allclose(model.head(fa, fb).corr, expected, atol=1e-6)
+    # converted to a project checkpoint, the backbone travels with the head
+    assert any(k.startswith("backbone.") for k in model.head_state_dict())
+    with pytest.raises(WeightsError, match="use --backbone resnet101"):
+        build_ncnet(weights=path)
+
+
+class Payload:
+    """Unpickling this would create a file: a safe loader must refuse it."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_checkpoint_with_another_pickled_class_is_refused(tmp_path):
+    marker = tmp_path / "executed"
+    path = tmp_path / "evil.pth.tar"
+    torch.save({"state_dict": {"NeighConsensus.conv.0.weight": torch.zeros(1)}, "args": Payload(str(marker))}, path)
+    with pytest.raises(WeightsError, match="refused"):
+        build_ncnet(backbone="resnet101", weights=path)
+    assert not marker.exists()
+    plain = tmp_path / "plain.pth.tar"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "args": pathlib.PurePosixPath("/etc")}, plain)
+    with pytest.raises(WeightsError, match="refused"):
+        build_ncnet(backbone="resnet101", weights=plain)
