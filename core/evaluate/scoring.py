@@ -52,7 +52,7 @@ def sample_flow(points: np.ndarray, flow: np.ndarray, sampling: str = "bilinear"
         iy = np.rint(q[:, 1]).astype(np.int64)
         out = flow[iy, ix].astype(np.float64)
     elif sampling == "bilinear":
-        out = transfer_keypoints(torch.from_numpy(q).float(), torch.from_numpy(flow)).double().numpy()
+        out = transfer_keypoints(torch.from_numpy(q), torch.from_numpy(flow).double()).numpy()
     else:
         raise ValueError(f"unknown sampling {sampling!r}")
     out[~finite] = np.nan

@@ -35,7 +35,7 @@ def alpha_key(alpha: float) -> str:
 
 
 def _percent(values: np.ndarray, alphas: Sequence[float]) -> dict[str, float | None]:
-    return {alpha_key(a): (None if np.isnan(v) else round(float(v) * 100.0, 4)) for a, v in zip(alphas, values)}
+    return {alpha_key(a): (None if np.isnan(v) else float(v) * 100.0) for a, v in zip(alphas, values)}
 
 
 def keypoint_counts(records: list[dict[str, Any]], alphas: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -71,7 +71,7 @@ def _mean_of(groups: dict[str, dict[str, Any]], field: str, alphas: Sequence[flo
     out = {}
     for a in alphas:
         vals = [g[field][alpha_key(a)] for g in groups.values() if g[field][alpha_key(a)] is not None]
-        out[alpha_key(a)] = round(float(np.mean(vals)), 4) if vals else None
+        out[alpha_key(a)] = float(np.mean(vals)) if vals else None
     return out
 
 
@@ -169,8 +169,8 @@ def summarize_flow(records: list[dict[str, Any]], protocol: Protocol, alphas: Se
 
 def _mask_group(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {
-        "lt_acc": round(float(np.mean([r["lt_acc"] for r in records])) * 100, 4),
-        "iou": round(float(np.mean([r["iou"] for r in records])) * 100, 4),
+        "lt_acc": float(np.mean([r["lt_acc"] for r in records])) * 100,
+        "iou": float(np.mean([r["iou"] for r in records])) * 100,
         "n_pairs": len(records),
     }
 
