@@ -128,10 +128,11 @@ def layer_table(name: str) -> dict[str, tuple[int, int]]:
     raise UsageError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
 
 
-#: Layers used when a command is not told which: the stride-8/16/32 hypercolumn
-#: for MobileNetV2 (good for training-free matching), layer3 for ResNets.
+#: Layers used when a command is not told which: a stride-8/16/32 hypercolumn
+#: for MobileNetV2 (chosen for training-free matching on the PF-PASCAL
+#: validation pairs' categories, never on a test set), layer3 for ResNets.
 DEFAULT_LAYERS = {
-    "mobilenet_v2": ["features.6", "features.13", "features.17"],
+    "mobilenet_v2": ["features.6", "features.10", "features.13", "features.16"],
     "resnet50": ["layer3"],
     "resnet101": ["layer3"],
 }

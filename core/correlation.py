@@ -58,18 +58,32 @@ def resize_features(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=True)
 
 
-def hypercolumn(features: Sequence[torch.Tensor], size: tuple[int, int] | None = None) -> torch.Tensor:
+def center_features(x: torch.Tensor) -> torch.Tensor:
+    """Subtract each channel's mean over the image: ``(B, C, h, w)`` → same.
+
+    Removes the component every position shares, so cosine scores measure
+    what distinguishes positions (a cheap, training-free gain for matching).
+    """
+    return x - x.mean(dim=(2, 3), keepdim=True)
+
+
+def hypercolumn(features: Sequence[torch.Tensor], size: tuple[int, int] | None = None, center: bool = False) -> torch.Tensor:
     """Concatenate per-layer L2-normalised features at one resolution.
 
     features: list of ``(B, C_i, h_i, w_i)`` → ``(B, ΣC_i, h, w)`` where ``(h, w)``
-    is ``size`` or the finest input grid. Each layer is normalised separately
-    so no layer dominates the dot product.
+    is ``size`` or the finest input grid. Each layer is (optionally centred,
+    then) normalised separately so no layer dominates the dot product; the
+    result is scaled by ``1/sqrt(n_layers)`` so it has unit norm.
     """
     if not features:
         raise ValueError("hypercolumn needs at least one feature map")
     if size is None:
         size = max((tuple(f.shape[-2:]) for f in features), key=lambda s: s[0] * s[1])
-    return torch.cat([l2_normalize(resize_features(f, size)) for f in features], dim=1)
+    parts = []
+    for f in features:
+        f = resize_features(f, size)
+        parts.append(l2_normalize(center_features(f) if center else f))
+    return torch.cat(parts, dim=1) / len(features) ** 0.5
 
 
 def correlate(
@@ -78,6 +92,7 @@ def correlate(
     mode: str = "hypercolumn",
     normalize: bool = True,
     relu: bool = False,
+    center: bool = False,
 ) -> torch.Tensor:
     """Correlation of one or several feature layers.
 
@@ -89,8 +104,9 @@ def correlate(
     * ``mode="product"``: one correlation per layer (each resized to the finest
       grid), multiplied element-wise — SFNet's multi-layer matching.
 
-    ``normalize`` L2-normalises features before the dot product; ``relu``
-    clamps negative scores. Returns ``(B, hA, wA, hB, wB)``.
+    ``normalize`` L2-normalises features before the dot product; ``center``
+    first subtracts each channel's image mean; ``relu`` clamps negative
+    scores. Returns ``(B, hA, wA, hB, wB)``.
     """
     if len(feats_a) != len(feats_b) or not feats_a:
         raise ValueError("correlate needs the same, non-zero number of layers on both sides")
@@ -98,12 +114,12 @@ def correlate(
     size_b = max((tuple(f.shape[-2:]) for f in feats_b), key=lambda s: s[0] * s[1])
     if mode == "hypercolumn":
         if normalize:
-            fa = torch.cat([l2_normalize(resize_features(f, size_a)) for f in feats_a], dim=1)
-            fb = torch.cat([l2_normalize(resize_features(f, size_b)) for f in feats_b], dim=1)
-            corr = correlation_4d(fa, fb) / len(feats_a)
+            corr = correlation_4d(hypercolumn(feats_a, size_a, center), hypercolumn(feats_b, size_b, center))
         else:
             fa = torch.cat([resize_features(f, size_a) for f in feats_a], dim=1)
             fb = torch.cat([resize_features(f, size_b) for f in feats_b], dim=1)
+            if center:
+                fa, fb = center_features(fa), center_features(fb)
             corr = correlation_4d(fa, fb)
         return corr.clamp_min(0) if relu else corr
     if mode == "product":
@@ -111,6 +127,8 @@ def correlate(
         for fa, fb in zip(feats_a, feats_b):
             fa = resize_features(fa, size_a)
             fb = resize_features(fb, size_b)
+            if center:
+                fa, fb = center_features(fa), center_features(fb)
             if normalize:
                 fa, fb = l2_normalize(fa), l2_normalize(fb)
             c = correlation_4d(fa, fb)

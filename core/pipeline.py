@@ -136,15 +136,27 @@ def correlate_record(
     relu: bool = False,
     keep_features: bool = False,
     device: torch.device | str = "cpu",
+    center: bool = False,
+    mutual_matching: bool = False,
 ) -> PairRecord:
-    """Add ``corr`` ``(h_src, w_src, h_trg, w_trg)`` computed from the record's features."""
+    """Add ``corr`` ``(h_src, w_src, h_trg, w_trg)`` computed from the record's features.
+
+    ``mutual_matching`` re-weights the scores with NC-Net's soft mutual
+    nearest-neighbour filter (negative scores clamped first).
+    """
     fa, fb, layers = record_features(rec, layers, device, "correlate")
-    corr = correlate(fa, fb, mode=mode, normalize=normalize, relu=relu)[0]
-    rec.corr = _to_numpy(corr)
+    corr = correlate(fa, fb, mode=mode, normalize=normalize, relu=relu, center=center)
+    if mutual_matching:
+        from .consensus import mutual_matching as soft_mutual
+
+        corr = soft_mutual(corr.clamp_min(0))
+    rec.corr = _to_numpy(corr[0])
     rec.corr_attrs = {
         "method": mode,
         "layers": layers,
         "l2_normalized": bool(normalize),
+        "centered": bool(center),
+        "mutual_matching": bool(mutual_matching),
         "relu": bool(relu),
         "backbone": rec.feature_attrs.get(layers[0], {}).get("backbone", "unknown"),
     }
@@ -247,9 +259,19 @@ class NearestNeighbourPredictor:
 
     name = "nn"
 
-    def __init__(self, extractor: FeatureExtractor, method: str = "kernel-soft-argmax", beta: float = 50.0, sigma: float = 5.0, mutual: bool = False):
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        method: str = "argmax",
+        beta: float = 50.0,
+        sigma: float = 5.0,
+        mutual: bool = False,
+        center: bool = True,
+        mutual_matching: bool = True,
+    ):
         self.extractor = extractor
         self.method, self.beta, self.sigma, self.mutual = method, beta, sigma, mutual
+        self.center, self.mutual_matching = center, mutual_matching
 
     def describe(self) -> dict[str, Any]:
         e = self.extractor
@@ -263,6 +285,8 @@ class NearestNeighbourPredictor:
             "beta": self.beta,
             "sigma": self.sigma,
             "mutual_nn": self.mutual,
+            "centered": self.center,
+            "mutual_matching": self.mutual_matching,
         }
 
     @torch.no_grad()
@@ -272,7 +296,11 @@ class NearestNeighbourPredictor:
         feats = e.features(batch)
         fa = [feats[layer][:1] for layer in e.layers]
         fb = [feats[layer][1:] for layer in e.layers]
-        corr = correlate(fa, fb, mode="hypercolumn")
+        corr = correlate(fa, fb, mode="hypercolumn", center=self.center)
+        if self.mutual_matching:
+            from .consensus import mutual_matching
+
+            corr = mutual_matching(corr.clamp_min(0))
         st, ts = matches_from_corr(corr, method=self.method, beta=self.beta, sigma=self.sigma, mutual=self.mutual)
         return flows_from_matches(st, ts, (src.height, src.width), (trg.height, trg.width))
 
@@ -314,7 +342,7 @@ def build_predictor(
     weights: str | Path | None = "default",
     size: int | tuple[int, int] | None = None,
     device: str | torch.device = "auto",
-    method: str = "kernel-soft-argmax",
+    method: str = "argmax",
     layers: list[str] | None = None,
     beta: float = 50.0,
     sigma: float = 5.0,
@@ -323,7 +351,8 @@ def build_predictor(
 ):
     """A predictor with ``predict(src_pil, trg_pil) -> (flow_src_to_trg, flow_trg_to_src)``.
 
-    ``model="nn"``: training-free hypercolumn matching (``layers``, ``method``);
+    ``model="nn"``: training-free matching: centred hypercolumn features,
+    cosine correlation, NC-Net's soft mutual filter, then ``method``;
     otherwise a learned model from :mod:`core.models` with ``weights``.
     """
     dev = resolve_device(device)

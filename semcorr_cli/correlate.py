@@ -20,7 +20,7 @@ from .common import (
 HELP = """Dense 4D correlation (h_src, w_src, h_trg, w_trg) from extracted features.
 
 --mode hypercolumn (default): every layer resized to the finest grid,
-L2-normalised, concatenated; one cosine-similarity volume.
+centred (--center), L2-normalised, concatenated; one cosine-similarity volume.
 --mode product: one correlation per layer, multiplied element-wise (SFNet's
 multi-layer matching; combine with --relu).
 
@@ -38,6 +38,8 @@ def correlate_cmd(
     mode: str = typer.Option("hypercolumn", "--mode", help="hypercolumn or product."),
     normalize: bool = typer.Option(True, "--normalize/--raw", help="L2-normalise features (cosine scores) or use raw dot products."),
     relu: bool = typer.Option(False, "--relu", help="Clamp negative scores to zero."),
+    center: bool = typer.Option(True, "--center/--no-center", help="Subtract each channel's image mean before normalising (better training-free matches)."),
+    mutual_matching: bool = typer.Option(False, "--mutual-matching", help="Re-weight scores with NC-Net's soft mutual nearest-neighbour filter."),
     keep_features: bool = typer.Option(False, "--keep-features", help="Keep the features in the output records."),
     output: str = OutputOpt,
     device: str = DeviceOpt,
@@ -56,7 +58,7 @@ def correlate_cmd(
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:
         task = bar.add_task("correlate", total=None)
         for rec in iter_records(input):
-            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep_features, dev))
+            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep_features, dev, center, mutual_matching))
             bar.advance(task)
 
 
