@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,8 @@ from core.images import image_to_float, load_image, normalize_imagenet
 from core.models.mmnet import MMNet, build_mmnet
 from core.weights import save_checkpoint
 
-CALTECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech-101-subset" / "101_ObjectCategories"
+SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 SIZE = 96
 
 

@@ -10,7 +10,14 @@ from PIL import Image
 from core.images import image_to_tensor
 from core.losses.mmnet import sample_volume_rows
 from core.models.mmnet import build_mmnet
-from core.models.mmnet_viz import ScaleHeatmap, draw_per_scale, heat_colours, per_scale_figure, per_scale_heatmaps
+from core.models.mmnet_viz import (
+    ScaleHeatmap,
+    draw_per_scale,
+    heat_colours,
+    mmnet_panels,
+    per_scale_figure,
+    per_scale_heatmaps,
+)
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +72,20 @@ def test_heat_colours_ramp():
     c = heat_colours(np.array([[0.0, 1.0, 0.5]]))
     assert c[0, 0].tolist() == [0, 0, 128] and c[0, 1].tolist() == [220, 0, 0]
     assert c[0, 2, 2] < 200 and c[0, 2, 0] > 100
+
+
+def test_show_panels_are_the_same_heatmaps_coarsest_first(model):
+    a, b = pictures()
+    ta, tb = image_to_tensor(a, (64, 64)), image_to_tensor(b, (64, 96))
+    point = (36.0, 20.0)
+    layers = model.required_layers
+    with torch.no_grad():
+        panels = mmnet_panels(model, model.backbone(ta, layers), model.backbone(tb, layers), (2 * 36 / 63 - 1, 2 * 20 / 63 - 1))
+    hms = per_scale_heatmaps(model, ta, tb, point)
+    assert [t for t, _ in panels] == ["stride 32", "stride 16", "stride 8", "stride 4"]
+    for (_, heat), hm in zip(panels, reversed(hms)):
+        np.testing.assert_allclose(heat, hm.prob.numpy(), rtol=1e-5, atol=1e-7)
+    from semcorr_cli.show import heatmap_figure
+
+    fig = heatmap_figure(a, point, b, panels, height=64)
+    assert fig.height > 64 and fig.width > 4 * 64

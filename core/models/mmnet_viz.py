@@ -6,7 +6,8 @@ refinement, each ``S_l = S̃_l + U(S_{l+1})``), computed from correlation rows
 so even the stride-4 level costs one row. :func:`draw_per_scale` lays them out
 side by side: the source image with the point, then one target panel per
 level with the heatmap blended in and the level's best match marked.
-:func:`per_scale_figure` does both from PIL images.
+:func:`per_scale_figure` does both from PIL images, and :func:`mmnet_panels`
+gives the same heatmaps as ``semcorr show`` panels.
 """
 
 from __future__ import annotations
@@ -18,9 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
-from ..geometry import cell_centers, normalized_to_pixels
+from ..geometry import cell_centers, normalized_to_pixels, pixels_to_normalized
 from ..images import image_to_tensor
-from ..losses.mmnet import pixels_to_grid
 from .mmnet import MMNet
 
 
@@ -40,6 +40,38 @@ class ScaleHeatmap:
 
 
 @torch.no_grad()
+def scale_probabilities(
+    model: MMNet, maps_a: list[torch.Tensor], maps_b: list[torch.Tensor], point_norm: tuple[float, float]
+) -> list[torch.Tensor]:
+    """Softmax over the target grid of each level's scores at one source point, finest level first.
+
+    maps_a / maps_b: the enhanced maps of one pair (``model.encode``), each
+    ``(1, 21, h_l, w_l)``; ``point_norm``: normalised source ``(x, y)``
+    (:mod:`core.geometry`). → list of ``(hB_l, wB_l)``.
+    """
+    coarse = model.volumes(maps_a, maps_b, stop_level=1) if len(maps_a) > 1 else [None]
+    out = []
+    for level, fa in enumerate(maps_a):
+        h, w = fa.shape[-2:]
+        cell = torch.tensor([[[(point_norm[0] + 1) / 2 * (w - 1), (point_norm[1] + 1) / 2 * (h - 1)]]], dtype=fa.dtype, device=fa.device)
+        rows = model.level_rows(maps_a, maps_b, coarse, level, "src_to_trg", cell)[0, 0]
+        out.append(torch.softmax(rows.reshape(-1), 0).view_as(rows))
+    return out
+
+
+def mmnet_panels(net: MMNet, feats_src: dict, feats_trg: dict, point_norm: tuple[float, float]) -> list[tuple[str, np.ndarray]]:
+    """``semcorr show`` panels: one ``(title, heatmap (hB_l, wB_l))`` per level, coarsest first.
+
+    The signature of :data:`semcorr_cli.show.PANEL_BUILDERS` entries: backbone
+    features of one pair and a normalised source point.
+    """
+    probs = scale_probabilities(net, net.encode(feats_src), net.encode(feats_trg), point_norm)
+    return [
+        (f"stride {net.strides[level]}", probs[level].float().cpu().numpy()) for level in reversed(range(len(probs)))
+    ]
+
+
+@torch.no_grad()
 def per_scale_heatmaps(
     model: MMNet, img_src: torch.Tensor, img_trg: torch.Tensor, point: tuple[float, float]
 ) -> list[ScaleHeatmap]:
@@ -51,14 +83,11 @@ def per_scale_heatmaps(
     if img_src.dim() != 4 or img_src.shape[0] != 1 or img_trg.dim() != 4 or img_trg.shape[0] != 1:
         raise ValueError("per_scale_heatmaps takes one pair: (1, 3, H, W) images")
     maps_a, maps_b = model.encode_images(img_src, img_trg)
-    coarse = model.volumes(maps_a, maps_b, stop_level=1) if len(maps_a) > 1 else [None]
     src_size, trg_size = tuple(img_src.shape[-2:]), tuple(img_trg.shape[-2:])
-    pts = torch.tensor([[point]], dtype=img_src.dtype, device=img_src.device)
+    point_norm = tuple(pixels_to_normalized(torch.tensor(point, dtype=torch.float64), src_size).tolist())
     out = []
-    for level in range(len(maps_a)):
-        rows = model.level_rows(maps_a, maps_b, coarse, level, "src_to_trg", pixels_to_grid(pts, src_size, maps_a[level].shape[-2:]))
-        h, w = rows.shape[-2:]
-        prob = torch.softmax(rows.reshape(-1), 0).view(h, w)
+    for level, prob in enumerate(scale_probabilities(model, maps_a, maps_b, point_norm)):
+        h, w = prob.shape
         idx = int(prob.argmax())
         best = torch.stack([cell_centers(w)[idx % w], cell_centers(h)[idx // w]])
         bx, by = normalized_to_pixels(best, trg_size).tolist()
