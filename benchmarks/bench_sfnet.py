@@ -42,9 +42,14 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
 
 
-def run_one(config: str, device: str, size: int, orig: tuple[int, int], warmup: int, repeats: int) -> dict:
+def run_one(
+    config: str, device: str, size: int, orig: tuple[int, int], warmup: int, repeats: int, threads: int = 0
+) -> dict:
     """Measure one configuration in this process; returns a JSON-able dict."""
     import torch
+
+    if threads > 0:
+        torch.set_num_threads(threads)
 
     from core.flow import matches_to_flow
     from core.models.sfnet import build_sfnet
@@ -124,6 +129,7 @@ def main() -> None:
     parser.add_argument("--orig", default="375x500", help="original image HxW the flow is upsampled to")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch's default)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     orig = tuple(int(v) for v in args.orig.lower().split("x"))
@@ -132,7 +138,7 @@ def main() -> None:
 
     if args.child:
         (config,) = args.configs.split(",")
-        print(json.dumps(run_one(config, args.device, args.size, orig, args.warmup, args.repeats)))
+        print(json.dumps(run_one(config, args.device, args.size, orig, args.warmup, args.repeats, args.threads)))
         return
 
     import torch
@@ -143,7 +149,7 @@ def main() -> None:
         for config in args.configs.split(","):
             cmd = [sys.executable, os.path.abspath(__file__), "--child", "--device", device, "--configs", config,
                    "--size", str(args.size), "--orig", args.orig, "--warmup", str(args.warmup),
-                   "--repeats", str(args.repeats)]
+                   "--repeats", str(args.repeats), "--threads", str(args.threads)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode != 0:
                 print(f"{config} on {device} failed:\n{proc.stderr.strip()[-2000:]}", file=sys.stderr)

@@ -193,10 +193,10 @@ def synthetic_affine_batch(photos: list[Image.Image], size: int) -> dict[str, to
 def test_short_training_lowers_the_loss_and_the_checkpoint_reloads(photos, tmp_path):
     torch.manual_seed(0)
     net = build_sfnet().train()
-    batch = synthetic_affine_batch(photos, 144)
+    batch = synthetic_affine_batch(photos, 128)
     opt = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-3, betas=(0.9, 0.999))
     losses = []
-    for _ in range(6):
+    for _ in range(4):
         loss, _ = net.loss(batch)
         opt.zero_grad()
         loss.backward()
