@@ -107,7 +107,7 @@ class ToyModel(CorrespondenceModel):
             score = lambda c: c.flatten(3).max(dim=-1).values.mean()  # noqa: E731
             s_pos, s_neg = score(pos), score(neg)
             loss = s_neg - s_pos
-            logs = {"score_pos": float(s_pos), "score_neg": float(s_neg)}
+            logs = {"score_pos": float(s_pos.detach()), "score_neg": float(s_neg.detach())}
         else:
             size = tuple(batch["src_image"].shape[-2:])
             pred = transfer_with_matches(self.head(fs, ft).src_to_trg, batch["src_kps"], size)
