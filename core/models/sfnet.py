@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torch.nn as nn
 from PIL import Image, ImageOps
 
 from ..adaptation import AdaptationLayer
