@@ -16,6 +16,7 @@ from core.images import image_to_float, image_to_tensor, load_image, normalize_i
 from core.models import build_model
 from core.models.sfnet import (
     SFNet,
+    SFNetPublishedPredictor,
     build_sfnet,
     crop_and_rescale_grid,
     published_input,
@@ -168,6 +169,12 @@ def test_published_flow_shapes_follow_the_original_images_and_keep_the_mode(mode
     # Pixel coordinates of the other image (the rescaled grid may overshoot by < 1/9 of the half-size).
     assert flow_s2t[..., 0].abs().max() <= 90 * 1.2 and flow_t2s[..., 1].abs().max() <= 110 * 1.2
     assert torch.isfinite(flow_s2t).all() and torch.isfinite(flow_t2s).all()
+    # The predictor wrapper returns the same flows as numpy arrays for the evaluation engine.
+    predictor = SFNetPublishedPredictor(model)
+    np_s2t, np_t2s = predictor.predict(src, trg)
+    assert np_s2t.dtype.name == "float32" and np_s2t.shape == (110, 150, 2) and np_t2s.shape == (130, 90, 2)
+    assert (np_s2t == flow_s2t[0].numpy()).all() and (np_t2s == flow_t2s[0].numpy()).all()
+    assert predictor.describe()["weights"] == "fresh" and predictor.describe()["model"] == "sfnet"
 
 
 # ----------------------------------------------------------------------------- training
@@ -212,6 +219,7 @@ def test_short_training_lowers_the_loss_and_the_checkpoint_reloads(photos, tmp_p
     assert not any(k.startswith("backbone.") for k in net.head_state_dict())
     loaded = build_sfnet(weights=path)
     assert not loaded.training
+    assert loaded.weights_id.startswith("file:sfnet_mbv2.safetensors:")
     with torch.no_grad():
         a = net(batch["src_image"][:1], batch["trg_image"][:1])
         b = loaded(batch["src_image"][:1], batch["trg_image"][:1])

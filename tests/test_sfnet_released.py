@@ -63,6 +63,7 @@ def test_released_checkpoint_loads_on_resnet101_with_every_tensor_in_place(relea
     assert released_model.adap_layer_feat3.conv2[0].weight.shape == (1024, 1024, 5, 5)
     assert released_model.adap_layer_feat4.conv1[0].weight.shape == (2048, 2048, 3, 3)
     assert not released_model.training
+    assert released_model.weights_id.startswith("released-file:best_checkpoint.pt:")
 
 
 def test_random_resnet101_shapes_at_a_small_size(released_model):

@@ -108,6 +108,8 @@ class SFNet(CorrespondenceModel):
         self.backbone_weights = str(backbone_weights)
         self.beta = None if beta is None else float(beta)
         self.kernel_sigma = float(kernel_sigma)
+        #: Where the head weights came from: "fresh", "file:<name>:<sha12>" or "released-file:<name>:<sha12>".
+        self.weights_id = "fresh"
         self.layers = SFNET_LAYERS[backbone.name]
         for attr, layer, k in zip(ADAPTATION_NAMES, self.layers, ADAPTATION_KERNELS):
             self.add_module(attr, AdaptationLayer(backbone.channels(layer), k))
@@ -367,10 +369,18 @@ def build_sfnet(
     model = SFNet(build_backbone(backbone, backbone_weights), backbone_weights, beta=beta, kernel_sigma=kernel_sigma)
     if released is not None:
         load_head_weights(model, released, str(path))
+        model.weights_id = "released-" + _file_id(path)
     elif path is not None:
         load_project_checkpoint(model, path)
+        model.weights_id = _file_id(path)
     model.eval()
     return model
+
+
+def _file_id(path: Path) -> str:
+    from ..weights import sha256_file
+
+    return f"file:{path.name}:{sha256_file(path)[:12]}"
 
 
 # ----------------------------------------------------------------------------- published test protocol
@@ -433,7 +443,30 @@ def sfnet_published_flow(
     return flow_s2t.cpu(), flow_t2s.cpu()
 
 
+class SFNetPublishedPredictor:
+    """A predictor (``predict(src_pil, trg_pil)``) running :func:`sfnet_published_flow`.
+
+    Same interface as :class:`core.pipeline.ModelPredictor`: returns float32
+    numpy pixel flows ``(H_src, W_src, 2)`` and ``(H_trg, W_trg, 2)``.
+    """
+
+    def __init__(self, model: SFNet, device: torch.device | str = "cpu", size: int = 320, pad: int = 16):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.size, self.pad = size, pad
+        self.name = model.name
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.model.config(), size=[self.size, self.size], weights=self.model.weights_id,
+                    input=f"sfnet-published: resize {self.size - 2 * self.pad}, zero-pad {self.pad}, crop grid border")
+
+    def predict(self, src: Image.Image, trg: Image.Image):
+        flow_s2t, flow_t2s = sfnet_published_flow(self.model, src, trg, self.size, self.pad)
+        return flow_s2t[0].float().numpy(), flow_t2s[0].float().numpy()
+
+
 __all__ = [
+    "SFNetPublishedPredictor",
     "SFNet",
     "build_sfnet",
     "convert_released_checkpoint",
