@@ -340,3 +340,43 @@ def test_step_order_shards_disjointly_and_is_pure():
     assert resumed == [order.batch_keys(4, 2, 1)]
     assert order.batch_keys(4, 0, 0) != order.batch_keys(5, 0, 0)
     assert StepOrder(23, 3, 2, 11).batch_keys(4, 1, 1) == order.batch_keys(4, 1, 1)
+
+
+# ----------------------------------------------------------------------------- with the PF-PASCAL reader
+
+
+def make_pf_pascal(root: Path) -> None:
+    """A PF-PASCAL look-alike: 3 images, their .mat annotations, an NC-Net style training list with flips."""
+    import scipy.io
+
+    jpg = root / "PF-dataset-PASCAL" / "JPEGImages"
+    ann = root / "PF-dataset-PASCAL" / "Annotations" / "car"
+    jpg.mkdir(parents=True)
+    ann.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(["2008_000001", "2008_000002", "2008_000003"]):
+        Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(jpg / f"{name}.jpg")
+        kps = np.array([[11.0, 6.0], [31.0 + i, 21.0], [np.nan, np.nan]])  # Matlab 1-based
+        scipy.io.savemat(ann / f"{name}.mat", {"kps": kps, "bbox": np.array([[5.0, 3.0, 45.0, 30.0]])})
+    rows = ["source_image,target_image,class,flip"]
+    for a, b, flip in (("000001", "000002", 0), ("000002", "000003", 1)):
+        rows.append(f"PF-dataset-PASCAL/JPEGImages/2008_{a}.jpg,PF-dataset-PASCAL/JPEGImages/2008_{b}.jpg,7,{flip}")
+    (root / "train_pairs.csv").write_text("\n".join(rows) + "\n")
+
+
+def test_pf_pascal_spec_gives_annotated_pairs_or_box_masked_synthetic_pairs(tmp_path):
+    make_pf_pascal(tmp_path)
+    pairs = open_training_source(f"pf-pascal:{tmp_path}", "keypoints", (20, 30), seed=0)  # split defaults to train
+    assert isinstance(pairs, AnnotatedPairs) and len(pairs) == 2 and "pf-pascal" in pairs.describe()
+    first, flipped = pairs[(0, 0)], pairs[(0, 1)]
+    # (10, 5) zero-based in a 60x40 image → resized to 30x20: (x + 0.5) / 2 - 0.5
+    assert torch.allclose(first["src_kps"][0], torch.tensor([4.75, 2.25]))
+    assert torch.isnan(first["src_kps"][2]).all()
+    assert torch.allclose(flipped["src_kps"][0], torch.tensor([29 - 4.75, 2.25]))  # flip=1 in the list
+    assert first["trg_pck_ref"] == 30  # PF-PASCAL: the image's longer side
+    weak = open_training_source(f"pf-pascal:{tmp_path}:train", "weak", 24, seed=0)
+    assert isinstance(weak, AnnotatedPairs) and len(weak) == 2
+    synthetic = open_training_source(f"pf-pascal:{tmp_path}", "synthetic", 24, seed=0)
+    assert isinstance(synthetic, SyntheticPairs) and len(synthetic) == 3  # the distinct images
+    assert all(m.kind == "box" for m in synthetic.masks) and "bounding boxes (3)" in synthetic.describe()
+    assert 0.3 < synthetic[(0, 0)]["src_mask"].mean() < 0.8

@@ -137,7 +137,9 @@ def test_run_directory_refusals(tmp_path):
         prepare_run_dir(out, dict(record, seed=1), resume=True, overwrite=False)
     with pytest.raises(UsageError, match="contradict"):
         prepare_run_dir(out, record, resume=True, overwrite=True)
+    (out / ".resume.safetensors8f2k.tmp").write_bytes(b"torn")  # left by a killed atomic write
     assert prepare_run_dir(out, dict(record, iterations=9), resume=True, overwrite=False) is True  # longer run: allowed
+    assert not (out / ".resume.safetensors8f2k.tmp").exists() and (out / "resume.safetensors").exists()
     (out / "notes.txt").write_text("mine")
     assert prepare_run_dir(out, dict(record, seed=2), resume=False, overwrite=True) is False
     assert not (out / "resume.safetensors").exists() and (out / "notes.txt").read_text() == "mine"
@@ -161,6 +163,18 @@ def test_cli_refuses_an_occupied_run_directory(tmp_path):
     assert result.exit_code == 2
     assert "already holds a run of sfnet" in result.output
     assert not (out / "log.jsonl").exists()
+
+
+def test_tensorboard_is_optional(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(UsageError, match=r"needs the 'tensorboard' package \(pip install tensorboard\)"):
+            train(tiny_options(tmp_path / "run", tensorboard=True))
+        assert not (tmp_path / "run").exists()
+    else:
+        train(tiny_options(tmp_path / "run", tensorboard=True, iterations=1))
+        assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
 def test_empty_data_is_refused_before_anything_is_written(tmp_path):

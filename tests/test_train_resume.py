@@ -18,11 +18,11 @@ from core.weights import load_checkpoint
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", REPO.parent / "shared" / "data"))
 CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
-ITERATIONS = 24
+ITERATIONS = 16
 
 
 def command(out: Path, *extra: str) -> list[str]:
-    # 10 images, batch 2: 5 steps per epoch, so the run crosses epochs and checkpoints fall mid-epoch
+    # 10 images, batch 2: 5 steps per epoch, so the run crosses epochs and checkpoints (every 4) fall mid-epoch
     return [
         sys.executable, "-m", "semcorr_cli.main", "train", "--model", "toy", "--data", f"folder:{CALTECH}",
         "--out", str(out), "--iterations", str(ITERATIONS), "--batch-size", "2", "--image-size", "32",

@@ -65,10 +65,22 @@ def read_run_record(out: Path) -> dict[str, Any] | None:
     return record
 
 
+def is_own_temporary(name: str) -> bool:
+    """A temporary file left by an atomic write of one of the run's files (a killed process)."""
+    return name.endswith(".tmp") and any(name.lstrip(".").startswith(own) for own in OWN_FILES)
+
+
+def remove_stale_temporaries(out: Path) -> None:
+    for p in out.iterdir():
+        if p.is_file() and is_own_temporary(p.name):
+            p.unlink(missing_ok=True)
+
+
 def remove_run_files(out: Path) -> None:
     """Delete the files a run writes (and nothing else)."""
     for name in OWN_FILES:
         (out / name).unlink(missing_ok=True)
+    remove_stale_temporaries(out)
     for name in OWN_DIRS:
         if (out / name).is_dir():
             shutil.rmtree(out / name)
@@ -87,7 +99,11 @@ def prepare_run_dir(out: Path, record: dict[str, Any], resume: bool, overwrite: 
     if out.exists() and not out.is_dir():
         raise UsageError(f"the run directory '{out}' is a file")
     old = read_run_record(out) if out.is_dir() else None
-    others = [p.name for p in out.iterdir() if p.name not in OWN_FILES + OWN_DIRS] if out.is_dir() else []
+    others = (
+        [p.name for p in out.iterdir() if p.name not in OWN_FILES + OWN_DIRS and not is_own_temporary(p.name)]
+        if out.is_dir()
+        else []
+    )
     if old is not None:
         if overwrite:
             remove_run_files(out)
@@ -104,7 +120,7 @@ def prepare_run_dir(out: Path, record: dict[str, Any], resume: bool, overwrite: 
                 "use --resume to continue it, --overwrite to replace it, or another --out"
             )
     elif out.is_dir() and any(out.iterdir()) and not overwrite:
-        shown = ", ".join(sorted(others)[:3]) or ", ".join(sorted(p.name for p in out.iterdir())[:3])
+        shown = ", ".join(sorted(others)[:3] or sorted(p.name for p in out.iterdir())[:3])
         raise UsageError(f"'{out}' is not empty ({shown}…) and holds no semcorr run; use an empty --out or --overwrite")
     elif overwrite:
         remove_run_files(out)
@@ -112,6 +128,7 @@ def prepare_run_dir(out: Path, record: dict[str, Any], resume: bool, overwrite: 
     can_resume = resume and old is not None and (out / STATE_FILE).is_file()
     if not can_resume:
         remove_run_files(out)  # e.g. a run killed before its first checkpoint: start it afresh
+    remove_stale_temporaries(out)
     record = dict(record)
     if can_resume and old is not None:
         record["created"] = old.get("created", record.get("created"))
