@@ -102,7 +102,7 @@ def target_maps_on_grid(corr: torch.Tensor, grid: tuple[int, int]) -> torch.Tens
     maps = corr.reshape(b * ha * wa, 1, hb, wb)
     if (hb, wb) != (gh, gw):
         maps = F.interpolate(maps, size=(gh, gw), mode="bilinear", align_corners=True)
-    return maps.view(b, ha * wa, gh * gw).transpose(1, 2).reshape(b, gh * gw, ha, wa)
+    return maps.reshape(b, ha * wa, gh * gw).transpose(1, 2).reshape(b, gh * gw, ha, wa)
 
 
 class DynamicFusion(nn.Module):

@@ -135,8 +135,11 @@ def best_probability(prob: torch.Tensor) -> torch.Tensor:
 
 
 def _as_int_list(v: Any, name: str) -> list[int]:
+    """An int, a sequence of ints or a comma-separated string (``"5,5,5"``) → list of ints."""
     if isinstance(v, int):
         return [v]
+    if isinstance(v, str):
+        v = [x for x in v.replace(";", ",").split(",") if x.strip()]
     try:
         return [int(x) for x in v]
     except (TypeError, ValueError):
