@@ -16,16 +16,13 @@ from .common import err_console, handle_errors, print_json
 
 HELP = """Train a correspondence model; every option not given comes from the model's paper defaults.
 
-Data SPEC: folder:PATH[,masks=DIR] (class-per-folder tree, e.g. Caltech-101's 101_ObjectCategories),
-voc:ROOT[:split], pf-pascal:ROOT[:split], spair:ROOT[:split]. The model's supervision picks the pairs:
-weak → same-class pairs; synthetic → two random affine warps of one image; keypoints → annotated pairs
-(or synthetic pairs from a folder tree).
+Data SPEC: folder:PATH[,masks=DIR] (a class-per-folder tree such as Caltech-101's 101_ObjectCategories), voc:ROOT[:split], pf-pascal:ROOT[:split] or spair:ROOT[:split].
 
-Multi-GPU / multi-node: launch with torchrun, e.g.
-  torchrun --nproc_per_node 4 -m semcorr_cli.main train --model ncnet --data ... --out runs/a
+The model's supervision picks the pairs: weak → two images of one class; synthetic → two random affine warps of one image; keypoints → annotated pairs (synthetic pairs from a folder tree).
 
-RUN_DIR gets run.json, log.jsonl, last.safetensors (+ .json), best.safetensors with --val, and
-resume.safetensors (use --resume after an interruption; same final weights). Docs: docs/training.md.
+Several GPUs or machines: launch with torchrun, e.g. torchrun --standalone --nproc_per_node 4 -m semcorr_cli.main train --model ncnet --data ... --out runs/a
+
+RUN_DIR receives run.json, log.jsonl, last.safetensors (+ .json), best.safetensors (with --val) and resume.safetensors: after an interruption, --resume reaches the same final weights. See docs/training.md.
 """
 
 

@@ -362,7 +362,7 @@ class Trainer:
         self.optimizer.load_state_dict(state.optimizer)
         restore_rng(state.rng_tensors, state.rng_meta)
         self.progress = state.progress
-        self.resumed_from = state.progress.step
+        self.resumed_from = self.last_saved_step = state.progress.step
         if self.progress.finished == "completed" and self.progress.step < self.total_steps:
             self.progress.finished = None  # the run was extended (--epochs / --iterations raised)
 
