@@ -276,6 +276,18 @@ def resample_dim(x: torch.Tensor, dim: int, index: torch.Tensor, weight: torch.T
     return (gathered * weight.to(gathered.dtype).view(wshape)).sum(dim + 1)
 
 
+def resize_last_two(x: torch.Tensor, size: tuple[int, int], mode: str = "nearest") -> torch.Tensor:
+    """Resample the last two dimensions: ``(..., h, w)`` → ``(..., *size)`` (``F.interpolate``, align_corners=False)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mode not in UPSAMPLE_MODES:
+        raise UsageError(f"unknown upsampling {mode!r}; choose one of {', '.join(UPSAMPLE_MODES)}")
+    lead = x.shape[:-2]
+    kwargs = {} if mode == "nearest" else {"align_corners": False}
+    y = F.interpolate(x.reshape(1, -1, *x.shape[-2:]), size=tuple(size), mode=mode, **kwargs)
+    return y.view(*lead, *size)
+
+
 def upsample_4d(
     corr: torch.Tensor, size_a: tuple[int, int], size_b: tuple[int, int], mode: str = "nearest"
 ) -> torch.Tensor:
@@ -287,8 +299,8 @@ def upsample_4d(
     """
     if corr.dim() != 5:
         raise ValueError(f"correlation must be (B, hA, wA, hB, wB), got shape {tuple(corr.shape)}")
-    out = corr
-    for dim, n_out in zip((3, 4, 1, 2), (size_b[0], size_b[1], size_a[0], size_a[1])):
+    out = resize_last_two(corr, size_b, mode)  # target dims: one interpolation over all source cells
+    for dim, n_out in zip((1, 2), size_a):  # source dims: whole target maps move together
         if out.shape[dim] != n_out:
             out = resample_dim(out, dim, *interpolation_taps(out.shape[dim], n_out, mode, corr.device))
     return out
@@ -355,12 +367,9 @@ def _cell_rows(
     w = (wy[cells_y].unsqueeze(-1) * wx[cells_x].unsqueeze(-2)).flatten(2).to(coarse.dtype)
     n, t = src.shape[1:]
     flat = coarse.reshape(b, hac * wac, hbc * wbc)
-    picked = flat.gather(1, src.reshape(b, n * t, 1).expand(-1, -1, hbc * wbc)).view(b, n, t, hbc * wbc)
-    up = (picked * w.unsqueeze(-1)).sum(2).view(b, n, hbc, wbc)
-    for dim, n_in, n_out in ((2, hbc, hb), (3, wbc, wb)):
-        if n_in != n_out:
-            up = resample_dim(up, dim, *interpolation_taps(n_in, n_out, upsample, coarse.device))
-    return rows + up
+    picked = flat.gather(1, src.reshape(b, n * t, 1).expand(-1, -1, hbc * wbc)).view(b, n, t, hbc, wbc)
+    up = picked[:, :, 0] if t == 1 else (picked * w.view(b, n, t, 1, 1)).sum(2)
+    return rows + resize_last_two(up, (hb, wb), upsample)
 
 
 def _nan_safe(points: torch.Tensor) -> torch.Tensor:
