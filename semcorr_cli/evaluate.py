@@ -10,7 +10,7 @@ from rich.table import Table
 
 from core.errors import UsageError
 
-from .common import console, err_console, handle_errors, parse_float_list, parse_str_list, progress
+from .common import console, err_console, handle_errors, parse_float_list, parse_str_list, progress, resolve_device
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
 
@@ -110,6 +110,17 @@ def print_summary(run) -> None:
         console.print(t)
 
 
+def parse_options(items: list[str] | None) -> dict[str, str]:
+    """``["layout=small", "lists=DIR"]`` → ``{"layout": "small", "lists": "DIR"}`` (reader options)."""
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--option must look like KEY=VALUE, not '{item}'")
+        out[key.strip().replace("-", "_")] = value.strip()
+    return out
+
+
 def _build_source(args: dict[str, Any], protocol, root: Path):
     """The predictor (``--model``) or the record flows (``--flows``)."""
     if args["flows"] is not None:
@@ -127,7 +138,7 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
         "backbone_weights": args["backbone_weights"],
         "weights": args["weights"],
         "size": args["size"] or protocol.size,
-        "device": args["device"],
+        "device": resolve_device(args["device"]),
         "method": args["method"],
         "layers": parse_str_list(args["layers"]),
     }
@@ -165,6 +176,7 @@ def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool)
     protocol = get_protocol(args["protocol"]) if args["protocol"] else default_protocol(name)
     protocol = customize(protocol, alphas=alphas, threshold=args["threshold"], direction=args["direction"], coords=args["coords"])
     options = protocol.options()
+    options.update(parse_options(args["option"]))
     if args["pairs"] is not None:
         options["pairs"] = args["pairs"]
     dataset = open_dataset(name, args["root"], split=args["split"] or protocol.split, **options)
@@ -203,6 +215,7 @@ def register(app: typer.Typer) -> None:
         root: Path = typer.Option(None, "--root", help="The dataset's folder, in its published layout."),
         split: str = typer.Option(None, "--split", help="Split (default: the protocol's, usually test)."),
         pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
+        option: list[str] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE, repeatable: layout=small (spair), lists=DIR or pair_list=sfnet (pf-pascal), keypoints=mat (pf-willow), subsets=JODS,PASCAL (tss)."),
         model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default) or a learned model: sfnet, ncnet, dccnet, mmnet."),
         weights: str = typer.Option(None, "--weights", help="The learned model's checkpoint."),
         backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
@@ -236,7 +249,7 @@ def register(app: typer.Typer) -> None:
             if files:
                 raise UsageError(f"unexpected argument '{files[0]}' (results files are given with --merge)")
             args = dict(
-                dataset=dataset, root=root, split=split, pairs=pairs, model=model, weights=weights, backbone=backbone,
+                dataset=dataset, root=root, split=split, pairs=pairs, option=option, model=model, weights=weights, backbone=backbone,
                 backbone_weights=backbone_weights, layers=layers, method=method, protocol=protocol, threshold=threshold,
                 direction=direction, coords=coords, size=size, device=device, results=results, resume=resume, limit=limit,
                 shard=shard, flows=flows,

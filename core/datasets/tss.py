@@ -62,13 +62,13 @@ def read_pair_names(path: Path) -> dict[str, str]:
 
 
 class TSS(PairDataset):
-    """TSS pairs, every pair folder of the chosen ``subsets`` (default all three), sorted."""
+    """TSS pairs, every pair folder of the chosen ``subsets`` (default all three, or a list or comma-separated string), sorted."""
 
     name = "tss"
     task = "flow"
     source = "TSS comes from taniai.space/projects/cvpr16_dccs (TSS_CVPR2016.zip); a sample is in the evaluation kit github.com/t-taniai/TSS_CVPR2016_EvaluationKit"
 
-    def __init__(self, root: str | Path, split: str | None = None, subsets: list[str] | tuple[str, ...] | None = None):
+    def __init__(self, root: str | Path, split: str | None = None, subsets: str | list[str] | tuple[str, ...] | None = None):
         if split not in (None, "test"):
             raise UsageError(f"tss has only a test split, not '{split}'")
         given = Path(root)
@@ -78,6 +78,8 @@ class TSS(PairDataset):
         if found is None:
             raise DataError(f"tss: no FG3DCar, JODS or PASCAL folder in '{given}'; is the root right? ({self.source})")
         self.root = found
+        if isinstance(subsets, str):
+            subsets = [s.strip() for s in subsets.split(",") if s.strip()]
         subsets = list(subsets) if subsets else list(SUBSETS)
         unknown = [s for s in subsets if s not in SUBSETS]
         if unknown:
