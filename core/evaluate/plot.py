@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..errors import UsageError
 from ..metrics import CURVE_ALPHAS, mean_over_pairs, pooled_over_keypoints
 from .engine import EvaluationRun
-from .summary import _dense_rates, _groups, keypoint_counts
+from .summary import dense_rates, group_records, keypoint_counts
 
 PALETTE = [
     (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75), (227, 119, 194),
@@ -34,11 +34,11 @@ def run_curves(run: EvaluationRun) -> dict[str, list[float]]:
     if p.task == "keypoints":
         curve = lambda rs: _keypoint_curve(rs, p.average)  # noqa: E731
     elif p.task == "flow":
-        curve = lambda rs: [float(v) * 100 for v in _dense_rates(rs, ("src_to_trg", "trg_to_src"), CURVE_ALPHAS)]  # noqa: E731
+        curve = lambda rs: [float(v) * 100 for v in dense_rates(rs, ("src_to_trg", "trg_to_src"), CURVE_ALPHAS)]  # noqa: E731
     else:
         return {}
     out = {"all": curve(records)} if records else {}
-    groups = _groups(records, lambda r: r["category"])
+    groups = group_records(records, lambda r: r["category"])
     if 1 < len(groups) <= MAX_GROUP_CURVES:
         out.update({g: curve(rs) for g, rs in sorted(groups.items())})
     return out

@@ -58,7 +58,7 @@ def _keypoint_group(records: list[dict[str, Any]], alphas: Sequence[float]) -> d
     }
 
 
-def _groups(records: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
+def group_records(records: list[dict[str, Any]], key) -> dict[Any, list[dict[str, Any]]]:
     out: dict[Any, list[dict[str, Any]]] = {}
     for r in records:
         k = key(r)
@@ -79,7 +79,7 @@ def spair_breakdown(records: list[dict[str, Any]], alphas: Sequence[float]) -> d
     """PCK by level of each SPair-71k difficulty factor present in the records' ``meta``."""
     out: dict[str, dict[str, Any]] = {}
     for factor in SPAIR_FACTORS:
-        groups = _groups(records, lambda r: r.get("meta", {}).get(factor))
+        groups = group_records(records, lambda r: r.get("meta", {}).get(factor))
         if groups:
             out[factor] = {
                 spair_level(factor, level): _keypoint_group(groups[level], alphas) for level in sorted(groups)
@@ -95,7 +95,7 @@ def headline(summary_block: dict[str, Any], protocol: Protocol, alphas: Sequence
 
 
 def summarize_keypoints(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
-    cats = {c: _keypoint_group(rs, alphas) for c, rs in sorted(_groups(records, lambda r: r["category"]).items())}
+    cats = {c: _keypoint_group(rs, alphas) for c, rs in sorted(group_records(records, lambda r: r["category"]).items())}
     overall = _keypoint_group(records, alphas)
     curve_c, curve_n = keypoint_counts(records, CURVE_ALPHAS)
     out = {
@@ -117,7 +117,7 @@ def summarize_keypoints(records: list[dict[str, Any]], protocol: Protocol, alpha
     return out
 
 
-def _dense_rates(records: list[dict[str, Any]], directions: Sequence[str], alphas: Sequence[float]) -> np.ndarray:
+def dense_rates(records: list[dict[str, Any]], directions: Sequence[str], alphas: Sequence[float]) -> np.ndarray:
     """Mean over flow maps of the correct fraction ``(A,)``: one sample per (pair, direction)."""
     rows = []
     for r in records:
@@ -143,17 +143,17 @@ def _stored(record: dict[str, Any], alphas: Sequence[float]) -> list[float]:
 def _dense_group(records: list[dict[str, Any]], alphas: Sequence[float]) -> dict[str, Any]:
     both = ("src_to_trg", "trg_to_src")
     return {
-        "pck": _percent(_dense_rates(records, both, alphas), alphas),
-        "src_to_trg": _percent(_dense_rates(records, ("src_to_trg",), alphas), alphas),
-        "trg_to_src": _percent(_dense_rates(records, ("trg_to_src",), alphas), alphas),
+        "pck": _percent(dense_rates(records, both, alphas), alphas),
+        "src_to_trg": _percent(dense_rates(records, ("src_to_trg",), alphas), alphas),
+        "trg_to_src": _percent(dense_rates(records, ("trg_to_src",), alphas), alphas),
         "n_pairs": len(records),
     }
 
 
 def summarize_flow(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
-    subsets = {c: _dense_group(rs, alphas) for c, rs in sorted(_groups(records, lambda r: r["category"]).items())}
+    subsets = {c: _dense_group(rs, alphas) for c, rs in sorted(group_records(records, lambda r: r["category"]).items())}
     overall = _dense_group(records, alphas)
-    curve = _dense_rates(records, ("src_to_trg", "trg_to_src"), CURVE_ALPHAS) if records else np.full(len(CURVE_ALPHAS), np.nan)
+    curve = dense_rates(records, ("src_to_trg", "trg_to_src"), CURVE_ALPHAS) if records else np.full(len(CURVE_ALPHAS), np.nan)
     average = {"pck": _mean_of(subsets, "pck", alphas)}
     a = protocol.headline_alpha if protocol.headline_alpha in alphas else alphas[0]
     return {
@@ -176,7 +176,7 @@ def _mask_group(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summarize_mask(records: list[dict[str, Any]], protocol: Protocol) -> dict[str, Any]:
-    cats = {c: _mask_group(rs) for c, rs in sorted(_groups(records, lambda r: r["category"]).items())}
+    cats = {c: _mask_group(rs) for c, rs in sorted(group_records(records, lambda r: r["category"]).items())}
     overall = _mask_group(records) if records else {"lt_acc": None, "iou": None, "n_pairs": 0}
     return {"task": "mask", "overall": overall, "categories": cats, "headline": {"metric": "lt_acc", "value": overall["lt_acc"]}}
 
@@ -191,4 +191,4 @@ def summarize(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequenc
     return summarize_mask(records, protocol)
 
 
-__all__ = ["summarize", "alpha_key", "keypoint_counts", "spair_breakdown"]
+__all__ = ["summarize", "alpha_key", "keypoint_counts", "dense_rates", "group_records", "spair_breakdown"]
