@@ -177,6 +177,11 @@ def test_tensorboard_is_optional(tmp_path):
         assert any((tmp_path / "run" / "tensorboard").iterdir())
 
 
+def test_unknown_model_names_the_trainable_ones(tmp_path):
+    with pytest.raises(UsageError, match=r"unknown model 'nope'; choose one of .*toy"):
+        train(tiny_options(tmp_path / "run", model="nope"))
+
+
 def test_empty_data_is_refused_before_anything_is_written(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="yields no images"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ..errors import UsageError
 from ..models import CorrespondenceModel, build_model, model_names
 
 TRAINING_ONLY_MODELS: dict[str, str] = {"toy": "core.train.toy:build_toy"}
@@ -25,6 +26,8 @@ def training_model_names() -> list[str]:
 
 def build_training_model(name: str, **kwargs: Any) -> CorrespondenceModel:
     """Build ``name`` with builder keyword arguments (``backbone``, ``backbone_weights``, ``weights``, options)."""
+    if name not in training_model_names():
+        raise UsageError(f"unknown model '{name}'; choose one of {', '.join(training_model_names())}")
     if name in TRAINING_ONLY_MODELS and name not in model_names():
         module, func = TRAINING_ONLY_MODELS[name].split(":")
         return getattr(importlib.import_module(module), func)(**kwargs)
