@@ -43,11 +43,14 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_image(path: str | Path) -> Image.Image:
+def load_image(path: str | Path, reduce_to: int | None = None) -> Image.Image:
     """Read an image file as 8-bit RGB.
 
-    Raises :class:`DataError` with one sentence naming the file when it is
-    missing, not an image, truncated, or implausibly large.
+    ``reduce_to``: the caller only needs about this many pixels per side, so a
+    large JPEG may be decoded at a reduced scale (never below ``reduce_to``) to
+    bound memory; the original size is then in ``img.info["original_size"]``
+    as ``(H, W)``. Raises :class:`DataError` with one sentence naming the file
+    when it is missing, not an image, truncated, or implausibly large.
     """
     path = Path(path)
     if not path.exists():
@@ -61,14 +64,23 @@ def load_image(path: str | Path) -> Image.Image:
                 w, h = img.size
                 if w * h > MAX_PIXELS:
                     raise DataError(f"image '{path}' is too large ({w}x{h} pixels)")
+                if reduce_to is not None and img.format == "JPEG" and min(w, h) > 2 * reduce_to:
+                    img.draft("RGB", (reduce_to, reduce_to))
                 img.load()
-                return _to_rgb8(img)
+                out = _to_rgb8(img)
+                out.info["original_size"] = (h, w)
+                return out
     except DataError:
         raise
     except UnidentifiedImageError:
         raise DataError(f"'{path}' is not an image file PIL can read") from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"image '{path}' is unreadable or truncated ({exc})") from None
+
+
+def original_size(img: Image.Image) -> tuple[int, int]:
+    """``(H, W)`` of the file an image was read from (before any reduced decoding)."""
+    return tuple(img.info.get("original_size", (img.height, img.width)))  # type: ignore[return-value]
 
 
 def load_mask(path: str | Path) -> np.ndarray:

@@ -18,11 +18,15 @@ from .backbones import DEFAULT_BACKBONE, DEFAULT_LAYERS, FeatureBackbone, build_
 from .correlation import correlate
 from .errors import DataError, UsageError
 from .flow import match_confidence, matches_from_corr, matches_to_flow
-from .images import image_to_tensor, load_image, parse_size
+from .images import image_to_tensor, load_image, original_size, parse_size
 from .io.records import PairRecord
 
 #: Default working size (square side in pixels) of ``extract``.
 DEFAULT_SIZE = 400
+#: Working size of the training-free ``nn`` predictor of ``evaluate``: chosen on
+#: synthetic affine pairs of Caltech-101 training images (benchmarks/select_nn.py),
+#: where 256–400 px score within noise of each other and 320 is best at α = 0.1.
+NN_DEFAULT_SIZE = 320
 
 
 def _to_numpy(t: torch.Tensor) -> np.ndarray:
@@ -85,24 +89,38 @@ class FeatureExtractor:
             for layer in self.layers
         }
 
+    def load(self, path: str | Path):
+        """Read an image for this extractor; refuse one smaller than a feature cell."""
+        img = load_image(path, reduce_to=max(self.size))
+        h, w = original_size(img)
+        cell = max(self.backbone.stride(layer) for layer in self.layers)
+        if h < cell or w < cell:
+            raise DataError(f"image '{path}' is {w}x{h} pixels, smaller than one feature cell ({cell} px)")
+        return img
+
+    def extract_records(self, items: list[tuple[str, str | Path, str | Path, str, str]]) -> list[PairRecord]:
+        """Features records for several pairs in one backbone pass.
+
+        items: ``(pair_id, src_path, trg_path, src_name, trg_name)``; names are
+        what the record stores as ``src_path``/``trg_path``.
+        """
+        images = [(self.load(s), self.load(t)) for _, s, t, _, _ in items]
+        batch = torch.cat([image_to_tensor(im, self.size) for pair in images for im in pair])
+        feats = self.features(batch)
+        records = []
+        for i, ((pid, _, _, sname, tname), (src, trg)) in enumerate(zip(items, images)):
+            rec = PairRecord(pid, str(sname), str(tname), original_size(src), original_size(trg))
+            for layer, t in feats.items():
+                rec.features["src"][layer] = _to_numpy(t[2 * i])
+                rec.features["trg"][layer] = _to_numpy(t[2 * i + 1])
+            rec.feature_attrs = self.layer_attrs()
+            records.append(rec)
+        return records
+
     def extract_record(self, pair_id: str, src_path: str | Path, trg_path: str | Path, name_src: str | None = None, name_trg: str | None = None) -> PairRecord:
         """Read both images, run the backbone once on the pair, return a features record."""
-        src = load_image(src_path)
-        trg = load_image(trg_path)
-        batch = torch.cat([image_to_tensor(src, self.size), image_to_tensor(trg, self.size)])
-        feats = self.features(batch)
-        rec = PairRecord(
-            pair_id=pair_id,
-            src_path=str(name_src if name_src is not None else src_path),
-            trg_path=str(name_trg if name_trg is not None else trg_path),
-            src_size=(src.height, src.width),
-            trg_size=(trg.height, trg.width),
-        )
-        for layer, t in feats.items():
-            rec.features["src"][layer] = _to_numpy(t[0])
-            rec.features["trg"][layer] = _to_numpy(t[1])
-        rec.feature_attrs = self.layer_attrs()
-        return rec
+        names = (str(name_src if name_src is not None else src_path), str(name_trg if name_trg is not None else trg_path))
+        return self.extract_records([(pair_id, src_path, trg_path, *names)])[0]
 
 
 # ----------------------------------------------------------------------------- correlate
@@ -357,7 +375,7 @@ def build_predictor(
     """
     dev = resolve_device(device)
     if model == "nn":
-        ext = FeatureExtractor.create(backbone, backbone_weights, layers, size or DEFAULT_SIZE, dev)
+        ext = FeatureExtractor.create(backbone, backbone_weights, layers, size or NN_DEFAULT_SIZE, dev)
         return NearestNeighbourPredictor(ext, method, beta, sigma, mutual)
     from .models import build_model
 

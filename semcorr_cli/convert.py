@@ -36,8 +36,9 @@ def convert_cmd(
     if output.suffix != ".safetensors":
         raise UsageError("the output must end in .safetensors")
     m = build_model(model, backbone=backbone, backbone_weights="random", weights=str(source))
+    config = dict(m.config(), backbone_weights="default")  # the backbone it was built on here is a placeholder
     meta = {
-        "config": m.config(),
+        "config": config,
         "converted_from": source.name,
         "source_sha256": sha256_file(source),
         "semcorr_version": core.__version__,

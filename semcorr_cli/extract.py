@@ -53,6 +53,7 @@ def extract_features(
     dtype: str = DtypeOpt,
     compression: str = CompressionOpt,
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N pairs of --pairs."),
+    batch_size: int = typer.Option(1, "--batch-size", min=1, help="Pairs passed through the backbone together."),
     quiet: bool = QuietOpt,
 ) -> None:
     from core.errors import UsageError
@@ -85,10 +86,11 @@ def extract_features(
     extractor = FeatureExtractor.create(backbone or "mobilenet_v2", backbone_weights, layer_list, size, dev)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet or len(todo) < 2) as bar:
         task = bar.add_task("extract", total=len(todo))
-        for p in todo:
-            rec = extractor.extract_record(p.pair_id, p.src_path, p.trg_path, p.src_name, p.trg_name)
-            writer.write(rec)
-            bar.advance(task)
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            for rec in extractor.extract_records([(p.pair_id, p.src_path, p.trg_path, p.src_name, p.trg_name) for p in chunk]):
+                writer.write(rec)
+                bar.advance(task)
     if not quiet and writer.is_file:
         err_console.print(f"wrote {writer.count} pair(s) to {output}")
 

@@ -16,7 +16,10 @@ CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 PASCAL_SPLITS = SHARED / "pf-pascal-splits"
 SPAIR_FORMAT = SHARED / "spair-71k-format"
 
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# One intra-op thread: on a shared 2-core machine torch's thread pool mostly waits,
+# and subprocesses started by tests inherit the setting.
+torch.set_num_threads(1)
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def willow_image(name: str = "Cars_006a.png", folder: str = "car(G)") -> Path:

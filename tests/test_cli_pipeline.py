@@ -199,3 +199,35 @@ def test_writing_binary_to_a_terminal_is_refused():
     with pytest.raises(UsageError, match="terminal"):
         with RecordWriter(None, "x", stdout=Tty()):
             pass
+
+
+def test_image_smaller_than_a_feature_cell_is_refused(tmp_path):
+    Image.new("RGB", (8, 40), (200, 10, 10)).save(tmp_path / "tiny.png")
+    r = run(["extract", A, tmp_path / "tiny.png", "--size", "64"])
+    assert r.exit_code == 1 and "smaller than one feature cell" in _err(r)
+
+
+def test_large_jpeg_is_decoded_reduced_but_keeps_its_original_size(tmp_path):
+    big = Image.open(A).convert("RGB").resize((2400, 1600))
+    big.save(tmp_path / "big.jpg", quality=90)
+    from core.images import load_image, original_size
+
+    img = load_image(tmp_path / "big.jpg", reduce_to=128)
+    assert original_size(img) == (1600, 2400)
+    assert img.width < 2400 and min(img.size) >= 128
+    r = run(["extract", tmp_path / "big.jpg", A, "--size", "128", "-o", tmp_path / "f.h5"])
+    assert r.exit_code == 0, r.output
+    (rec,) = list(iter_records(tmp_path / "f.h5"))
+    assert rec.src_size == (1600, 2400)
+
+
+def test_batched_extraction_equals_one_pair_at_a_time(tmp_path):
+    csv = tmp_path / "pairs.csv"
+    csv.write_text("source_image,target_image\nCars_006a.png,Cars_007a.png\nCars_007a.png,Cars_008b.png\nCars_008b.png,Cars_006a.png\n")
+    args = ["extract", "--pairs", csv, "--root", A.parent, "--size", "96", "--layers", "features.10"]
+    r1 = run(args + ["-o", tmp_path / "a.h5"])
+    r2 = run(args + ["--batch-size", "2", "-o", tmp_path / "b.h5"])
+    assert r1.exit_code == 0 and r2.exit_code == 0, r1.output + r2.output
+    for a, b in zip(iter_records(tmp_path / "a.h5"), iter_records(tmp_path / "b.h5")):
+        assert a.src_path == b.src_path
+        assert np.allclose(a.features["trg"]["features.10"], b.features["trg"]["features.10"], atol=1e-4)

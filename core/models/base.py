@@ -78,7 +78,16 @@ class CorrespondenceModel(nn.Module):
         raise NotImplementedError  # pragma: no cover - abstract
 
     def config(self) -> dict[str, Any]:
-        return {"model": self.name, "backbone": self.backbone.name, "backbone_weights": self.backbone.weights_id}
+        """Builder arguments that rebuild this architecture (``build_<name>(**config minus "model")``).
+
+        ``backbone_weights`` is the argument the model was built with (e.g.
+        ``"default"``), not the resolved weights id, so the config rebuilds.
+        """
+        return {
+            "model": self.name,
+            "backbone": self.backbone.name,
+            "backbone_weights": getattr(self, "backbone_weights_arg", "default"),
+        }
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights of everything but a frozen backbone (what a checkpoint must keep)."""
