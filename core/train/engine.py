@@ -365,6 +365,9 @@ class Trainer:
         self.resumed_from = self.last_saved_step = state.progress.step
         if self.progress.finished == "completed" and self.progress.step < self.total_steps:
             self.progress.finished = None  # the run was extended (--epochs / --iterations raised)
+        if self.env.is_main:
+            # a kill between the state and the checkpoint (or its sidecar) leaves last.* behind or torn: renew it
+            self._write_last(self.model.head_state_dict())
 
     # ---------------------------------------------------------------- checkpoints
 
@@ -397,13 +400,16 @@ class Trainer:
             return
         weights = self.model.head_state_dict()
         save_resume_state(self.out / STATE_FILE, weights, self.optimizer, self.progress, {"model": self.o.model, "data": self.o.data})
+        self._write_last(weights, train_loss)
+        if self.log:
+            self.log.write("checkpoint", self.progress.step, path="last.safetensors", epoch=self.progress.epoch)
+
+    def _write_last(self, weights: dict[str, torch.Tensor], train_loss: float | None = None) -> None:
         metrics: dict[str, Any] = {"val": self.progress.last_val} if self.progress.last_val else {}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
         save_checkpoint(self.out / "last.safetensors", weights, self._checkpoint_meta("last", metrics))
         self.last_saved_step = self.progress.step
-        if self.log:
-            self.log.write("checkpoint", self.progress.step, path="last.safetensors", epoch=self.progress.epoch)
 
     def _save_best(self, metrics: dict[str, float]) -> None:
         if self.env.is_main:
