@@ -41,6 +41,8 @@ from .state import Progress, load_resume_state, restore_rng, save_resume_state
 from .validate import evaluate
 
 VAL_METRICS = ("auto", "loss", "pck")
+#: Names the engine uses in log records; a model's own log entries with these names get a ``model_`` prefix.
+RESERVED_LOG_KEYS = ("event", "step", "time", "epoch", "loss", "lr", "pairs_per_s")
 
 
 class TrainingDiverged(DataError):
@@ -424,7 +426,8 @@ class Trainer:
         rng = torch.get_rng_state()
         sampler = EvalBatchSampler(len(self.val_source), self.hyper.batch_size, self.env.rank, self.env.world_size)
         loader = make_loader(self.val_source, sampler, self.workers, self.device, self.o.seed)
-        metrics = evaluate(self.model, loader, self.device, self.o.pck_alpha, with_pck=self.val_metric == "pck")
+        with_pck = bool(getattr(self.val_source, "provides_keypoints", False))
+        metrics = evaluate(self.model, loader, self.device, self.o.pck_alpha, with_pck=with_pck)
         set_train_mode(self.model)
         torch.set_rng_state(rng)
         p = self.progress
@@ -461,8 +464,8 @@ class Trainer:
         if not finite_gradients(self.params):
             self._diverged("a gradient", float("nan"))
         self.optimizer.step()
-        logs = dict(logs, lr=lr)
-        return loss.detach(), logs
+        logs = {(f"model_{k}" if k in RESERVED_LOG_KEYS else k): v for k, v in logs.items()}
+        return loss.detach(), dict(logs, lr=lr)
 
     def _diverged(self, what: str, value: float) -> None:
         p = self.progress
