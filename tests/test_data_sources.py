@@ -184,10 +184,10 @@ def test_synthetic_pairs_are_a_pure_function_of_seed_epoch_index():
     assert isinstance(src, SyntheticPairs) and len(src) == 6
     assert "whole image" in src.describe()
     a, b = src[(2, 3)], src[(2, 3)]
-    assert all(torch.equal(a[k], b[k]) or torch.isnan(a[k]).any() and torch.allclose(a[k], b[k], equal_nan=True) for k in a)
-    c = src[(3, 3)]
-    assert not torch.equal(a["src_image"], c["src_image"])
-    # colour jitter is on by default: the two views differ in colour statistics, not just geometry
+    same = lambda x, y: torch.equal(torch.nan_to_num(x, nan=-7.0), torch.nan_to_num(y, nan=-7.0))  # noqa: E731
+    assert a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    assert not same(a["src_image"], src[(3, 3)]["src_image"])  # another epoch, another draw
+    assert not same(a["src_image"], src[(2, 4)]["src_image"])
     assert a["src_image"].shape == (3, 32, 32) and a["flow_src_to_trg"].shape == (32, 32, 2)
 
 
