@@ -26,7 +26,7 @@ from core.data import (
 )
 from core.data.augment import is_well_conditioned, item_rng, random_affine
 from core.data.loading import scale_keypoints
-from core.data.masks import MaskRef, box_mask
+from core.data.masks import box_mask
 from core.data.order import RankBatchSampler, seeded_subset
 from core.errors import DataError, UsageError
 from core.geometry import pixels_to_normalized
