@@ -11,7 +11,6 @@ model train_data   folder:/voc: (images)                  pf-pascal:/spair: (ann
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from torch.utils.data import Dataset
@@ -27,25 +26,17 @@ from .spec import DataSpec, parse_data_spec
 from .synthetic import SyntheticConfig, SyntheticPairs
 
 TRAIN_DATA_KINDS = ("weak", "synthetic", "keypoints")
-#: The core.datasets reader of each keypoint spec kind, used when ``core.datasets.open_dataset`` is absent.
-KEYPOINT_READERS = {"pf-pascal": "core.datasets.pf_pascal:PFPascal", "spair": "core.datasets.spair:SPair71k"}
 PCK_REFERENCE = {"pf-pascal": "image", "spair": "bbox"}
 
 
 def open_keypoint_dataset(kind: str, root: Path, split: str | None):
     """The :mod:`core.datasets` reader for ``kind`` (``pf-pascal`` or ``spair``) on ``root``/``split``."""
-    try:
-        from ..datasets import open_dataset  # type: ignore[attr-defined]
-    except ImportError:
-        open_dataset = None
-    if open_dataset is not None:
-        return open_dataset(kind, root, split=split)
-    module, cls = KEYPOINT_READERS[kind].split(":")
-    try:
-        reader = getattr(importlib.import_module(module), cls)
-    except (ModuleNotFoundError, AttributeError):
-        raise UsageError(f"the {kind} reader is not available in this version of semcorr yet") from None
-    return reader(root, split=split)
+    from ..datasets import open_dataset
+
+    dataset = open_dataset(kind, root, split=split)
+    if getattr(dataset, "task", "keypoints") != "keypoints":
+        raise UsageError(f"{kind} is not a keypoint dataset")
+    return dataset
 
 
 def _folder_images(spec: DataSpec) -> tuple[list[Path], list[MaskRef], str]:
