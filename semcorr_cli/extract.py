@@ -47,6 +47,7 @@ def extract_features(
     backbone_weights: str = typer.Option("default", "--backbone-weights", help="default, random, a torchvision weights name, or a .pth/.safetensors file."),
     layers: str = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer3,layer4 or features.13 (default: the backbone's hypercolumn)."),
     model: str = typer.Option(None, "--model", help="Extract exactly the layers (and backbone) this model needs: sfnet, ncnet, dccnet, mmnet."),
+    weights: str = typer.Option(None, "--weights", help="With --model: a checkpoint whose (fine-tuned) backbone extracts the features, as MMNet's does."),
     size: int = typer.Option(400, "--size", min=16, max=4096, help="Working size: images are resized to SIZE x SIZE."),
     output: str = OutputOpt,
     device: str = DeviceOpt,
@@ -59,6 +60,7 @@ def extract_features(
     from core.errors import UsageError
     from core.io.stream import RecordWriter
     from core.pairs import read_pairs_csv
+    from core.images import parse_size
     from core.pipeline import FeatureExtractor
 
     if pairs is not None and images:
@@ -75,15 +77,25 @@ def extract_features(
             todo = todo[:limit]
     dev = resolve_device(device)
     layer_list = parse_str_list(layers)
+    extractor = None
+    if weights is not None and model is None:
+        raise UsageError("--weights goes with --model")
     if model is not None:
         from core.models import build_model
 
         if layers:
             raise UsageError("--model chooses the layers; drop --layers")
-        m = build_model(model, backbone=backbone or "mobilenet_v2", backbone_weights="random", weights=None)
-        layer_list = list(m.required_layers)
-        backbone = m.backbone.name
-    extractor = FeatureExtractor.create(backbone or "mobilenet_v2", backbone_weights, layer_list, size, dev)
+        if weights is not None:
+            kwargs = {"backbone": backbone} if backbone else {}
+            m = build_model(model, backbone_weights=backbone_weights, weights=weights, **kwargs)
+            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev)
+            extractor.check_size()
+        else:
+            m = build_model(model, backbone=backbone or "mobilenet_v2", backbone_weights="random", weights=None)
+            layer_list = list(m.required_layers)
+            backbone = m.backbone.name
+    if extractor is None:
+        extractor = FeatureExtractor.create(backbone or "mobilenet_v2", backbone_weights, layer_list, size, dev)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet or len(todo) < 2) as bar:
         task = bar.add_task("extract", total=len(todo))
         for start in range(0, len(todo), batch_size):
