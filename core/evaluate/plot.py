@@ -66,7 +66,7 @@ def draw_curves(curves: dict[str, Sequence[float]], alphas: Sequence[float] = CU
         d.line([(x, y0), (x, y1)], fill=(225, 225, 225))
         d.text((x, y0 + 8), f"{a:.2f}", fill="black", font=font, anchor="mt")
     d.rectangle([x0, y1, x1, y0], outline="black")
-    d.text(((x0 + x1) / 2, h - 18), "α (threshold = α · L)", fill="black", font=font, anchor="mm")
+    d.text(((x0 + x1) / 2, h - 18), "alpha (threshold = alpha · L)", fill="black", font=font, anchor="mm")
     d.text((14, (y0 + y1) / 2), "PCK %", fill="black", font=font, anchor="lm")
     if title:
         d.text(((x0 + x1) / 2, 18), title, fill="black", font=font, anchor="mm")
