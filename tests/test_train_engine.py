@@ -144,6 +144,7 @@ def test_run_directory_refusals(tmp_path):
     assert prepare_run_dir(out, dict(record, seed=2), resume=False, overwrite=True) is False
     assert not (out / "resume.safetensors").exists() and (out / "notes.txt").read_text() == "mine"
     assert json.loads((out / "run.json").read_text())["seed"] == 2
+    assert prepare_run_dir(tmp_path / "fresh", record, resume=False, overwrite=True) is False  # nothing to overwrite
     other = tmp_path / "other"
     other.mkdir()
     (other / "data.csv").write_text("x")

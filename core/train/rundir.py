@@ -122,7 +122,7 @@ def prepare_run_dir(out: Path, record: dict[str, Any], resume: bool, overwrite: 
     elif out.is_dir() and any(out.iterdir()) and not overwrite:
         shown = ", ".join(sorted(others)[:3] or sorted(p.name for p in out.iterdir())[:3])
         raise UsageError(f"'{out}' is not empty ({shown}…) and holds no semcorr run; use an empty --out or --overwrite")
-    elif overwrite:
+    elif overwrite and out.is_dir():
         remove_run_files(out)
     out.mkdir(parents=True, exist_ok=True)
     can_resume = resume and old is not None and (out / STATE_FILE).is_file()
