@@ -153,7 +153,7 @@ def _conv4d_sum_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
             bias=bias if p == 0 else None,
             padding=(k2 // 2, k3 // 2, k4 // 2),
         )
-        y = yp if y is None else y + yp
+        y = yp if y is None else y.add_(yp)  # conv3d does not keep its output for backward
     assert y is not None
     return y.view(h_out, b, c_out, *y.shape[2:]).permute(1, 2, 0, 3, 4, 5)
 

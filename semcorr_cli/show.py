@@ -211,6 +211,13 @@ def _parse_point(text: str) -> tuple[float, float]:
     return x, y
 
 
+def _check_point(xy: tuple[float, float], size: tuple[int, int]) -> None:
+    from core.errors import UsageError
+
+    if not (0 <= xy[0] <= size[1] - 1 and 0 <= xy[1] <= size[0] - 1):
+        raise UsageError(f"--point {xy[0]:g},{xy[1]:g} is outside the {size[1]}x{size[0]} source image")
+
+
 def _image_or_blank(path: str, size: tuple[int, int]):
     from PIL import Image
 
@@ -245,6 +252,7 @@ def show_cmd(
     inputs = list(inputs or [])
     if len(inputs) == 2:
         src_img, trg_img = load_image(inputs[0]), load_image(inputs[1])
+        _check_point(xy, (src_img.height, src_img.width))
         net = build_model(model, backbone=backbone, weights=w).to(dev).eval()
         side = size or net.input_size
         layers = net.required_layers
@@ -264,6 +272,7 @@ def show_cmd(
                 break
         if rec is None:
             raise DataError(f"no record '{pair}' in the input" if pair else "the input holds no records")
+        _check_point(xy, rec.src_size)
         net = build_model(model, backbone=record_backbone(rec), backbone_weights="random", weights=w).to(dev).eval()
         layers = net.required_layers
         missing = [layer for layer in layers if layer not in rec.layers()]
@@ -278,13 +287,11 @@ def show_cmd(
         src_img, trg_img = _image_or_blank(rec.src_path, rec.src_size), _image_or_blank(rec.trg_path, rec.trg_size)
     else:
         raise UsageError(f"give two images or one records file, not {len(inputs)} inputs")
-    if not (0 <= xy[0] <= src_size[1] - 1 and 0 <= xy[1] <= src_size[0] - 1):
-        raise UsageError(f"--point {xy[0]:g},{xy[1]:g} is outside the {src_size[1]}x{src_size[0]} source image")
     panels = model_panels(net, feats_src, feats_trg, point_to_normalized(xy, src_size))
     fig = heatmap_figure(src_img, xy, trg_img, panels)
-    from core.weights import atomic_write_bytes
-
     import io
+
+    from core.weights import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.save(buf, format="PNG")

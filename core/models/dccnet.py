@@ -28,7 +28,7 @@ import torch
 from ..backbones import FeatureBackbone, layer_table
 from ..consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES
 from ..context import DEFAULT_CONTEXT_KERNEL, DEFAULT_FUSION_GRID, DynamicFusion, SpatialContextEncoder
-from ..correlation import correlation_4d, l2_normalize, transpose_corr
+from ..correlation import correlation_4d, l2_normalize
 from ..errors import WeightsError
 from ..flow import argmax_matches
 from ..losses.weak import matching_score, matching_score_of_distributions
