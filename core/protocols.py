@@ -42,8 +42,9 @@ class Protocol:
     * ``measure_size``: ``(H, W)`` frame the points of the measured image are
       rescaled to before measuring (NC-Net's 224×224 "SCNet procedure"),
       or None for the original image;
-    * ``size``: the models' working size (square side) in the papers, or None
-      for the model's own default; it resizes the images fed to the model only;
+    * ``size``: the working size (square side) of the papers' models, or None
+      for the model's own default; it resizes the images fed to a learned
+      model only (the CLI leaves the training-free ``nn`` at its own size);
     * ``coords``: how the dataset's coordinates are read (``one-based`` or ``raw``,
       :mod:`core.datasets.base`);
     * ``sampling``: how the flow is read at a keypoint: ``bilinear``, or

@@ -137,7 +137,8 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
         "backbone": args["backbone"],
         "backbone_weights": args["backbone_weights"],
         "weights": args["weights"],
-        "size": args["size"] or protocol.size,
+        # a protocol's working size is its papers' input size for their models; nn keeps its own default
+        "size": args["size"] or (protocol.size if (args["model"] or "nn") != "nn" else None),
         "device": resolve_device(args["device"]),
         "method": args["method"],
         "layers": parse_str_list(args["layers"]),
@@ -227,7 +228,7 @@ def register(app: typer.Typer) -> None:
         threshold: str = typer.Option(None, "--threshold", help="Override the reference length: img, bbox or kps."),
         direction: str = typer.Option(None, "--direction", help="Override the transfer direction: src->trg or trg->src."),
         coords: str = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
-        size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: the protocol's, else the model's)."),
+        size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: a learned model gets the protocol's, nn its own)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
         json_path: Path = typer.Option(None, "--json", help="Write every figure and the protocol as JSON."),
         csv_path: Path = typer.Option(None, "--csv", help="Write every figure and the protocol as CSV."),
