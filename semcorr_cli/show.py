@@ -104,9 +104,17 @@ def _generic_panels(net, feats_src, feats_trg, point_norm) -> list[tuple[str, np
 
 
 #: model name → ``f(net, feats_src, feats_trg, point_norm) -> [(title, heatmap (hB, wB))]``.
+def _mmnet_panels(net, feats_src, feats_trg, point_norm) -> list[tuple[str, np.ndarray]]:
+    """MMNet: the matches of the point at every scale, coarsest first (the paper's figure 3)."""
+    from core.models.mmnet_viz import mmnet_panels
+
+    return mmnet_panels(net, feats_src, feats_trg, point_norm)
+
+
 PANEL_BUILDERS: dict[str, Callable[..., list[tuple[str, np.ndarray]]]] = {
     "ncnet": _ncnet_panels,
     "dccnet": _dccnet_panels,
+    "mmnet": _mmnet_panels,
 }
 
 
