@@ -110,6 +110,23 @@ def match_confidence(corr: torch.Tensor) -> torch.Tensor:
     return _flat_target(corr).max(dim=-1).values
 
 
+def mutual_filter(corr: torch.Tensor) -> torch.Tensor:
+    """Keep only mutual nearest-neighbour scores of ``(B, hA, wA, hB, wB)``.
+
+    Scores that are not mutual become the row's minimum, so a source cell with
+    a mutual match can only match it; a source cell without one keeps all its
+    scores (it falls back to its own argmax).
+    """
+    _check_corr(corr)
+    b, ha, wa, hb, wb = corr.shape
+    mask = mutual_nn_mask(corr).reshape(b, ha, wa, hb * wb)
+    flat = corr.reshape(b, ha, wa, hb * wb)
+    floor = flat.min(dim=-1, keepdim=True).values.expand_as(flat)
+    filtered = torch.where(mask, flat, floor)
+    has_mutual = mask.any(dim=-1, keepdim=True)
+    return torch.where(has_mutual, filtered, flat).view(b, ha, wa, hb, wb)
+
+
 def matches_from_corr(
     corr: torch.Tensor,
     method: str = "kernel-soft-argmax",
@@ -125,15 +142,15 @@ def matches_from_corr(
     (cosine similarities when the features were L2-normalised);
     ``normalize`` first L2-normalises each cell's scores over the other
     image's cells (SFNet's normalisation).
-    ``mutual`` zeroes every score that is not a mutual nearest neighbour
-    before matching (cells left with no score fall back to their argmax).
+    ``mutual`` keeps only mutual nearest-neighbour scores (:func:`mutual_filter`)
+    before matching, in each direction.
     """
     if method not in METHODS:
         raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
-    if mutual:
-        corr = torch.where(mutual_nn_mask(corr), corr, corr.new_zeros(()))
     out = []
     for c in (corr, transpose_corr(corr)):
+        if mutual:
+            c = mutual_filter(c)
         if method == "argmax":
             out.append(argmax_matches(c))
         elif method == "soft-argmax":

@@ -142,3 +142,20 @@ def test_transfer_keypoints_interpolates_and_flags_outside():
     assert torch.allclose(out[0], torch.tensor([12.0, 1.25]))
     assert torch.allclose(out[1], torch.tensor([3.0, -1.0]))
     assert torch.isnan(out[2]).all() and torch.isnan(out[3]).all()
+
+
+def test_mutual_filter_keeps_mutual_matches_and_falls_back_to_argmax():
+    from core.flow import mutual_filter
+
+    # source 0 ↔ target 0 mutual; source 1 prefers target 0 (taken) → no mutual match
+    c = torch.tensor([[0.9, 0.1], [0.8, 0.2]]).view(1, 2, 1, 2, 1)
+    f = mutual_filter(c).view(2, 2)
+    assert torch.allclose(f[0], torch.tensor([0.9, 0.1]))  # mutual kept, the rest at the row minimum
+    assert torch.allclose(f[1], torch.tensor([0.8, 0.2]))  # no mutual match: unchanged
+    st, _ = matches_from_corr(c, method="argmax", mutual=True)
+    assert st.view(2, 2)[:, 0].tolist() == [-1.0, -1.0]
+    # with a mutual partner elsewhere, the filtered row picks it even if not its global best
+    c2 = torch.tensor([[0.9, 0.5], [0.95, 0.6]]).view(1, 2, 1, 2, 1)
+    st2, _ = matches_from_corr(c2, method="argmax", mutual=True)
+    assert st2.view(2, 2)[1, 0].item() == -1.0  # source 1 ↔ target 0 is the mutual pair
+    assert st2.view(2, 2)[0, 0].item() == -1.0  # source 0 has none: falls back to its argmax
