@@ -153,9 +153,9 @@ def test_mutual_filter_keeps_mutual_matches_and_falls_back_to_argmax():
     assert torch.allclose(f[0], torch.tensor([0.9, 0.1]))  # mutual kept, the rest at the row minimum
     assert torch.allclose(f[1], torch.tensor([0.8, 0.2]))  # no mutual match: unchanged
     st, _ = matches_from_corr(c, method="argmax", mutual=True)
-    assert st.view(2, 2)[:, 0].tolist() == [-1.0, -1.0]
+    assert st.view(2, 2)[:, 1].tolist() == [-1.0, -1.0]  # (x, y); targets lie along y
     # with a mutual partner elsewhere, the filtered row picks it even if not its global best
     c2 = torch.tensor([[0.9, 0.5], [0.95, 0.6]]).view(1, 2, 1, 2, 1)
     st2, _ = matches_from_corr(c2, method="argmax", mutual=True)
-    assert st2.view(2, 2)[1, 0].item() == -1.0  # source 1 ↔ target 0 is the mutual pair
-    assert st2.view(2, 2)[0, 0].item() == -1.0  # source 0 has none: falls back to its argmax
+    assert st2.view(2, 2)[1, 1].item() == -1.0  # source 1 ↔ target 0 is the mutual pair
+    assert st2.view(2, 2)[0, 1].item() == -1.0  # source 0 has none: falls back to its argmax
