@@ -53,6 +53,10 @@ def flow_cmd(
     if beta <= 0 or sigma <= 0:
         raise UsageError("--beta and --sigma must be positive")
     dev = resolve_device(device)
+    if model is not None:
+        from core.models import get_builder
+
+        get_builder(model)  # an unknown model is a usage error before any input is read
     net = None
     with RecordWriter(output, history_line()) as writer, progress(quiet) as bar:
         task = bar.add_task("flow", total=None)
