@@ -244,6 +244,52 @@ def keypoint_bbox(points: np.ndarray) -> np.ndarray | None:
     return np.concatenate([pts.min(axis=0), pts.max(axis=0)])
 
 
+def list_pair_id(index: int, src_name: str, trg_name: str) -> str:
+    """The id of row ``index`` of a pair list: ``"0007:<source stem>-<target stem>"``."""
+    return f"{index:04d}:{Path(src_name).stem}-{Path(trg_name).stem}"
+
+
+def check_same_count(src_raw: np.ndarray, trg_raw: np.ndarray, where: str) -> None:
+    """Raise DataError unless the ``(N, 2)`` source and ``(M, 2)`` target keypoints have ``N == M``."""
+    if src_raw.shape != trg_raw.shape:
+        raise DataError(f"{where}: {len(src_raw)} source but {len(trg_raw)} target keypoints")
+
+
+def keypoint_pair(
+    entry: PairEntry,
+    root: Path,
+    names: tuple[str, str],
+    raw_kps: tuple[np.ndarray, np.ndarray],
+    raw_bboxes: tuple[np.ndarray | None, np.ndarray | None],
+    coords: str,
+    meta: dict[str, Any],
+) -> KeypointPair:
+    """One pair-list row, read as the dataset writes it, → its KeypointPair.
+
+    ``names``: source and target image paths as written, relative to ``root``;
+    ``raw_kps``: ``(N, 2)`` source and target keypoints and ``raw_bboxes``:
+    ``(4,)`` boxes or None, all in the dataset's coordinates, converted here
+    with ``coords``; the image sizes are read from the headers.
+    """
+    src_name, trg_name = names
+    src_path, trg_path = root / src_name, root / trg_name
+    return KeypointPair(
+        pair_id=entry.pair_id,
+        src_path=src_path,
+        trg_path=trg_path,
+        src_name=src_name,
+        trg_name=trg_name,
+        src_kps=apply_coords(raw_kps[0], coords),
+        trg_kps=apply_coords(raw_kps[1], coords),
+        category=entry.category,
+        src_bbox=apply_coords_bbox(raw_bboxes[0], coords),
+        trg_bbox=apply_coords_bbox(raw_bboxes[1], coords),
+        src_size=image_size(src_path),
+        trg_size=image_size(trg_path),
+        meta=meta,
+    )
+
+
 def image_size(path: Path) -> tuple[int, int] | None:
     """``(H, W)`` read from the image header (no decoding); None when the file is absent."""
     if not path.is_file():

@@ -25,11 +25,11 @@ from .base import (
     KeypointPair,
     PairDataset,
     PairEntry,
-    apply_coords,
-    apply_coords_bbox,
     check_coords,
+    check_same_count,
     find_column,
-    image_size,
+    keypoint_pair,
+    list_pair_id,
     points_from_xy,
     read_csv_table,
     resolve_file,
@@ -86,19 +86,20 @@ class CustomPairs(PairDataset):
             c = self.col["category"]
             category = row[c].strip() if c is not None and row[c].strip() else "all"
             src, trg = row[self.col["src"]].strip(), row[self.col["trg"]].strip()
-            self.entries.append(PairEntry(f"{i:04d}:{Path(src).stem}-{Path(trg).stem}", category, row))
+            self.entries.append(PairEntry(list_pair_id(i, src, trg), category, row))
 
     def describe(self) -> dict:
         return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords)
 
     def _bbox(self, row: list[str], key: str, where: str) -> np.ndarray | None:
+        """The ``(4,)`` box in column ``key`` as written (dataset coordinates), or None."""
         c = self.col[key]
         if c is None or not row[c].strip():
             return None
         v = _values(row[c], where)
         if len(v) != 4:
             raise DataError(f"{where}: {key} needs 4 values x1;y1;x2;y2, got {len(v)}")
-        return apply_coords_bbox(v, self.coords)
+        return v
 
     def load(self, entry: PairEntry) -> KeypointPair:
         row = entry.row
@@ -106,23 +107,14 @@ class CustomPairs(PairDataset):
         c = self.col
         src_raw = points_from_xy(_values(row[c["xa"]], where), _values(row[c["ya"]], where), where)
         trg_raw = points_from_xy(_values(row[c["xb"]], where), _values(row[c["yb"]], where), where)
-        if src_raw.shape != trg_raw.shape:
-            raise DataError(f"{where}: {len(src_raw)} source but {len(trg_raw)} target keypoints")
-        src_name, trg_name = row[c["src"]].strip(), row[c["trg"]].strip()
-        src_path, trg_path = self.root / src_name, self.root / trg_name
-        return KeypointPair(
-            pair_id=entry.pair_id,
-            src_path=src_path,
-            trg_path=trg_path,
-            src_name=src_name,
-            trg_name=trg_name,
-            src_kps=apply_coords(src_raw, self.coords),
-            trg_kps=apply_coords(trg_raw, self.coords),
-            category=entry.category,
-            src_bbox=self._bbox(row, "src_bbox", where),
-            trg_bbox=self._bbox(row, "trg_bbox", where),
-            src_size=image_size(src_path),
-            trg_size=image_size(trg_path),
+        check_same_count(src_raw, trg_raw, where)
+        return keypoint_pair(
+            entry,
+            self.root,
+            (row[c["src"]].strip(), row[c["trg"]].strip()),
+            (src_raw, trg_raw),
+            (self._bbox(row, "src_bbox", where), self._bbox(row, "trg_bbox", where)),
+            self.coords,
             meta={"coords": self.coords},
         )
 

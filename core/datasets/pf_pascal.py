@@ -37,11 +37,11 @@ from .base import (
     KeypointPair,
     PairDataset,
     PairEntry,
-    apply_coords,
-    apply_coords_bbox,
     check_coords,
+    check_same_count,
     find_column,
-    image_size,
+    keypoint_pair,
+    list_pair_id,
     pad_to_nan,
     parse_number_list,
     points_from_xy,
@@ -145,7 +145,7 @@ class PFPascal(PairDataset):
                 raise DataError(f"pf-pascal: row {i + 2} of '{self.pairs_file}' has {len(row)} fields, expected {len(header)}")
             category, _ = class_name(row[self.col["class"]], f"row {i + 2} of '{self.pairs_file}'")
             src, trg = row[self.col["src"]].strip(), row[self.col["trg"]].strip()
-            self.entries.append(PairEntry(f"{i:04d}:{Path(src).stem}-{Path(trg).stem}", category, row))
+            self.entries.append(PairEntry(list_pair_id(i, src, trg), category, row))
 
     def _columns(self, header: list[str]) -> None:
         names = {
@@ -200,15 +200,14 @@ class PFPascal(PairDataset):
         else:
             src_raw, ann_bbox["src"] = read_annotation(src_ann)
             trg_raw, ann_bbox["trg"] = read_annotation(trg_ann)
-        if src_raw.shape != trg_raw.shape:
-            raise DataError(f"{where}: {len(src_raw)} source but {len(trg_raw)} target keypoints")
+        check_same_count(src_raw, trg_raw, where)
         boxes = {}
         for side in ("src", "trg"):
             text = self._field(row, f"{side}_bbox")
             raw = parse_number_list(text, ";", where) if text is not None else ann_bbox[side]
             if raw is not None and len(raw) != 4:
                 raise DataError(f"{where}: a bounding box needs 4 values, got {len(raw)}")
-            boxes[side] = apply_coords_bbox(raw, self.coords)
+            boxes[side] = raw
         meta: dict = {"class_id": PASCAL_CLASSES.index(category) + 1, "coords": self.coords}
         flip = self._field(row, "flip")
         if flip is not None:
@@ -217,21 +216,8 @@ class PFPascal(PairDataset):
             text = self._field(row, f"{side}_l")
             if text is not None:
                 meta[f"{side}_L_pck"] = float(text)
-        src_path, trg_path = self.root / src_name, self.root / trg_name
-        return KeypointPair(
-            pair_id=entry.pair_id,
-            src_path=src_path,
-            trg_path=trg_path,
-            src_name=src_name,
-            trg_name=trg_name,
-            src_kps=apply_coords(src_raw, self.coords),
-            trg_kps=apply_coords(trg_raw, self.coords),
-            category=category,
-            src_bbox=boxes["src"],
-            trg_bbox=boxes["trg"],
-            src_size=image_size(src_path),
-            trg_size=image_size(trg_path),
-            meta=meta,
+        return keypoint_pair(
+            entry, self.root, (src_name, trg_name), (src_raw, trg_raw), (boxes["src"], boxes["trg"]), self.coords, meta
         )
 
 

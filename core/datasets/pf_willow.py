@@ -25,10 +25,10 @@ from .base import (
     KeypointPair,
     PairDataset,
     PairEntry,
-    apply_coords,
     check_coords,
-    image_size,
     keypoint_bbox,
+    keypoint_pair,
+    list_pair_id,
     pad_to_nan,
     points_from_xy,
     read_csv_table,
@@ -97,7 +97,7 @@ class PFWillow(PairDataset):
             if len(row) != len(header):
                 raise DataError(f"pf-willow: row {i + 2} of '{self.pairs_file}' has {len(row)} fields, expected {len(header)}")
             src, trg = row[0].strip(), row[1].strip()
-            self.entries.append(PairEntry(f"{i:04d}:{Path(src).stem}-{Path(trg).stem}", category_of(src), row))
+            self.entries.append(PairEntry(list_pair_id(i, src, trg), category_of(src), row))
 
     def describe(self) -> dict:
         return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords, keypoints=self.keypoints)
@@ -122,20 +122,13 @@ class PFWillow(PairDataset):
                 trg_raw = read_pts_coord(trg_path.with_suffix(".mat"))
         except ValueError:
             raise DataError(f"{where}: a keypoint value in '{self.pairs_file}' is not a number") from None
-        src_kps, trg_kps = apply_coords(src_raw, self.coords), apply_coords(trg_raw, self.coords)
-        return KeypointPair(
-            pair_id=entry.pair_id,
-            src_path=src_path,
-            trg_path=trg_path,
-            src_name=src_name,
-            trg_name=trg_name,
-            src_kps=src_kps,
-            trg_kps=trg_kps,
-            category=entry.category,
-            src_bbox=keypoint_bbox(src_kps),
-            trg_bbox=keypoint_bbox(trg_kps),
-            src_size=image_size(src_path),
-            trg_size=image_size(trg_path),
+        return keypoint_pair(
+            entry,
+            self.root,
+            (src_name, trg_name),
+            (src_raw, trg_raw),
+            (keypoint_bbox(src_raw), keypoint_bbox(trg_raw)),
+            self.coords,
             meta={"bbox_from": "keypoints", "coords": self.coords},
         )
 
