@@ -51,11 +51,23 @@ def read_flo(path: str | Path) -> np.ndarray:
     return flow
 
 
-def write_flo(path: str | Path, flow: np.ndarray) -> None:
-    """Write displacements ``(H, W, 2)`` as a ``.flo`` file; NaN/inf become ``1e10`` (unknown)."""
+def _as_flow(flow: np.ndarray) -> np.ndarray:
+    """Any array-like → float32 ``(H, W, 2)``; ValueError for another shape."""
     flow = np.asarray(flow, dtype=np.float32)
     if flow.ndim != 3 or flow.shape[2] != 2:
         raise ValueError(f"flow must be (H, W, 2), got {flow.shape}")
+    return flow
+
+
+def _pixel_grid(h: int, w: int) -> np.ndarray:
+    """Every pixel's own ``(x, y)``: float32 ``(h, w, 2)``."""
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    return np.stack([xs, ys], axis=-1)
+
+
+def write_flo(path: str | Path, flow: np.ndarray) -> None:
+    """Write displacements ``(H, W, 2)`` as a ``.flo`` file; NaN/inf become ``1e10`` (unknown)."""
+    flow = _as_flow(flow)
     h, w = flow.shape[:2]
     out = flow.copy()
     out[~np.isfinite(out).all(axis=2)] = UNKNOWN_FLOW_VALUE
@@ -65,19 +77,11 @@ def write_flo(path: str | Path, flow: np.ndarray) -> None:
 
 def displacement_to_absolute(disp: np.ndarray) -> np.ndarray:
     """Displacements ``(H, W, 2)`` → absolute target pixel ``(x, y)`` ``(H, W, 2)`` (NaN stays NaN)."""
-    disp = np.asarray(disp, dtype=np.float32)
-    if disp.ndim != 3 or disp.shape[2] != 2:
-        raise ValueError(f"flow must be (H, W, 2), got {disp.shape}")
-    h, w = disp.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return disp + np.stack([xs, ys], axis=-1)
+    disp = _as_flow(disp)
+    return disp + _pixel_grid(*disp.shape[:2])
 
 
 def absolute_to_displacement(flow: np.ndarray) -> np.ndarray:
     """Absolute target pixel positions ``(H, W, 2)`` → displacements ``(H, W, 2)``."""
-    flow = np.asarray(flow, dtype=np.float32)
-    if flow.ndim != 3 or flow.shape[2] != 2:
-        raise ValueError(f"flow must be (H, W, 2), got {flow.shape}")
-    h, w = flow.shape[:2]
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
-    return flow - np.stack([xs, ys], axis=-1)
+    flow = _as_flow(flow)
+    return flow - _pixel_grid(*flow.shape[:2])
