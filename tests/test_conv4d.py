@@ -10,14 +10,7 @@ import torch.nn.functional as F
 
 from core.conv4d import CONV4D_STRATEGIES, Conv4d, conv4d, conv4d_output_size, conv4d_reference
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP spin-waiting on shared cores (≈5× faster there)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from helpers_4d import one_thread  # noqa: F401 - autouse: one torch thread in this module
 
 
 def conv4d_direct(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

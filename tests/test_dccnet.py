@@ -23,16 +23,7 @@ from core.models.official import conv4d_weight_to_official
 from core.weights import save_checkpoint
 
 from conftest import CALTECH
-from test_ncnet import _randomize, _resnet_lookalike_features, _t
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP spin-waiting on shared cores (≈5× faster there)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from helpers_4d import one_thread, randomize, resnet_lookalike_features, transpose_6d  # noqa: F401 - one_thread is autouse
 
 SMALL = {
     "ncons_kernel_sizes": [3, 3],
@@ -104,7 +95,7 @@ def test_target_maps_on_grid_copies_or_resamples():
 def test_dynamic_fusion_at_the_published_grid_size():
     torch.manual_seed(0)
     fusion = DynamicFusion([3], [1], grid=(4, 5))
-    _randomize(fusion.embed, 4)
+    randomize(fusion.embed, 4)
     local, context = torch.rand(2, 3, 3, 4, 5), torch.rand(2, 3, 3, 4, 5)
     fused_src, fused_trg, w_src, w_trg = fusion(local, context)
     assert fused_src.shape == (2, 3, 3, 4, 5) and fused_trg.shape == (2, 4, 5, 3, 3)
@@ -123,7 +114,7 @@ def test_dynamic_fusion_at_the_published_grid_size():
 
 def test_dynamic_fusion_is_symmetric_under_swapping_the_images():
     fusion = DynamicFusion([3], [1], grid=(4, 4))
-    _randomize(fusion.embed, 5)
+    randomize(fusion.embed, 5)
     local, context = torch.rand(1, 4, 4, 4, 4), torch.rand(1, 4, 4, 4, 4)
     fs, ft, ws, wt = fusion(local, context)
     fs2, ft2, ws2, wt2 = fusion(transpose_corr(local), transpose_corr(context))
@@ -148,8 +139,8 @@ def test_forced_weights_select_one_branch():
 
 def test_head_composes_the_shared_consensus_and_the_fusion():
     model = build_dccnet(backbone_weights="random", context_kernel_size=5, **SMALL)
-    _randomize(model.refine, 6)
-    _randomize(model.fusion.embed, 7)
+    randomize(model.refine, 6)
+    randomize(model.fusion.embed, 7)
     fa, fb = _features(1, seed=8), _features(1, h=5, w=7, seed=9)
     refine = lambda c: mutual_matching(model.refine.neigh_consensus(mutual_matching(c)))  # noqa: E731
     local = refine(correlation_4d(l2_normalize(fa), l2_normalize(fb)))
@@ -229,7 +220,7 @@ def test_training_a_few_adam_steps_lowers_the_weak_loss(shared_data):
 def test_official_dccnet_checkpoint_round_trip(tmp_path):
     g = torch.Generator().manual_seed(0)
     rnd = lambda *s: torch.randn(*s, generator=g) * 0.01  # noqa: E731
-    state = _resnet_lookalike_features("resnet101", seed=2)
+    state = resnet_lookalike_features("resnet101", seed=2)
     nc = [rnd(4, 1, 3, 3, 3, 3), rnd(1, 4, 3, 3, 3, 3)]
     att_nc = [rnd(1, 1, 3, 3, 3, 3)]
     for i, w in zip((0, 2), nc):
@@ -266,7 +257,7 @@ def test_official_dccnet_checkpoint_round_trip(tmp_path):
                 t = torch.relu(conv4d_reference(t, w, state[f"{'DynamicFusionNet.' if layers is att_nc else ''}NeighConsensus.conv.{2 * i}.bias"]))
             return t
 
-        return (stack(x) + _t(stack(_t(x)))).squeeze(1)
+        return (stack(x) + transpose_6d(stack(transpose_6d(x)))).squeeze(1)
 
     refine = lambda c: mutual_matching(consensus(mutual_matching(c), nc))  # noqa: E731
     sce_w, sce_b = state["SpatialContextEncoder.embeddingFea.0.weight"], state["SpatialContextEncoder.embeddingFea.0.bias"]
@@ -316,7 +307,7 @@ def test_refine_cli_writes_the_models_corr_and_fusion_weights(tmp_path):
     from semcorr_cli.main import app
 
     model = build_dccnet(backbone_weights="random", context_kernel_size=5, **SMALL)
-    _randomize(model.refine, 12)
+    randomize(model.refine, 12)
     ckpt = tmp_path / "dcc.safetensors"
     save_checkpoint(ckpt, model.head_state_dict(), {"config": model.config()})
     feats = _features_file(tmp_path)

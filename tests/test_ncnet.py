@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import collections
 import pathlib
 
 import numpy as np
@@ -20,29 +19,9 @@ from core.models.ncnet import build_ncnet, transfer_keypoints
 from core.models.official import conv4d_weight_to_official
 from core.weights import save_checkpoint
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These tensors are tiny: one thread avoids OpenMP spin-waiting on shared cores (≈5× faster there)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from helpers_4d import one_thread, randomize, resnet_lookalike_features, transpose_6d  # noqa: F401 - one_thread is autouse
 
 TINY = {"ncons_kernel_sizes": [3, 3], "ncons_channels": [4, 1]}
-
-
-def _t(x: torch.Tensor) -> torch.Tensor:
-    """Transpose a 6D consensus tensor ``(B, C, hA, wA, hB, wB)``."""
-    return x.permute(0, 1, 4, 5, 2, 3)
-
-
-def _randomize(module: torch.nn.Module, seed: int = 0) -> None:
-    """Weights with both signs and positive biases, so ReLUs neither vanish nor pass everything."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            p.copy_(torch.rand(p.shape, generator=g) * 0.2 + 0.01 if name.endswith("bias") else (torch.rand(p.shape, generator=g) - 0.4) * 0.3)
 
 
 # ----------------------------------------------------------------------------- mutual matching
@@ -75,7 +54,7 @@ def test_mutual_matching_commutes_with_transpose():
 @pytest.mark.parametrize("shape", [(2, 4, 5, 4, 5), (1, 3, 4, 5, 2)])
 def test_symmetric_consensus_is_conv_plus_transposed_conv(shape):
     nc = NeighConsensus([3, 3], [3, 1], symmetric=True)
-    _randomize(nc)
+    randomize(nc)
     c = torch.rand(*shape)
 
     def stack(x):  # the layers with the loop reference and explicit ReLUs
@@ -84,7 +63,7 @@ def test_symmetric_consensus_is_conv_plus_transposed_conv(shape):
         return x
 
     x = c.unsqueeze(1)
-    expected = (stack(x) + _t(stack(_t(x)))).squeeze(1)
+    expected = (stack(x) + transpose_6d(stack(transpose_6d(x)))).squeeze(1)
     out = nc(c)
     assert out.shape == c.shape
     assert torch.allclose(out, expected, atol=1e-6)
@@ -95,7 +74,7 @@ def test_symmetric_consensus_is_conv_plus_transposed_conv(shape):
 
 def test_non_symmetric_consensus_is_the_plain_stack():
     nc = NeighConsensus([3], [1], symmetric=False)
-    _randomize(nc, 1)
+    randomize(nc, 1)
     c = torch.rand(1, 4, 4, 4, 4)
     w, b = nc.conv[0].weight, nc.conv[0].bias
     assert torch.allclose(nc(c), torch.relu(conv4d_reference(c.unsqueeze(1), w, b)).squeeze(1), atol=1e-6)
@@ -119,7 +98,7 @@ def _features(b=1, c=96, h=6, w=6, seed=0):
 
 def test_head_is_the_published_pipeline():
     model = build_ncnet(backbone_weights="random", **TINY)
-    _randomize(model.refine)
+    randomize(model.refine)
     fa, fb = _features(2, seed=1), _features(2, h=5, w=7, seed=2)
     nc = model.refine.neigh_consensus
     raw = correlation_4d(l2_normalize(fa, eps=1e-6), l2_normalize(fb, eps=1e-6))
@@ -253,7 +232,7 @@ def test_matching_score_extremes_and_loss_combination():
 
 def test_model_loss_uses_rolled_targets_as_negatives():
     model = build_ncnet(**TINY)
-    _randomize(model.refine, 2)
+    randomize(model.refine, 2)
     g = torch.Generator().manual_seed(0)
     src, trg = torch.randn(3, 3, 64, 64, generator=g), torch.randn(3, 3, 64, 64, generator=g)
     loss, logs = model.loss({"src_image": src, "trg_image": trg})
@@ -271,7 +250,7 @@ def test_model_loss_uses_rolled_targets_as_negatives():
 
 def test_project_checkpoint_round_trip(tmp_path):
     model = build_ncnet(backbone_weights="random", **TINY)
-    _randomize(model.refine, 3)
+    randomize(model.refine, 3)
     path = tmp_path / "nc.safetensors"
     save_checkpoint(path, model.head_state_dict(), {"config": model.config()})
     assert not any(k.startswith("backbone.") for k in model.head_state_dict())
@@ -283,28 +262,10 @@ def test_project_checkpoint_round_trip(tmp_path):
         build_ncnet(backbone_weights="random", weights=path, ncons_channels=[8, 1])
 
 
-def _resnet_lookalike_features(arch: str, seed: int) -> collections.OrderedDict:
-    """``FeatureExtraction.model.*`` entries (conv1 … layer3) of a random ResNet, as the public code names them."""
-    import torchvision
-
-    with torch.device("meta"):
-        shapes = {k: v.shape for k, v in getattr(torchvision.models, arch)().state_dict().items()}
-    g = torch.Generator().manual_seed(seed)
-    index = {"conv1": 0, "bn1": 1, "layer1": 4, "layer2": 5, "layer3": 6}
-    out = collections.OrderedDict()
-    for k, shape in shapes.items():
-        top, _, rest = k.partition(".")
-        if top not in index or k.endswith("num_batches_tracked"):
-            continue  # layer4/fc are cut off; old files have no BatchNorm counters
-        t = torch.rand(shape, generator=g) + 0.5 if "running_var" in k else torch.randn(shape, generator=g) * 0.02
-        out[f"FeatureExtraction.model.{index[top]}.{rest}"] = t
-    return out
-
-
 def test_official_ncnet_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     nc_weights = [torch.randn(16, 1, 5, 5, 5, 5) * 0.01, torch.randn(16, 16, 5, 5, 5, 5) * 0.01, torch.randn(1, 16, 5, 5, 5, 5) * 0.01]
-    state = _resnet_lookalike_features("resnet101", seed=1)
+    state = resnet_lookalike_features("resnet101", seed=1)
     for i, w in zip((0, 2, 4), nc_weights):
         state[f"NeighConsensus.conv.{i}.weight"] = conv4d_weight_to_official(w)  # stored (k1, out, in, k2, k3, k4)
         state[f"NeighConsensus.conv.{i}.bias"] = torch.rand(w.shape[0]) * 0.1
@@ -332,7 +293,7 @@ def test_official_ncnet_checkpoint_round_trip(tmp_path):
             t = torch.relu(conv4d_reference(t, w, state[f"NeighConsensus.conv.{i}.bias"]))
         return t
 
-    expected = mutual_matching((stack(x) + _t(stack(_t(x)))).squeeze(1))
+    expected = mutual_matching((stack(x) + transpose_6d(stack(transpose_6d(x)))).squeeze(1))
     assert torch.allclose(model.head(fa, fb).corr, expected, atol=1e-6)
     # converted to a project checkpoint, the backbone travels with the head
     assert any(k.startswith("backbone.") for k in model.head_state_dict())
