@@ -20,6 +20,7 @@ Matches use normalised coordinates (:mod:`core.geometry`);
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -48,8 +49,9 @@ class Matches:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-class CorrespondenceModel(nn.Module):
-    """Base class: subclasses set ``name``, build ``self.backbone`` and implement ``head``."""
+class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
+    """Base class: subclasses set ``name``, build ``self.backbone`` and implement
+    ``required_layers``, ``head`` and ``loss`` (abstract: a subclass missing one cannot be built)."""
 
     name: ClassVar[str] = "base"
     #: Which training data source the paper's objective needs:
@@ -64,18 +66,21 @@ class CorrespondenceModel(nn.Module):
     backbone: FeatureBackbone
 
     @property
+    @abstractmethod
     def required_layers(self) -> list[str]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Backbone layer names the head reads."""
 
+    @abstractmethod
     def head(self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]) -> Matches:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """Backbone features of both images (``{layer: (B, C, h, w)}``) → :class:`Matches`."""
 
     def forward(self, img_src: torch.Tensor, img_trg: torch.Tensor) -> Matches:
         layers = self.required_layers
         return self.head(self.backbone(img_src, layers), self.backbone(img_trg, layers))
 
+    @abstractmethod
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        raise NotImplementedError  # pragma: no cover - abstract
+        """The paper's training objective on a batch: ``(scalar loss, {name: value})``."""
 
     def config(self) -> dict[str, Any]:
         """Builder arguments that rebuild this architecture (``build_<name>(**config minus "model")``).
