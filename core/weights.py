@@ -20,6 +20,14 @@ import torch
 from .errors import WeightsError
 
 
+#: Folder of the weights shipped inside the package.
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
+
+#: sha256 of every shipped weights file, pinned in code so that a file and its
+#: sidecar cannot be swapped together unnoticed.
+SHIPPED_SHA256: dict[str, str] = {}
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()
@@ -111,6 +119,10 @@ def sidecar_path(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a project checkpoint: ``(state_dict, meta)``; checks the sidecar's sha256."""
     path = Path(path)
+    if verify and path.resolve().parent == SHIPPED_DIR:
+        if path.name not in SHIPPED_SHA256:
+            raise WeightsError(f"'{path.name}' is not one of the weights files shipped with semcorr")
+        verify_sha256(path, SHIPPED_SHA256[path.name])
     side = sidecar_path(path)
     meta: dict[str, Any] = {}
     if side.is_file():
