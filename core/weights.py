@@ -25,7 +25,10 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 
 #: sha256 of every shipped weights file, pinned in code so that a file and its
 #: sidecar cannot be swapped together unnoticed.
-SHIPPED_SHA256: dict[str, str] = {}
+SHIPPED_SHA256: dict[str, str] = {
+    # SFNet on MobileNetV2: examples/train_default_weights.sh sfnet (see the JSON sidecar)
+    "sfnet_mobilenet_v2.safetensors": "876f75acb6955ddfa59e250a5fa4580e6e95364103154180fcadcf28471ddc8b",
+}
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

@@ -113,9 +113,10 @@ def test_loss_asks_for_the_synthetic_batch_keys(model):
         model.loss({"src_image": torch.zeros(1, 3, 64, 64), "trg_image": torch.zeros(1, 3, 64, 64)})
 
 
-def test_default_weights_are_not_shipped_yet():
-    with pytest.raises(WeightsError, match="no SFNet weights are shipped for backbone 'mobilenet_v2'.*--weights"):
-        build_sfnet(weights="default")
+def test_default_weights_exist_only_for_the_offline_backbone():
+    assert build_sfnet(weights="default").weights_id  # shipped for mobilenet_v2
+    with pytest.raises(WeightsError, match="no SFNet weights are shipped for backbone 'resnet50'.*--weights"):
+        build_sfnet(backbone="resnet50", backbone_weights="random", weights="default")
 
 
 # ----------------------------------------------------------------------------- published protocol
