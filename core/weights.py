@@ -31,6 +31,11 @@ SHIPPED_SHA256: dict[str, str] = {
 }
 
 
+def shipped_weights_path(model: str, backbone: str) -> Path:
+    """Where ``weights="default"`` looks for ``model`` on ``backbone``: ``core/weights/<model>_<backbone>.safetensors``."""
+    return SHIPPED_DIR / f"{model}_{backbone}.safetensors"
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

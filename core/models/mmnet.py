@@ -316,7 +316,9 @@ def _is_own_state(state: dict[str, torch.Tensor]) -> bool:
 
 def shipped_weights_path(backbone: str) -> Path:
     """Where ``weights="default"`` looks: ``core/weights/mmnet_<backbone>.safetensors``."""
-    return Path(__file__).resolve().parents[1] / "weights" / f"mmnet_{backbone}.safetensors"
+    from ..weights import shipped_weights_path as shipped
+
+    return shipped("mmnet", backbone)
 
 
 def _has_backbone(keys) -> bool:

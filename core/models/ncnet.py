@@ -55,8 +55,6 @@ WEAK_TRAIN_DEFAULTS: dict[str, Any] = {
     "weight_decay": 0.0,
 }
 
-#: Where shipped weights would live: ``core/weights/<model>_<backbone>.safetensors``.
-SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def default_feature_layer(backbone: str) -> str:
@@ -349,7 +347,9 @@ class NCNet(WeakConsensusModel):
 
 def shipped_weights(model: str, backbone: str) -> Path:
     """The weights shipped in the package for ``model`` on ``backbone``; WeightsError when there are none."""
-    path = SHIPPED_WEIGHTS_DIR / f"{model}_{backbone}.safetensors"
+    from ..weights import shipped_weights_path
+
+    path = shipped_weights_path(model, backbone)
     if not path.is_file():
         raise WeightsError(
             f"no {model} weights are shipped for backbone {backbone}; pass --weights FILE "

@@ -65,7 +65,6 @@ RELEASED_KEYS = ("state_dict1", "state_dict2")
 
 DEFAULT_BETA = 50.0
 DEFAULT_SIGMA = 5.0
-SHIPPED_WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 class SFNet(CorrespondenceModel):
@@ -291,7 +290,9 @@ def convert_released_checkpoint(src: str | Path, dst: str | Path) -> Path:
 
 def shipped_weights_path(backbone: str) -> Path:
     """Where weights shipped with semcorr for ``backbone`` live: ``core/weights/sfnet_<backbone>.safetensors``."""
-    return SHIPPED_WEIGHTS_DIR / f"sfnet_{backbone}.safetensors"
+    from ..weights import shipped_weights_path as shipped
+
+    return shipped("sfnet", backbone)
 
 
 def _checkpoint_backbone(path: Path) -> str | None:
