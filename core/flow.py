@@ -176,10 +176,3 @@ def matches_to_flow(
     if tuple(grid.shape[-2:]) != tuple(src_size):
         grid = F.interpolate(grid, size=tuple(src_size), mode="bilinear", align_corners=True)
     return normalized_to_pixels(grid.permute(0, 2, 3, 1), trg_size)
-
-
-def flow_to_matches(flow: torch.Tensor, trg_size: tuple[int, int]) -> torch.Tensor:
-    """Inverse of :func:`matches_to_flow` at full resolution: pixel flow → normalised ``(B, H, W, 2)``."""
-    from .geometry import pixels_to_normalized
-
-    return pixels_to_normalized(flow, trg_size)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, DEFAULT_LAYERS, FeatureBackbone, build_backbone
-from .correlation import correlate
+from .correlation import correlate, transpose_corr
 from .errors import DataError, UsageError
 from .flow import match_confidence, matches_from_corr, matches_to_flow
 from .images import image_to_tensor, load_image, original_size, parse_size
@@ -146,6 +146,28 @@ def record_features(rec: PairRecord, layers: list[str] | None, device, stage: st
     return fa, fb, layers
 
 
+def correlate_scores(
+    fa: list[torch.Tensor],
+    fb: list[torch.Tensor],
+    mode: str = "hypercolumn",
+    normalize: bool = True,
+    relu: bool = False,
+    center: bool = False,
+    mutual_matching: bool = False,
+) -> torch.Tensor:
+    """Features of both images (lists of ``(B, C_i, h_i, w_i)``) → scores ``(B, hA, wA, hB, wB)``.
+
+    :func:`core.correlation.correlate`, then optionally NC-Net's soft mutual
+    nearest-neighbour filter (negative scores clamped first).
+    """
+    corr = correlate(fa, fb, mode=mode, normalize=normalize, relu=relu, center=center)
+    if mutual_matching:
+        from .consensus import mutual_matching as soft_mutual
+
+        corr = soft_mutual(corr.clamp_min(0))
+    return corr
+
+
 def correlate_record(
     rec: PairRecord,
     layers: list[str] | None = None,
@@ -163,11 +185,7 @@ def correlate_record(
     nearest-neighbour filter (negative scores clamped first).
     """
     fa, fb, layers = record_features(rec, layers, device, "correlate")
-    corr = correlate(fa, fb, mode=mode, normalize=normalize, relu=relu, center=center)
-    if mutual_matching:
-        from .consensus import mutual_matching as soft_mutual
-
-        corr = soft_mutual(corr.clamp_min(0))
+    corr = correlate_scores(fa, fb, mode, normalize, relu, center, mutual_matching)
     rec.corr = _to_numpy(corr[0])
     rec.corr_attrs = {
         "method": mode,
@@ -228,8 +246,6 @@ def flow_record(
         "normalized_scores": bool(normalize),
         "model": "none",
     }
-    from .correlation import transpose_corr
-
     rec.confidence["src_to_trg"] = _upsample_confidence(match_confidence(corr), rec.src_size)
     rec.confidence["trg_to_src"] = _upsample_confidence(match_confidence(transpose_corr(corr)), rec.trg_size)
     if not keep_corr:
@@ -314,11 +330,7 @@ class NearestNeighbourPredictor:
         feats = e.features(batch)
         fa = [feats[layer][:1] for layer in e.layers]
         fb = [feats[layer][1:] for layer in e.layers]
-        corr = correlate(fa, fb, mode="hypercolumn", center=self.center)
-        if self.mutual_matching:
-            from .consensus import mutual_matching
-
-            corr = mutual_matching(corr.clamp_min(0))
+        corr = correlate_scores(fa, fb, center=self.center, mutual_matching=self.mutual_matching)
         st, ts = matches_from_corr(corr, method=self.method, beta=self.beta, sigma=self.sigma, mutual=self.mutual)
         return flows_from_matches(st, ts, (src.height, src.width), (trg.height, trg.width))
 
@@ -344,12 +356,15 @@ class ModelPredictor:
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
     if isinstance(device, torch.device):
         return device
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("CUDA was asked for but no CUDA GPU is available")
+        raise UsageError("--device cuda was asked for but no CUDA GPU is available (use --device auto or cpu)")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise UsageError(f"--device must be auto, cpu or cuda, not '{device}'")
     return torch.device(device)
 
 

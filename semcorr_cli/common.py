@@ -88,16 +88,10 @@ def history_line() -> str:
 
 
 def resolve_device(device: str):
-    """``auto`` → CUDA when available, else CPU; ``cuda`` without a GPU is a usage error."""
-    import torch
+    """``--device``: auto, cpu or cuda (see :func:`core.pipeline.resolve_device`)."""
+    from core.pipeline import resolve_device as resolve
 
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available (use --device auto or cpu)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, not '{device}'")
-    return torch.device(device)
+    return resolve(device)
 
 
 def progress(quiet: bool = False, transient: bool = False) -> Progress:
