@@ -91,21 +91,23 @@ def refine_record(rec, net, device) -> Any:
             f"record '{rec.pair_id}' holds {backbone} features but the first record's were {net.backbone.name}; "
             "refine one backbone per stream"
         )
-    layer = net.layer
-    if layer not in rec.layers():
+    layers = net.required_layers
+    missing = [layer for layer in layers if layer not in rec.layers()]
+    if missing:
         raise UsageError(
-            f"record '{rec.pair_id}' has no '{layer}' features (it has {', '.join(rec.layers())}); "
+            f"record '{rec.pair_id}' has no '{missing[0]}' features (it has {', '.join(rec.layers())}); "
             f"re-run extract with --model {net.name}"
         )
-    fa, fb, _ = record_features(rec, [layer], device, f"refine --model {net.name}")
+    layer = net.layer
+    fa, fb, _ = record_features(rec, layers, device, f"refine --model {net.name}")
     with torch.no_grad():
-        m = net.head({layer: fa[0]}, {layer: fb[0]})
+        m = net.head(dict(zip(layers, fa)), dict(zip(layers, fb)))
     rec.corr = m.corr[0].float().cpu().numpy()
     attrs = rec.feature_attrs.get(layer, {})
     rec.corr_attrs = {
         "method": net.name,
         "scores": "fused-distribution-src-to-trg" if net.name == "dccnet" else "mutual-consensus",
-        "layers": [layer],
+        "layers": layers,
         "backbone": backbone,
         "backbone_weights": attrs.get("weights"),
         "model_config": net.config(),

@@ -355,3 +355,26 @@ def test_show_cli_draws_one_panel_per_branch(tmp_path):
     assert f.size == (64 * 3 + 6 * 2, 48 + 22)
     bad = CliRunner().invoke(app, ["show", str(feats), "--model", "dccnet", "--weights", "none", "--point", "500,30", "-o", str(fig)])
     assert bad.exit_code == 2 and "outside" in bad.output
+
+
+def test_hypercolumn_features_feed_both_branches():
+    """With hypercolumn layers the context encoder reads their 352 channels on the stride-16 grid."""
+    from core.models.dccnet import build_dccnet
+
+    model = build_dccnet(
+        backbone_weights="random",
+        hypercolumn="features.6,features.10,features.13,features.16",
+        center=True,
+        ncons_kernel_sizes=[3],
+        ncons_channels=[1],
+        fusion_kernel_sizes=[3],
+        fusion_channels=[1],
+        fusion_grid=4,
+        context_kernel_size=3,
+        context_channels=8,
+    )
+    assert model.context.in_channels == 352 and model.config()["hypercolumn"][0] == "features.6"
+    with torch.no_grad():
+        m = model(torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 80))
+    assert m.corr.shape == (1, 4, 4, 4, 5)
+    assert torch.allclose(m.corr.sum(dim=(3, 4)), torch.ones(1, 4, 4), atol=1e-4)  # distributions over the target

@@ -322,3 +322,51 @@ def test_checkpoint_with_another_pickled_class_is_refused(tmp_path):
     torch.save({"state_dict": {"x": torch.zeros(1)}, "args": pathlib.PurePosixPath("/etc")}, plain)
     with pytest.raises(WeightsError, match="refused"):
         build_ncnet(backbone="resnet101", weights=plain)
+
+
+# ----------------------------------------------------------------------------- hypercolumn features
+
+HYPER = "features.6,features.10,features.13,features.16"
+
+
+def test_hypercolumn_features_sit_on_the_feature_layer_grid():
+    from core.correlation import hypercolumn
+
+    model = build_ncnet(hypercolumn=HYPER, center=True, **TINY)  # the offline ImageNet MobileNetV2
+    assert model.required_layers == ["features.13", "features.6", "features.10", "features.16"]
+    assert model.feature_channels == 32 + 64 + 96 + 160
+    torch.manual_seed(0)
+    feats = model.features(torch.randn(1, 3, 96, 128))
+    got = model.layer_features(feats)
+    assert got.shape == (1, 352, 6, 8)  # the stride-16 grid of features.13, not features.6's 12 x 16
+    names = HYPER.split(",")
+    assert torch.equal(got, hypercolumn([feats[n] for n in names], size=(6, 8), center=True))
+    # unit norm per cell; each layer part carries 1/4 of the squared norm, and is centred
+    assert torch.allclose(got.norm(dim=1), torch.ones(1, 6, 8), atol=1e-5)
+    part = got[:, :32]
+    assert torch.allclose((part**2).sum(1), torch.full((1, 6, 8), 0.25), atol=1e-5)
+    with pytest.raises(UsageError, match="needs backbone features 'features.6'"):
+        model.layer_features({"features.13": feats["features.13"]})
+
+
+def test_centering_without_hypercolumn_and_published_default():
+    plain = build_ncnet(backbone_weights="random", **TINY)
+    assert plain.config()["hypercolumn"] == [] and plain.config()["center"] is False
+    assert plain.required_layers == ["features.13"]
+    centred = build_ncnet(backbone_weights="random", center=True, **TINY)
+    f = _features(seed=2)
+    out = centred.layer_features({"features.13": f})
+    assert torch.allclose(out.mean(dim=(2, 3)), torch.zeros(1, f.shape[1]), atol=1e-6)
+    assert torch.equal(plain.layer_features({"features.13": f}), f)
+
+
+def test_hypercolumn_options_round_trip_through_a_checkpoint(tmp_path):
+    model = build_ncnet(backbone_weights="random", hypercolumn=HYPER, center=True, **TINY)
+    randomize(model.refine, 7)
+    path = tmp_path / "hc.safetensors"
+    save_checkpoint(path, model.head_state_dict(), {"config": model.config()})
+    loaded = build_ncnet(backbone_weights="random", weights=path)
+    assert loaded.config() == model.config()
+    assert loaded.required_layers == model.required_layers
+    with pytest.raises(WeightsError, match="trained with center"):
+        build_ncnet(backbone_weights="random", weights=path, center=False)

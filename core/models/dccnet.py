@@ -67,9 +67,14 @@ class DCCNet(WeakConsensusModel):
         fusion_kernel_sizes: Sequence[int] = PF_PASCAL_KERNEL_SIZES,
         fusion_channels: Sequence[int] = PF_PASCAL_CHANNELS,
         fusion_grid: int | Sequence[int] = DEFAULT_FUSION_GRID,
+        hypercolumn: Sequence[str] | str = (),
+        center: bool = False,
     ):
-        super().__init__(backbone, backbone_weights, layer, ncons_kernel_sizes, ncons_channels, symmetric, finetune_blocks)
-        channels = backbone.channels(self.layer)
+        super().__init__(
+            backbone, backbone_weights, layer, ncons_kernel_sizes, ncons_channels, symmetric, finetune_blocks,
+            hypercolumn, center,
+        )
+        channels = self.feature_channels
         self.context_kernel_size = int(context_kernel_size)
         self.context_channels = int(context_channels or channels)
         self.fusion_kernel_sizes = _as_int_list(fusion_kernel_sizes, "fusion_kernel_sizes")
@@ -235,6 +240,7 @@ def build_dccnet(
     ``ncons_channels`` (16, 16, 1), ``symmetric``, ``finetune_blocks``) and
     ``context_kernel_size`` (25), ``context_channels`` (the backbone's),
     ``fusion_kernel_sizes`` (5, 5, 5), ``fusion_channels`` (16, 16, 1),
-    ``fusion_grid`` (25: the 1×1 fusion conv reads 2 × 25 × 25 channels).
+    ``fusion_grid`` (25: the 1×1 fusion conv reads 2 × 25 × 25 channels),
+    ``hypercolumn`` and ``center`` (see :func:`core.models.ncnet.build_ncnet`).
     """
     return build_weak_model(DCCNet, backbone, backbone_weights, weights, options)  # type: ignore[return-value]

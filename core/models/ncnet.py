@@ -25,7 +25,7 @@ import torch
 
 from ..backbones import FeatureBackbone, build_backbone
 from ..consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES, ConsensusRefinement, softmax_over_target
-from ..correlation import correlation_4d, l2_normalize, transpose_corr
+from ..correlation import center_features, correlation_4d, hypercolumn, l2_normalize, transpose_corr
 from ..errors import UsageError, WeightsError
 from ..flow import argmax_matches
 from ..geometry import cell_centers
@@ -132,6 +132,13 @@ def best_probability(prob: torch.Tensor) -> torch.Tensor:
 # ----------------------------------------------------------------------------- shared model base
 
 
+def _as_name_list(v: Any) -> list[str]:
+    """A layer name, a sequence of names or a comma-separated string → list of names."""
+    if isinstance(v, str):
+        return [x.strip() for x in v.replace(";", ",").split(",") if x.strip()]
+    return [str(x) for x in v]
+
+
 def _as_int_list(v: Any, name: str) -> list[int]:
     """An int, a sequence of ints or a comma-separated string (``"5,5,5"``) → list of ints."""
     if isinstance(v, int):
@@ -167,12 +174,18 @@ class WeakConsensusModel(CorrespondenceModel):
         ncons_channels: Sequence[int] = PF_PASCAL_CHANNELS,
         symmetric: bool = True,
         finetune_blocks: int = 0,
+        hypercolumn: Sequence[str] | str = (),
+        center: bool = False,
     ):
         super().__init__()
         self.backbone = backbone
         self.backbone_weights = str(backbone_weights)
         self.layer = layer or default_feature_layer(backbone.name)
         backbone.resolve(self.layer)  # validates the name
+        self.hypercolumn = _as_name_list(hypercolumn)
+        for name in self.hypercolumn:
+            backbone.resolve(name)
+        self.center = bool(center)
         self.ncons_kernel_sizes = _as_int_list(ncons_kernel_sizes, "ncons_kernel_sizes")
         self.ncons_channels = _as_int_list(ncons_channels, "ncons_channels")
         self.symmetric = bool(symmetric)
@@ -190,7 +203,7 @@ class WeakConsensusModel(CorrespondenceModel):
         """Make the last ``n`` backbone blocks up to the feature layer trainable (NC-Net's ``fe_finetune_params``)."""
         if n < 0:
             raise UsageError(f"finetune_blocks must be >= 0, got {n}")
-        last = self.backbone.stage_names.index(self.backbone.resolve(self.layer))
+        last = max(self.backbone.stage_names.index(self.backbone.resolve(name)) for name in self.required_layers)
         if n > last + 1:
             raise UsageError(f"the backbone has only {last + 1} blocks up to {self.layer}; cannot fine-tune {n}")
         for stage in self.backbone.stages[last + 1 - n : last + 1] if n else []:
@@ -209,7 +222,15 @@ class WeakConsensusModel(CorrespondenceModel):
 
     @property
     def required_layers(self) -> list[str]:
-        return [self.layer]
+        """The feature layer, then the hypercolumn's other layers (if any)."""
+        return [self.layer] + [name for name in self.hypercolumn if name != self.layer]
+
+    @property
+    def feature_channels(self) -> int:
+        """Channels of :meth:`layer_features`' output."""
+        if self.hypercolumn:
+            return sum(self.backbone.channels(name) for name in self.hypercolumn)
+        return self.backbone.channels(self.layer)
 
     def features(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """Backbone features ``{layer: (B, C, h, w)}`` of ImageNet-normalised ``(B, 3, H, W)`` images."""
@@ -219,9 +240,21 @@ class WeakConsensusModel(CorrespondenceModel):
         return self.backbone(images, self.required_layers)
 
     def layer_features(self, feats: dict[str, torch.Tensor]) -> torch.Tensor:
-        if self.layer not in feats:
-            raise UsageError(f"{self.name} needs backbone features '{self.layer}', got {', '.join(feats) or 'none'}")
-        return feats[self.layer]
+        """The features the correlation reads: ``{layer: (B, C_l, h_l, w_l)}`` → ``(B, C, h, w)``.
+
+        As published: the feature layer itself (optionally centred). With
+        ``hypercolumn`` layers: their per-layer (centred,) L2-normalised
+        concatenation resampled to the feature layer's grid ``(h, w)``
+        (:func:`core.correlation.hypercolumn`), so the 4D volume keeps the
+        stride-16 size while reading finer and coarser layers too.
+        """
+        missing = [name for name in self.required_layers if name not in feats]
+        if missing:
+            raise UsageError(f"{self.name} needs backbone features '{missing[0]}', got {', '.join(feats) or 'none'}")
+        base = feats[self.layer]
+        if self.hypercolumn:
+            return hypercolumn([feats[name] for name in self.hypercolumn], size=tuple(base.shape[-2:]), center=self.center)
+        return center_features(base) if self.center else base
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """Head weights, plus the backbone when it is fine-tuned or came from a checkpoint file."""
@@ -268,6 +301,8 @@ class WeakConsensusModel(CorrespondenceModel):
             "ncons_channels": list(self.ncons_channels),
             "symmetric": self.symmetric,
             "finetune_blocks": self.finetune_blocks,
+            "hypercolumn": list(self.hypercolumn),
+            "center": self.center,
         }
 
     # -- authors' checkpoints -------------------------------------------------------------------
@@ -442,6 +477,10 @@ def build_ncnet(
 ) -> NCNet:
     """NC-Net. Options: ``layer`` (default: the backbone's stride-16 layer),
     ``ncons_kernel_sizes`` (5, 5, 5), ``ncons_channels`` (16, 16, 1),
-    ``symmetric`` (True), ``finetune_blocks`` (0: frozen backbone).
+    ``symmetric`` (True), ``finetune_blocks`` (0: frozen backbone),
+    ``hypercolumn`` (layers to concatenate on the feature layer's grid, e.g.
+    ``features.6,features.10,features.13,features.16``; default none: the
+    feature layer alone, as published) and ``center`` (False: subtract each
+    channel's image mean before normalising).
     """
     return build_weak_model(NCNet, backbone, backbone_weights, weights, options)  # type: ignore[return-value]
