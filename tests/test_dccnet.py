@@ -378,3 +378,30 @@ def test_hypercolumn_features_feed_both_branches():
         m = model(torch.randn(1, 3, 64, 64), torch.randn(1, 3, 64, 80))
     assert m.corr.shape == (1, 4, 4, 4, 5)
     assert torch.allclose(m.corr.sum(dim=(3, 4)), torch.ones(1, 4, 4), atol=1e-4)  # distributions over the target
+
+
+def test_dccnet_starts_from_an_ncnet_consensus(tmp_path):
+    """An NC-Net checkpoint initialises DCCNet's shared consensus; context and fusion stay fresh."""
+    from core.models.dccnet import build_dccnet
+    from core.models.ncnet import build_ncnet
+    from core.weights import save_checkpoint
+
+    opts = {"ncons_kernel_sizes": [3, 3], "ncons_channels": [4, 1]}
+    nc = build_ncnet(backbone_weights="random", center=True, **opts)
+    torch.manual_seed(3)
+    for p in nc.refine.parameters():
+        p.data.normal_()
+    path = tmp_path / "nc.safetensors"
+    save_checkpoint(path, nc.head_state_dict(), {"config": nc.config()})
+    small = {"fusion_kernel_sizes": [3], "fusion_channels": [1], "fusion_grid": 4, "context_kernel_size": 3}
+    dcc = build_dccnet(backbone_weights="random", weights=path, **small)
+    assert dcc.config()["center"] is True and dcc.ncons_channels == [4, 1]
+    for k, v in nc.refine.state_dict().items():
+        assert torch.equal(dcc.refine.state_dict()[k], v)
+    with pytest.raises(WeightsError, match="trained with ncons_channels"):
+        build_dccnet(backbone_weights="random", weights=path, ncons_channels=[8, 1], **small)
+    # the other way round is refused: a DCCNet checkpoint is not an NC-Net
+    dpath = tmp_path / "dcc.safetensors"
+    save_checkpoint(dpath, dcc.head_state_dict(), {"config": dcc.config()})
+    with pytest.raises(WeightsError, match="holds dccnet weights, not ncnet"):
+        build_ncnet(backbone_weights="random", weights=dpath)

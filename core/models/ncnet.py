@@ -418,7 +418,9 @@ def build_weak_model(
 
     ``weights``: ``None`` (fresh head), ``"default"`` (shipped weights, see
     :func:`shipped_weights`), a project checkpoint (``.safetensors`` with its
-    JSON sidecar; architecture options are read from the sidecar) or an
+    JSON sidecar; architecture options are read from the sidecar; for DCCNet
+    an NC-Net checkpoint gives the shared consensus and leaves context encoder
+    and fusion fresh, see :func:`load_consensus_weights`) or an
     authors' checkpoint (any other file, e.g. ``.pth.tar``; architecture from
     its weights, backbone weights from the file unless ``backbone_weights``
     names others).
@@ -439,7 +441,8 @@ def build_weak_model(
 
         state, meta = load_checkpoint(path)
         cfg = dict(meta.get("config", {}))
-        if cfg.get("model") not in (None, cls.name):
+        consensus_only = cls.name == "dccnet" and cfg.get("model") == "ncnet"
+        if cfg.get("model") not in (None, cls.name) and not consensus_only:
             raise WeightsError(f"'{path}' holds {cfg.get('model')} weights, not {cls.name}")
         if cfg.get("backbone") not in (None, backbone):
             raise WeightsError(f"'{path}' was trained on backbone {cfg['backbone']}; use --backbone {cfg['backbone']}")
@@ -447,7 +450,10 @@ def build_weak_model(
         carried = any(k.startswith("backbone.") for k in state)
         bw = "random" if carried and backbone_weights == "default" else backbone_weights
         model = cls(build_backbone(backbone, bw), bw, **_merge_options(stored, options, str(path)))
-        load_head_weights(model, state, str(path))
+        if consensus_only:
+            load_consensus_weights(model, state, str(path))
+        else:
+            load_head_weights(model, state, str(path))
         model.backbone_in_checkpoint = carried and bw == "random"
         model.weights_id = _file_id(path)
         return model
@@ -461,6 +467,26 @@ def build_weak_model(
     model.load_official(ckpt, with_backbone=from_file)
     model.weights_id = "official-" + _file_id(path)
     return model
+
+
+def load_consensus_weights(model: WeakConsensusModel, state: dict[str, torch.Tensor], source: str) -> None:
+    """Start a DCCNet from an NC-Net checkpoint: its consensus (``refine.*``) and any backbone weights.
+
+    DCCNet's shared consensus is NC-Net's; its context encoder and fusion
+    keep their fresh initialisation. Every consensus weight must be present
+    with the right shape.
+    """
+    own = model.state_dict()
+    wanted = [k for k in own if k.startswith("refine.")]
+    missing = [k for k in wanted if k not in state]
+    foreign = [k for k in state if not (k.startswith("refine.") or k.startswith("backbone.")) or k not in own]
+    if missing or foreign:
+        detail = f"missing '{missing[0]}'" if missing else f"unexpected '{foreign[0]}'"
+        raise WeightsError(f"'{source}' does not hold an NC-Net consensus that fits {model.name} ({detail})")
+    for k, v in state.items():
+        if own[k].shape != v.shape:
+            raise WeightsError(f"'{source}': weight '{k}' has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
+    model.load_state_dict(state, strict=False)
 
 
 def _file_id(path: Path) -> str:
