@@ -102,6 +102,8 @@ class MMNet(CorrespondenceModel):
         self.max_volume = int(max_volume)
         self.backbone_weights = str(backbone_weights)
         self.backbone.requires_grad_(self.train_backbone)
+        #: Where the weights came from: ``"fresh"`` or ``"[released-]file:<name>:<sha256[:12]>"`` (set by the builder).
+        self.weights_id = "fresh"
 
     # ------------------------------------------------------------------ interface
 
@@ -383,5 +385,10 @@ def build_mmnet(
             load_head_weights(model, state, str(path))
         else:
             load_released_state(model, state, str(path))
+    if path is not None:
+        from ..weights import sha256_file
+
+        released = "" if project or _is_own_state(state or {}) else "released-"
+        model.weights_id = f"{released}file:{path.name}:{sha256_file(path)[:12]}"
     model.eval()
     return model
