@@ -85,6 +85,11 @@ def extract_features(
 
         if layers:
             raise UsageError("--model chooses the layers; drop --layers")
+        if weights is None:
+            from core.weights import shipped_weights_path
+
+            if shipped_weights_path(model, backbone or "mobilenet_v2").is_file():
+                weights = "default"  # the shipped weights decide the layers (and any fine-tuned backbone)
         if weights is not None:
             kwargs = {"backbone": backbone} if backbone else {}
             m = build_model(model, backbone_weights=backbone_weights, weights=weights, **kwargs)

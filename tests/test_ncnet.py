@@ -152,8 +152,8 @@ def test_options_config_and_defaults():
     assert model.input_size == 400
     with pytest.raises(UsageError):
         build_ncnet(backbone_weights="random", ncons_size=3)
-    with pytest.raises(WeightsError, match="no ncnet weights are shipped for backbone mobilenet_v2"):
-        build_ncnet(backbone_weights="random", weights="default")
+    with pytest.raises(WeightsError, match="no ncnet weights are shipped for backbone resnet50"):
+        build_ncnet("resnet50", backbone_weights="random", weights="default")
     # fine-tuning the last block makes exactly that block trainable
     ft = build_ncnet(backbone_weights="random", finetune_blocks=1, **TINY)
     trainable = {n.split(".")[1] for n, p in ft.backbone.named_parameters() if p.requires_grad}
