@@ -30,6 +30,8 @@ SHIPPED_SHA256: dict[str, str] = {
     "sfnet_mobilenet_v2.safetensors": "876f75acb6955ddfa59e250a5fa4580e6e95364103154180fcadcf28471ddc8b",
     # NC-Net on MobileNetV2 (hypercolumn features, 3x3x3x3 consensus): examples/train_default_weights.sh ncnet
     "ncnet_mobilenet_v2.safetensors": "410ea45e71310ad89d5c5b0deed1c93443b713d4f3322215af2eea59d30a1f3d",
+    # DCCNet on MobileNetV2 (from the NC-Net weights' consensus): examples/train_default_weights.sh dccnet
+    "dccnet_mobilenet_v2.safetensors": "fa62777d9f03134db8eb767755d6ccde5b187a31c1698f4a80a70075a587e124",
     # MMNet on MobileNetV2 (frozen backbone): examples/train_default_weights.sh mmnet
     "mmnet_mobilenet_v2.safetensors": "a36cb8c8e1af62aa6d6c7b5b37098a77a8c6766c1ffc6c62f94addad96e9bc52",
 }

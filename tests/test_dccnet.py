@@ -179,8 +179,8 @@ def test_options_and_config_round_trip():
     assert cfg["context_kernel_size"] == 25 and cfg["context_channels"] == 96 and cfg["fusion_grid"] == [8, 8]
     assert build_dccnet(**{k: v for k, v in cfg.items() if k != "model"}).config() == cfg
     assert model.loss_weights == {"fused": 1.0, "local": 1.0, "context": 1.0}
-    with pytest.raises(WeightsError, match="no dccnet weights are shipped"):
-        build_dccnet(backbone_weights="random", weights="default")
+    with pytest.raises(WeightsError, match="no dccnet weights are shipped for backbone resnet50"):
+        build_dccnet("resnet50", backbone_weights="random", weights="default")
 
 
 def test_training_a_few_adam_steps_lowers_the_weak_loss(shared_data):

@@ -29,7 +29,7 @@ SHIPPED_MODELS = sorted(name.split("_")[0] for name in W.SHIPPED_SHA256)
 
 
 def test_every_model_ships_weights():
-    assert SHIPPED_MODELS == ["mmnet", "ncnet", "sfnet"]
+    assert SHIPPED_MODELS == ["dccnet", "mmnet", "ncnet", "sfnet"]
 
 
 @pytest.mark.parametrize("model", SHIPPED_MODELS)
