@@ -33,7 +33,7 @@ SHIPPED_SHA256: dict[str, str] = {
     # DCCNet on MobileNetV2 (from the NC-Net weights' consensus): examples/train_default_weights.sh dccnet
     "dccnet_mobilenet_v2.safetensors": "fa62777d9f03134db8eb767755d6ccde5b187a31c1698f4a80a70075a587e124",
     # MMNet on MobileNetV2 (frozen backbone): examples/train_default_weights.sh mmnet
-    "mmnet_mobilenet_v2.safetensors": "a36cb8c8e1af62aa6d6c7b5b37098a77a8c6766c1ffc6c62f94addad96e9bc52",
+    "mmnet_mobilenet_v2.safetensors": "d3dbde8f19e13fa08add7dac4eac52c371375de8546009e8213970d1464d0059",
 }
 
 

@@ -4,9 +4,9 @@
 # on the PF-WILLOW development part for the README table (never to pick a checkpoint).
 #
 #   bash examples/train_default_weights.sh sfnet      # ~35 min on 2 CPU cores
-#   bash examples/train_default_weights.sh mmnet      # ~20 min
-#   bash examples/train_default_weights.sh ncnet      # ~30 min
-#   bash examples/train_default_weights.sh dccnet     # ~30 min, after ncnet (starts from its consensus)
+#   bash examples/train_default_weights.sh mmnet      # ~40 min
+#   bash examples/train_default_weights.sh ncnet      # ~25 min
+#   bash examples/train_default_weights.sh dccnet     # ~40 min, after ncnet (starts from its consensus)
 #
 # Training is deterministic (seeded initialisation, data order and augmentation; deterministic
 # CPU kernels), so a re-run on the same versions gives the same weights bit for bit; the
@@ -16,14 +16,14 @@
 #   whole-image foreground masks (the subset has no segmentations), the paper's optimiser
 #   (Adam 3e-5), 320x320, batch 8, 2100 iterations (~4 epochs), seed 0.
 # MMNet: synthetic pairs with keypoints (the same warps), 320x320, batch 5, Adam 1e-4 (the paper's
-#   SGD 5e-4 diverged after ~85 steps here), frozen backbone, 900 iterations, seed 0.
+#   SGD 5e-4 diverged after ~85 steps here), frozen backbone, 1800 iterations (~2.3 epochs), seed 0.
 # NC-Net: same-class pairs (weak supervision, negatives = rolled targets), 320x320 (20x20 grid),
 #   batch 8, the paper's Adam 5e-4, 400 iterations, seed 0. Head as published for InLoc (3x3x3x3
 #   kernels, 16 then 1 channels: CPU-sized); features: the centred hypercolumn of features.6/10/13/16
 #   on the stride-16 grid (the nearest-neighbour baseline's features).
 # DCCNet: same-class pairs, starts from the NC-Net run's consensus (--init-weights), context
 #   encoder and fusion fresh (3x3x3x3 kernels, 16 then 1 channels, 20x20 fusion grid = the training
-#   grid), 320x320, batch 8, Adam 5e-4, 150 iterations, seed 0.
+#   grid), 320x320, batch 8, Adam 5e-4, 150 iterations, seed 0. (~40 min)
 set -euo pipefail
 DATA="${SEMCORR_SHARED_DATA:-$(cd "$(dirname "$0")/../.." && pwd)/shared/data}"
 MODEL="${1:-sfnet}"
@@ -37,7 +37,7 @@ case "$MODEL" in
     ;;
   mmnet)
     semcorr train --model mmnet --data "$CALTECH" \
-      --iterations 900 --image-size 320 --batch-size 5 --optimizer adam --lr 1e-4 --weight-decay 0 \
+      --iterations 1800 --image-size 320 --batch-size 5 --optimizer adam --lr 1e-4 --weight-decay 0 \
       --lr-schedule none --model-opt train_backbone=false --checkpoint-every 50 --seed 0 --out "$RUN" --resume
     ;;
   ncnet)
