@@ -42,6 +42,12 @@ def shipped_weights_path(model: str, backbone: str) -> Path:
     return SHIPPED_DIR / f"{model}_{backbone}.safetensors"
 
 
+def weights_file_id(path: str | Path) -> str:
+    """``"file:<name>:<sha256[:12]>"``: how a model records the weights file it was built from."""
+    path = Path(path)
+    return f"file:{path.name}:{sha256_file(path)[:12]}"
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     h = hashlib.sha256()

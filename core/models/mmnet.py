@@ -33,7 +33,7 @@ from ..errors import UsageError, WeightsError
 from ..flow import argmax_matches, kernel_soft_argmax_matches, match_confidence, soft_argmax_matches
 from ..losses.mmnet import multiscale_keypoint_loss
 from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
-from ..weights import load_state_dict_file, sidecar_path
+from ..weights import load_state_dict_file, sidecar_path, weights_file_id
 from .base import CorrespondenceModel, Matches, load_head_weights, load_project_checkpoint
 
 log = logging.getLogger(__name__)
@@ -386,9 +386,7 @@ def build_mmnet(
         else:
             load_released_state(model, state, str(path))
     if path is not None:
-        from ..weights import sha256_file
-
         released = "" if project or _is_own_state(state or {}) else "released-"
-        model.weights_id = f"{released}file:{path.name}:{sha256_file(path)[:12]}"
+        model.weights_id = released + weights_file_id(path)
     model.eval()
     return model

@@ -27,6 +27,7 @@ from ..backbones import FeatureBackbone, build_backbone
 from ..consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES, ConsensusRefinement, softmax_over_target
 from ..correlation import center_features, correlation_4d, hypercolumn, l2_normalize, transpose_corr
 from ..errors import UsageError, WeightsError
+from ..weights import weights_file_id
 from ..flow import argmax_matches
 from ..geometry import cell_centers
 from ..losses.weak import matching_score, negative_pairs, weak_loss
@@ -455,7 +456,7 @@ def build_weak_model(
         else:
             load_head_weights(model, state, str(path))
         model.backbone_in_checkpoint = carried and bw == "random"
-        model.weights_id = _file_id(path)
+        model.weights_id = weights_file_id(path)
         return model
     ckpt = read_official_checkpoint(path)
     arch_backbone, stored = cls.official_options(ckpt)
@@ -465,7 +466,7 @@ def build_weak_model(
     bw = "random" if from_file else backbone_weights
     model = cls(build_backbone(backbone, bw), bw, **_merge_options(stored, options, str(path)))
     model.load_official(ckpt, with_backbone=from_file)
-    model.weights_id = "official-" + _file_id(path)
+    model.weights_id = "official-" + weights_file_id(path)
     return model
 
 
@@ -487,12 +488,6 @@ def load_consensus_weights(model: WeakConsensusModel, state: dict[str, torch.Ten
         if own[k].shape != v.shape:
             raise WeightsError(f"'{source}': weight '{k}' has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
     model.load_state_dict(state, strict=False)
-
-
-def _file_id(path: Path) -> str:
-    from ..weights import sha256_file
-
-    return f"file:{path.name}:{sha256_file(path)[:12]}"
 
 
 def build_ncnet(

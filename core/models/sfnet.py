@@ -45,6 +45,7 @@ from ..adaptation import AdaptationLayer
 from ..backbones import FeatureBackbone, build_backbone
 from ..correlation import correlate, normalize_over_target, transpose_corr
 from ..errors import UsageError, WeightsError
+from ..weights import weights_file_id
 from ..flow import kernel_soft_argmax_matches, match_confidence, matches_to_flow
 from ..images import image_to_tensor
 from ..losses.sfnet import masks_on_grid, sfnet_objective
@@ -370,18 +371,12 @@ def build_sfnet(
     model = SFNet(build_backbone(backbone, backbone_weights), backbone_weights, beta=beta, kernel_sigma=kernel_sigma)
     if released is not None:
         load_head_weights(model, released, str(path))
-        model.weights_id = "released-" + _file_id(path)
+        model.weights_id = "released-" + weights_file_id(path)
     elif path is not None:
         load_project_checkpoint(model, path)
-        model.weights_id = _file_id(path)
+        model.weights_id = weights_file_id(path)
     model.eval()
     return model
-
-
-def _file_id(path: Path) -> str:
-    from ..weights import sha256_file
-
-    return f"file:{path.name}:{sha256_file(path)[:12]}"
 
 
 # ----------------------------------------------------------------------------- published test protocol
