@@ -118,6 +118,15 @@ def load_head_weights(model: CorrespondenceModel, state: dict[str, torch.Tensor]
             f"'{source}' does not fit {model.name} with backbone {model.backbone.name} "
             f"({len(missing)} missing, {len(unexpected)} unexpected weights; {detail})"
         )
+    load_matching_shapes(model, own, state, source)
+
+
+def load_matching_shapes(
+    model: CorrespondenceModel, own: dict[str, torch.Tensor], state: dict[str, torch.Tensor], source: str
+) -> None:
+    """Load ``state`` into ``model`` (``own`` = its state dict; keys already checked) after checking every shape."""
+    from ..errors import WeightsError
+
     for k, v in state.items():
         if own[k].shape != v.shape:
             raise WeightsError(f"'{source}': weight '{k}' has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")

@@ -31,7 +31,7 @@ from ..weights import weights_file_id
 from ..flow import argmax_matches
 from ..geometry import cell_centers
 from ..losses.weak import matching_score, negative_pairs, weak_loss
-from .base import CorrespondenceModel, Matches, load_head_weights
+from .base import CorrespondenceModel, Matches, load_head_weights, load_matching_shapes
 from .official import (
     OfficialCheckpoint,
     feature_prefix,
@@ -484,10 +484,7 @@ def load_consensus_weights(model: WeakConsensusModel, state: dict[str, torch.Ten
     if missing or foreign:
         detail = f"missing '{missing[0]}'" if missing else f"unexpected '{foreign[0]}'"
         raise WeightsError(f"'{source}' does not hold an NC-Net consensus that fits {model.name} ({detail})")
-    for k, v in state.items():
-        if own[k].shape != v.shape:
-            raise WeightsError(f"'{source}': weight '{k}' has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
-    model.load_state_dict(state, strict=False)
+    load_matching_shapes(model, own, state, source)
 
 
 def build_ncnet(
