@@ -145,7 +145,7 @@ def _as_int_list(v: Any, name: str) -> list[int]:
     if isinstance(v, int):
         return [v]
     if isinstance(v, str):
-        v = [x for x in v.replace(";", ",").split(",") if x.strip()]
+        v = _as_name_list(v)
     try:
         return [int(x) for x in v]
     except (TypeError, ValueError):
