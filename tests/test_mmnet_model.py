@@ -130,6 +130,8 @@ def test_config_rebuilds_the_same_model(mobilenet_model):
         "output_level": 1,
         "matching": "argmax",
         "train_backbone": True,
+        "supervision": "keypoints",
+        "pseudo_points": 32,
     }
     again = build_model(cfg["model"], **{k: v for k, v in cfg.items() if k != "model"})
     assert again.config() == cfg

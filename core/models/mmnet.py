@@ -27,18 +27,21 @@ from typing import Any
 
 import torch
 
-from ..backbones import FeatureBackbone, block_layers, build_backbone
+from ..backbones import DEFAULT_LAYERS, FeatureBackbone, block_layers, build_backbone
 from ..correlation import transpose_corr
 from ..errors import UsageError, WeightsError
 from ..flow import argmax_matches, kernel_soft_argmax_matches, match_confidence, soft_argmax_matches
 from ..losses.mmnet import multiscale_keypoint_loss
 from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
+from ..pseudo_labels import mutual_nn_keypoints, teacher_scores
 from ..weights import load_state_dict_file, sidecar_path, weights_file_id
 from .base import CorrespondenceModel, Matches, load_head_weights, load_project_checkpoint
 
 log = logging.getLogger(__name__)
 
 MATCHING_METHODS = ("argmax", "kernel-soft-argmax", "soft-argmax")
+#: Where training keypoints come from: the batch (annotated or synthetic) or the nn teacher.
+SUPERVISIONS = ("keypoints", "pseudo")
 #: Score rows computed at once by the chunked matcher (``chunk · hB · wB`` ≤ this).
 CHUNK_SCORES = 1 << 24
 
@@ -52,6 +55,11 @@ class MMNet(CorrespondenceModel):
     * ``output_level``: level read at test time, 0 = finest (stride 4), 1 = stride 8 (default);
     * ``matching``: ``"argmax"`` (default), ``"kernel-soft-argmax"`` or ``"soft-argmax"``;
     * ``train_backbone``: fine-tune the backbone (its weights then go into checkpoints);
+    * ``supervision``: ``"keypoints"`` (default: the batch's annotated or synthetic
+      keypoints, as the paper) or ``"pseudo"`` (same-class pairs without
+      annotations; each pair's ``pseudo_points`` most confident mutual nearest
+      neighbours of the training-free ``nn`` matcher, on the current backbone's
+      :data:`DEFAULT_LAYERS`, become its keypoints — :mod:`core.pseudo_labels`);
     * ``max_volume``: most scores ``B·hA·wA·hB·wB`` built at once at the output level
       before switching to chunked matching (a memory knob, not recorded).
     """
@@ -81,12 +89,18 @@ class MMNet(CorrespondenceModel):
         train_backbone: bool = True,
         max_volume: int = 1 << 25,
         backbone_weights: str = "default",
+        supervision: str = "keypoints",
+        pseudo_points: int = 32,
     ):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
             raise UsageError(f"unknown upsampling '{upsample}'; choose one of {', '.join(UPSAMPLE_MODES)}")
         if matching not in MATCHING_METHODS:
             raise UsageError(f"unknown matching '{matching}'; choose one of {', '.join(MATCHING_METHODS)}")
+        if supervision not in SUPERVISIONS:
+            raise UsageError(f"unknown supervision '{supervision}'; choose one of {', '.join(SUPERVISIONS)}")
+        if isinstance(pseudo_points, bool) or not isinstance(pseudo_points, int) or pseudo_points < 1:
+            raise UsageError(f"pseudo_points must be a positive integer, got {pseudo_points!r}")
         self.backbone = backbone
         self.stages = block_layers(backbone.name)
         if not 0 <= output_level < len(self.stages):
@@ -101,6 +115,11 @@ class MMNet(CorrespondenceModel):
         self.train_backbone = bool(train_backbone)
         self.max_volume = int(max_volume)
         self.backbone_weights = str(backbone_weights)
+        self.supervision = supervision
+        self.pseudo_points = pseudo_points
+        #: Training data the trainer opens: keypoint pairs, or same-class pairs for pseudo keypoints.
+        self.train_data = "weak" if supervision == "pseudo" else "keypoints"  # type: ignore[misc]
+        self.teacher_layers = list(DEFAULT_LAYERS[backbone.name]) if backbone.name in DEFAULT_LAYERS else []
         self.backbone.requires_grad_(self.train_backbone)
         #: Where the weights came from: ``"fresh"`` or ``"[released-]file:<name>:<sha256[:12]>"`` (set by the builder).
         self.weights_id = "fresh"
@@ -120,6 +139,8 @@ class MMNet(CorrespondenceModel):
             "output_level": self.output_level,
             "matching": self.matching,
             "train_backbone": self.train_backbone,
+            "supervision": self.supervision,
+            "pseudo_points": self.pseudo_points,
         }
 
     def train(self, mode: bool = True) -> MMNet:
@@ -205,17 +226,45 @@ class MMNet(CorrespondenceModel):
 
     # ------------------------------------------------------------------ training
 
+    def pseudo_keypoints(
+        self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor], src_size, trg_size
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The ``nn`` teacher's keypoints ``(B, pseudo_points, 2)`` pixels (NaN-padded) from backbone features."""
+        if not self.teacher_layers:
+            raise UsageError(f"pseudo supervision has no teacher layers for backbone {self.backbone.name}")
+        with torch.no_grad():
+            corr = teacher_scores(
+                [feats_src[layer].detach() for layer in self.teacher_layers],
+                [feats_trg[layer].detach() for layer in self.teacher_layers],
+            )
+            return mutual_nn_keypoints(corr, src_size, trg_size, self.pseudo_points)
+
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """The multi-scale keypoint BCE of :mod:`core.losses.mmnet` on a ``"keypoints"`` batch."""
+        """The multi-scale keypoint BCE of :mod:`core.losses.mmnet`.
+
+        batch: ``src_image``, ``trg_image`` ``(B, 3, H, W)`` and, with keypoint
+        supervision, ``src_kps`` / ``trg_kps`` ``(B, N, 2)`` pixels; with
+        pseudo supervision the keypoints come from :meth:`pseudo_keypoints`.
+        """
         src, trg = batch["src_image"], batch["trg_image"]
-        maps_a, maps_b = self.encode_images(src, trg)
+        src_size, trg_size = tuple(src.shape[-2:]), tuple(trg.shape[-2:])
+        layers = self.required_layers
+        if self.supervision == "pseudo":
+            layers = layers + [layer for layer in self.teacher_layers if layer not in layers]
+            feats_a, feats_b = self.backbone(src, layers), self.backbone(trg, layers)
+            src_kps, trg_kps = self.pseudo_keypoints(feats_a, feats_b, src_size, trg_size)
+        else:
+            for key in ("src_kps", "trg_kps"):
+                if key not in batch:
+                    raise UsageError(f"a keypoint training batch needs '{key}'")
+            feats_a, feats_b = self.backbone(src, layers), self.backbone(trg, layers)
+            src_kps, trg_kps = batch["src_kps"], batch["trg_kps"]
+        maps_a, maps_b = self.encode(feats_a), self.encode(feats_b)
         with torch.no_grad():  # the coarser volumes enter every level detached
             coarse = self.volumes(maps_a, maps_b, stop_level=1) if len(maps_a) > 1 else [None]
         grids = [(tuple(a.shape[-2:]), tuple(b.shape[-2:])) for a, b in zip(maps_a, maps_b)]
         sample = functools.partial(self.level_rows, maps_a, maps_b, coarse)
-        return multiscale_keypoint_loss(
-            sample, grids, batch["src_kps"], batch["trg_kps"], tuple(src.shape[-2:]), tuple(trg.shape[-2:])
-        )
+        return multiscale_keypoint_loss(sample, grids, src_kps, trg_kps, src_size, trg_size)
 
 
 # ============================================================================ the authors' checkpoint
@@ -346,6 +395,8 @@ def build_mmnet(
     matching: str = "argmax",
     train_backbone: bool = True,
     max_volume: int = 1 << 25,
+    supervision: str = "keypoints",
+    pseudo_points: int = 32,
 ) -> MMNet:
     """Build MMNet; ``weights``: None, ``"default"`` (shipped), a project checkpoint or the authors' file.
 
@@ -377,6 +428,8 @@ def build_mmnet(
         train_backbone=train_backbone,
         max_volume=max_volume,
         backbone_weights=backbone_weights,
+        supervision=supervision,
+        pseudo_points=pseudo_points,
     )
     if project:
         load_project_checkpoint(model, path)
