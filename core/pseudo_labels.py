@@ -21,8 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .consensus import mutual_matching
-from .correlation import correlate
+from .pipeline import correlate_scores
 
 
 def teacher_scores(feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -31,8 +30,7 @@ def teacher_scores(feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tens
     Centred, per-layer L2-normalised hypercolumns on each side's finest grid,
     cosine correlation, negative scores clamped, soft mutual filtering.
     """
-    corr = correlate(list(feats_a), list(feats_b), mode="hypercolumn", center=True)
-    return mutual_matching(corr.clamp_min(0))
+    return correlate_scores(list(feats_a), list(feats_b), center=True, mutual_matching=True)
 
 
 def _cells_to_pixels(index: torch.Tensor, grid: tuple[int, int], image: tuple[int, int]) -> torch.Tensor:

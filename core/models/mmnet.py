@@ -234,8 +234,7 @@ class MMNet(CorrespondenceModel):
             raise UsageError(f"pseudo supervision has no teacher layers for backbone {self.backbone.name}")
         with torch.no_grad():
             corr = teacher_scores(
-                [feats_src[layer].detach() for layer in self.teacher_layers],
-                [feats_trg[layer].detach() for layer in self.teacher_layers],
+                [feats_src[layer] for layer in self.teacher_layers], [feats_trg[layer] for layer in self.teacher_layers]
             )
             return mutual_nn_keypoints(corr, src_size, trg_size, self.pseudo_points)
 
@@ -248,16 +247,17 @@ class MMNet(CorrespondenceModel):
         """
         src, trg = batch["src_image"], batch["trg_image"]
         src_size, trg_size = tuple(src.shape[-2:]), tuple(trg.shape[-2:])
+        pseudo = self.supervision == "pseudo"
+        missing = [] if pseudo else [key for key in ("src_kps", "trg_kps") if key not in batch]
+        if missing:
+            raise UsageError(f"a keypoint training batch needs '{missing[0]}'")
         layers = self.required_layers
-        if self.supervision == "pseudo":
+        if pseudo:
             layers = layers + [layer for layer in self.teacher_layers if layer not in layers]
-            feats_a, feats_b = self.backbone(src, layers), self.backbone(trg, layers)
+        feats_a, feats_b = self.backbone(src, layers), self.backbone(trg, layers)
+        if pseudo:
             src_kps, trg_kps = self.pseudo_keypoints(feats_a, feats_b, src_size, trg_size)
         else:
-            for key in ("src_kps", "trg_kps"):
-                if key not in batch:
-                    raise UsageError(f"a keypoint training batch needs '{key}'")
-            feats_a, feats_b = self.backbone(src, layers), self.backbone(trg, layers)
             src_kps, trg_kps = batch["src_kps"], batch["trg_kps"]
         maps_a, maps_b = self.encode(feats_a), self.encode(feats_b)
         with torch.no_grad():  # the coarser volumes enter every level detached
