@@ -132,6 +132,7 @@ def test_config_rebuilds_the_same_model(mobilenet_model):
         "train_backbone": True,
         "supervision": "keypoints",
         "pseudo_points": 32,
+        "teacher": "nn",
     }
     again = build_model(cfg["model"], **{k: v for k, v in cfg.items() if k != "model"})
     assert again.config() == cfg

@@ -121,7 +121,7 @@ def test_mmnet_pseudo_supervision_trains_on_pairs_without_keypoints(shifted_calt
     # the same keypoints given as labels give the same loss
     with torch.no_grad():
         feats_a, feats_b = model.backbone(src, LAYERS), model.backbone(trg, LAYERS)
-        skp, tkp = model.pseudo_keypoints(feats_a, feats_b, (160, 160), (160, 160))
+        skp, tkp = model.pseudo_keypoints(src, trg, feats_a, feats_b)
     labelled = build_mmnet("mobilenet_v2", train_backbone=False)
     labelled.load_state_dict(model.state_dict())
     labelled.train()
@@ -136,3 +136,37 @@ def test_mmnet_supervision_options_are_checked():
         build_mmnet("mobilenet_v2", supervision="pseudo", pseudo_points=0)
     with pytest.raises(UsageError, match="src_kps"):
         build_mmnet("mobilenet_v2").loss({"src_image": torch.zeros(1, 3, 64, 64), "trg_image": torch.zeros(1, 3, 64, 64)})
+
+
+def test_ncnet_teacher_recovers_the_known_shift_and_stays_out_of_the_student(shifted_caltech_pair):
+    src, trg = shifted_caltech_pair
+    model = build_mmnet("mobilenet_v2", train_backbone=False, supervision="pseudo", teacher="ncnet", pseudo_points=16)
+    assert model.config()["teacher"] == "ncnet" and build_mmnet("mobilenet_v2").config()["teacher"] == "nn"
+    skp, tkp = model.pseudo_keypoints(src, trg, {}, {})  # the NC-Net teacher reads the images only
+    ok = ~torch.isnan(skp).any(-1)
+    assert ok.sum() == 16
+    # 160 px on the stride-16 grid: 10 cells, one every 159/9 px; the 16 px, 8 px shift is about
+    # one cell right and half a cell down, so a right match is at most one cell off
+    err = (tkp - skp - torch.tensor([16.0, 8.0])).norm(dim=-1)[ok]
+    assert (err <= 159 / 9).float().mean() >= 0.9, err
+    # the teacher (built on first use) is neither a submodule nor in the checkpoint
+    assert not any("teacher" in name for name, _ in model.named_modules())
+    assert set(model.state_dict()) == set(build_mmnet("mobilenet_v2", train_backbone=False).state_dict())
+    # the loss trains on the teacher's keypoints: the same as given as labels
+    model.train()
+    loss, logs = model.loss({"src_image": src, "trg_image": trg})
+    assert logs["keypoints"] == 16
+    labelled = build_mmnet("mobilenet_v2", train_backbone=False)
+    labelled.load_state_dict(model.state_dict())
+    labelled.train()
+    again, _ = labelled.loss({"src_image": src, "trg_image": trg, "src_kps": skp, "trg_kps": tkp})
+    torch.testing.assert_close(again, loss.detach())
+
+
+def test_teacher_option_is_checked():
+    with pytest.raises(UsageError, match="unknown teacher"):
+        build_mmnet("mobilenet_v2", supervision="pseudo", teacher="dccnet")
+    with pytest.raises(UsageError, match="needs supervision=pseudo"):
+        build_mmnet("mobilenet_v2", teacher="ncnet")
+    with pytest.raises(UsageError, match="shipped for backbone resnet50"):
+        build_mmnet("resnet50", backbone_weights="random", supervision="pseudo", teacher="ncnet")

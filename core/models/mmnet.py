@@ -35,13 +35,16 @@ from ..losses.mmnet import multiscale_keypoint_loss
 from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
 from ..pseudo_labels import mutual_nn_keypoints, teacher_scores
 from ..weights import load_state_dict_file, sidecar_path, weights_file_id
+from ..weights import shipped_weights_path as shipped_path
 from .base import CorrespondenceModel, Matches, load_head_weights, load_project_checkpoint
 
 log = logging.getLogger(__name__)
 
 MATCHING_METHODS = ("argmax", "kernel-soft-argmax", "soft-argmax")
-#: Where training keypoints come from: the batch (annotated or synthetic) or the nn teacher.
+#: Where training keypoints come from: the batch (annotated or synthetic) or a teacher.
 SUPERVISIONS = ("keypoints", "pseudo")
+#: Teachers of pseudo supervision: the training-free matcher, or the shipped NC-Net of the backbone.
+TEACHERS = ("nn", "ncnet")
 #: Score rows computed at once by the chunked matcher (``chunk · hB · wB`` ≤ this).
 CHUNK_SCORES = 1 << 24
 
@@ -58,8 +61,13 @@ class MMNet(CorrespondenceModel):
     * ``supervision``: ``"keypoints"`` (default: the batch's annotated or synthetic
       keypoints, as the paper) or ``"pseudo"`` (same-class pairs without
       annotations; each pair's ``pseudo_points`` most confident mutual nearest
-      neighbours of the training-free ``nn`` matcher, on the current backbone's
-      :data:`DEFAULT_LAYERS`, become its keypoints — :mod:`core.pseudo_labels`);
+      neighbours of a teacher's scores become its keypoints —
+      :mod:`core.pseudo_labels`);
+    * ``teacher`` (pseudo supervision only): ``"nn"`` (default: the training-free
+      matcher on the current backbone's :data:`DEFAULT_LAYERS`) or ``"ncnet"``
+      (the NC-Net shipped for the backbone, frozen, on its own copy of the
+      backbone, its refined correlation as the scores). It is used in training
+      only, never saved in checkpoints;
     * ``max_volume``: most scores ``B·hA·wA·hB·wB`` built at once at the output level
       before switching to chunked matching (a memory knob, not recorded).
     """
@@ -91,6 +99,7 @@ class MMNet(CorrespondenceModel):
         backbone_weights: str = "default",
         supervision: str = "keypoints",
         pseudo_points: int = 32,
+        teacher: str = "nn",
     ):
         super().__init__()
         if upsample not in UPSAMPLE_MODES:
@@ -101,6 +110,12 @@ class MMNet(CorrespondenceModel):
             raise UsageError(f"unknown supervision '{supervision}'; choose one of {', '.join(SUPERVISIONS)}")
         if isinstance(pseudo_points, bool) or not isinstance(pseudo_points, int) or pseudo_points < 1:
             raise UsageError(f"pseudo_points must be a positive integer, got {pseudo_points!r}")
+        if teacher not in TEACHERS:
+            raise UsageError(f"unknown teacher '{teacher}'; choose one of {', '.join(TEACHERS)}")
+        if teacher != "nn" and supervision != "pseudo":
+            raise UsageError(f"teacher={teacher} needs supervision=pseudo (keypoint supervision has no teacher)")
+        if teacher == "ncnet" and not shipped_path("ncnet", backbone.name).is_file():
+            raise UsageError(f"teacher=ncnet needs the NC-Net weights shipped for backbone {backbone.name}; there are none")
         self.backbone = backbone
         self.stages = block_layers(backbone.name)
         if not 0 <= output_level < len(self.stages):
@@ -117,6 +132,7 @@ class MMNet(CorrespondenceModel):
         self.backbone_weights = str(backbone_weights)
         self.supervision = supervision
         self.pseudo_points = pseudo_points
+        self.teacher = teacher
         #: Training data the trainer opens: keypoint pairs, or same-class pairs for pseudo keypoints.
         self.train_data = "weak" if supervision == "pseudo" else "keypoints"  # type: ignore[misc]
         self.teacher_layers = list(DEFAULT_LAYERS[backbone.name]) if backbone.name in DEFAULT_LAYERS else []
@@ -141,6 +157,7 @@ class MMNet(CorrespondenceModel):
             "train_backbone": self.train_backbone,
             "supervision": self.supervision,
             "pseudo_points": self.pseudo_points,
+            "teacher": self.teacher,
         }
 
     def train(self, mode: bool = True) -> MMNet:
@@ -226,16 +243,45 @@ class MMNet(CorrespondenceModel):
 
     # ------------------------------------------------------------------ training
 
+    def teacher_network(self, device: torch.device) -> torch.nn.Module:
+        """The frozen NC-Net teacher (``teacher="ncnet"``), built on first use on ``device``.
+
+        Kept outside the module tree (``self.__dict__``): it is neither trained
+        nor saved, and moving or loading the student leaves it alone.
+        """
+        net = self.__dict__.get("_teacher_network")
+        if net is None:
+            from .ncnet import build_ncnet
+
+            net = build_ncnet(backbone=self.backbone.name, weights="default").eval().requires_grad_(False)
+            self.__dict__["_teacher_network"] = net
+        return net.to(device)
+
     def pseudo_keypoints(
-        self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor], src_size, trg_size
+        self,
+        src_image: torch.Tensor,
+        trg_image: torch.Tensor,
+        feats_src: dict[str, torch.Tensor],
+        feats_trg: dict[str, torch.Tensor],
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The ``nn`` teacher's keypoints ``(B, pseudo_points, 2)`` pixels (NaN-padded) from backbone features."""
-        if not self.teacher_layers:
-            raise UsageError(f"pseudo supervision has no teacher layers for backbone {self.backbone.name}")
+        """The teacher's keypoints ``(B, pseudo_points, 2)`` pixels (NaN-padded) for images ``(B, 3, H, W)``.
+
+        The ``nn`` teacher reads the student's backbone features ``feats_*``
+        (its :data:`DEFAULT_LAYERS` among them); the ``ncnet`` teacher runs on
+        the images.
+        """
+        src_size, trg_size = tuple(src_image.shape[-2:]), tuple(trg_image.shape[-2:])
         with torch.no_grad():
-            corr = teacher_scores(
-                [feats_src[layer] for layer in self.teacher_layers], [feats_trg[layer] for layer in self.teacher_layers]
-            )
+            if self.teacher == "ncnet":
+                net = self.teacher_network(src_image.device)
+                corr = net.correlation(net.features(src_image), net.features(trg_image))
+            else:
+                if not self.teacher_layers:
+                    raise UsageError(f"pseudo supervision has no teacher layers for backbone {self.backbone.name}")
+                corr = teacher_scores(
+                    [feats_src[layer] for layer in self.teacher_layers],
+                    [feats_trg[layer] for layer in self.teacher_layers],
+                )
             return mutual_nn_keypoints(corr, src_size, trg_size, self.pseudo_points)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -252,11 +298,11 @@ class MMNet(CorrespondenceModel):
         if missing:
             raise UsageError(f"a keypoint training batch needs '{missing[0]}'")
         layers = self.required_layers
-        if pseudo:
+        if pseudo and self.teacher == "nn":
             layers = layers + [layer for layer in self.teacher_layers if layer not in layers]
         feats_a, feats_b = self.backbone(src, layers), self.backbone(trg, layers)
         if pseudo:
-            src_kps, trg_kps = self.pseudo_keypoints(feats_a, feats_b, src_size, trg_size)
+            src_kps, trg_kps = self.pseudo_keypoints(src, trg, feats_a, feats_b)
         else:
             src_kps, trg_kps = batch["src_kps"], batch["trg_kps"]
         maps_a, maps_b = self.encode(feats_a), self.encode(feats_b)
@@ -367,9 +413,7 @@ def _is_own_state(state: dict[str, torch.Tensor]) -> bool:
 
 def shipped_weights_path(backbone: str) -> Path:
     """Where ``weights="default"`` looks: ``core/weights/mmnet_<backbone>.safetensors``."""
-    from ..weights import shipped_weights_path as shipped
-
-    return shipped("mmnet", backbone)
+    return shipped_path("mmnet", backbone)
 
 
 def _has_backbone(keys) -> bool:
@@ -397,6 +441,7 @@ def build_mmnet(
     max_volume: int = 1 << 25,
     supervision: str = "keypoints",
     pseudo_points: int = 32,
+    teacher: str = "nn",
 ) -> MMNet:
     """Build MMNet; ``weights``: None, ``"default"`` (shipped), a project checkpoint or the authors' file.
 
@@ -430,6 +475,7 @@ def build_mmnet(
         backbone_weights=backbone_weights,
         supervision=supervision,
         pseudo_points=pseudo_points,
+        teacher=teacher,
     )
     if project:
         load_project_checkpoint(model, path)
