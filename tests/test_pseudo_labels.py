@@ -170,3 +170,12 @@ def test_teacher_option_is_checked():
         build_mmnet("mobilenet_v2", teacher="ncnet")
     with pytest.raises(UsageError, match="shipped for backbone resnet50"):
         build_mmnet("resnet50", backbone_weights="random", supervision="pseudo", teacher="ncnet")
+
+
+def test_the_train_banner_names_the_supervision():
+    assert build_mmnet("mobilenet_v2").supervision_summary == "keypoint supervision"
+    pseudo = build_mmnet("mobilenet_v2", supervision="pseudo", teacher="ncnet")
+    assert pseudo.supervision_summary == "pseudo keypoints from the ncnet teacher"
+    from core.models.ncnet import build_ncnet
+
+    assert build_ncnet("mobilenet_v2").supervision_summary == "weak supervision"

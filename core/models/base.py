@@ -66,6 +66,11 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     backbone: FeatureBackbone
 
     @property
+    def supervision_summary(self) -> str:
+        """What training learns from, in a few words (the train command's banner)."""
+        return f"{self.train_data} supervision"
+
+    @property
     @abstractmethod
     def required_layers(self) -> list[str]:
         """Backbone layer names the head reads."""

@@ -160,6 +160,12 @@ class MMNet(CorrespondenceModel):
             "teacher": self.teacher,
         }
 
+    @property
+    def supervision_summary(self) -> str:
+        if self.supervision == "pseudo":
+            return f"pseudo keypoints from the {self.teacher} teacher"
+        return "keypoint supervision"
+
     def train(self, mode: bool = True) -> MMNet:
         """Train the head; the backbone's BatchNorm keeps its statistics (batches of 5 are too small)."""
         super().train(mode)

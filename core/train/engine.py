@@ -558,7 +558,7 @@ class Trainer:
         h, p = self.hyper, self.progress
         length = f"{h.epochs} epochs of {self.order.steps_per_epoch} steps" if h.epochs else f"{h.iterations} iterations"
         r = self.reporter
-        r.info(f"training {self.o.model} ({self.model.train_data} supervision) on {self.source.describe()}")
+        r.info(f"training {self.o.model} ({self.model.supervision_summary}) on {self.source.describe()}")
         if self.val_source is not None:
             r.info(f"validating on {self.val_source.describe()}; metric {self.val_metric}, every {self.val_every} steps")
         r.info(
