@@ -4,7 +4,7 @@
 # on the PF-WILLOW development part for the README table (never to pick a checkpoint).
 #
 #   bash examples/train_default_weights.sh sfnet      # ~35 min on 2 CPU cores
-#   bash examples/train_default_weights.sh mmnet      # ~100 min (runs mmnet-synthetic first; uses the shipped NC-Net)
+#   bash examples/train_default_weights.sh mmnet      # ~80 min (runs mmnet-synthetic first; uses the shipped NC-Net)
 #   bash examples/train_default_weights.sh ncnet      # ~25 min
 #   bash examples/train_default_weights.sh dccnet     # ~40 min, after ncnet (starts from its consensus)
 #
