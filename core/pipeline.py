@@ -257,6 +257,12 @@ def flow_record(
 def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu", keep_inputs: bool = False) -> PairRecord:
     """Run a learned model's head on a features record; add flows (and the model's extras)."""
     needed = list(model.required_layers)
+    missing = [layer for layer in needed if rec.features["src"] and layer not in rec.layers()]
+    if missing:
+        raise UsageError(
+            f"record '{rec.pair_id}' has no layer '{missing[0]}', which {model.name} reads "
+            f"(it has {', '.join(rec.layers())}); extract with --model {model.name}"
+        )
     fa, fb, _ = record_features(rec, needed, device, f"flow --model {model.name}")
     bb = {rec.feature_attrs.get(layer, {}).get("backbone") for layer in needed}
     if bb and bb != {model.backbone.name}:

@@ -231,3 +231,13 @@ def test_batched_extraction_equals_one_pair_at_a_time(tmp_path):
     for a, b in zip(iter_records(tmp_path / "a.h5"), iter_records(tmp_path / "b.h5")):
         assert a.src_path == b.src_path
         assert np.allclose(a.features["trg"]["features.10"], b.features["trg"]["features.10"], atol=1e-4)
+
+
+def test_flow_with_a_model_names_the_extract_it_needs(tmp_path):
+    # default extract layers (the hypercolumn) lack SFNet's features.17: exit 2 and the fix, no output file
+    r = run(["extract", A, B, "--size", "128", "-o", tmp_path / "f.h5"])
+    assert r.exit_code == 0, r.output
+    r = run(["flow", tmp_path / "f.h5", "--model", "sfnet", "-o", tmp_path / "flow.h5"])
+    assert r.exit_code == 2
+    assert "has no layer 'features.17', which sfnet reads" in _err(r) and "extract with --model sfnet" in _err(r)
+    assert not (tmp_path / "flow.h5").exists()
