@@ -126,8 +126,14 @@ class FeatureExtractor:
 # ----------------------------------------------------------------------------- correlate
 
 
-def record_features(rec: PairRecord, layers: list[str] | None, device, stage: str) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
-    """Features of a record as ``(1, C, h, w)`` tensors for ``layers`` (all when None)."""
+def record_features(
+    rec: PairRecord, layers: list[str] | None, device, stage: str, model: str | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
+    """Features of a record as ``(1, C, h, w)`` tensors for ``layers`` (all when None).
+
+    ``model``: the learned model that reads them; a missing layer's error then
+    names it and the extract that gives its layers (``extract --model``).
+    """
     if not rec.features["src"]:
         raise DataError(
             f"record '{rec.pair_id}' has no features (it is a '{rec.stage}' record); "
@@ -137,10 +143,8 @@ def record_features(rec: PairRecord, layers: list[str] | None, device, stage: st
     layers = layers or available
     missing = [layer for layer in layers if layer not in available]
     if missing:
-        raise UsageError(
-            f"record '{rec.pair_id}' has no layer '{missing[0]}' (it has {', '.join(available)}); "
-            "re-run extract with --layers"
-        )
+        reader, fix = (f", which {model} reads", f"extract with --model {model}") if model else ("", "re-run extract with --layers")
+        raise UsageError(f"record '{rec.pair_id}' has no layer '{missing[0]}'{reader} (it has {', '.join(available)}); {fix}")
     fa = [torch.from_numpy(np.asarray(rec.features["src"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
     fb = [torch.from_numpy(np.asarray(rec.features["trg"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
     return fa, fb, layers
@@ -257,13 +261,7 @@ def flow_record(
 def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu", keep_inputs: bool = False) -> PairRecord:
     """Run a learned model's head on a features record; add flows (and the model's extras)."""
     needed = list(model.required_layers)
-    missing = [layer for layer in needed if rec.features["src"] and layer not in rec.layers()]
-    if missing:
-        raise UsageError(
-            f"record '{rec.pair_id}' has no layer '{missing[0]}', which {model.name} reads "
-            f"(it has {', '.join(rec.layers())}); extract with --model {model.name}"
-        )
-    fa, fb, _ = record_features(rec, needed, device, f"flow --model {model.name}")
+    fa, fb, _ = record_features(rec, needed, device, f"flow --model {model.name}", model=model.name)
     bb = {rec.feature_attrs.get(layer, {}).get("backbone") for layer in needed}
     if bb and bb != {model.backbone.name}:
         raise UsageError(

@@ -63,14 +63,14 @@ def build_refiner(model: str, backbone: str, weights: str):
     )
 
 
-def record_backbone(rec) -> str:
-    """The backbone that produced a record's features."""
+def record_backbone(rec, stage: str = "refine") -> str:
+    """The backbone that produced a record's features (``stage``: the command reading them, for errors)."""
     from core.errors import DataError
 
     names = {a.get("backbone") for a in rec.feature_attrs.values()} - {None}
     if not rec.features["src"]:
         raise DataError(
-            f"record '{rec.pair_id}' has no features (it is a '{rec.stage}' record); refine needs the output of 'semcorr extract'"
+            f"record '{rec.pair_id}' has no features (it is a '{rec.stage}' record); {stage} needs the output of 'semcorr extract'"
         )
     if len(names) != 1:
         raise DataError(f"record '{rec.pair_id}' does not say which backbone made its features")
@@ -82,7 +82,7 @@ def refine_record(rec, net, device) -> Any:
     import numpy as np
     import torch
 
-    from core.errors import DataError, UsageError
+    from core.errors import DataError
     from core.pipeline import record_features
 
     backbone = record_backbone(rec)
@@ -92,14 +92,8 @@ def refine_record(rec, net, device) -> Any:
             "refine one backbone per stream"
         )
     layers = net.required_layers
-    missing = [layer for layer in layers if layer not in rec.layers()]
-    if missing:
-        raise UsageError(
-            f"record '{rec.pair_id}' has no '{missing[0]}' features (it has {', '.join(rec.layers())}); "
-            f"re-run extract with --model {net.name}"
-        )
     layer = net.layer
-    fa, fb, _ = record_features(rec, layers, device, f"refine --model {net.name}")
+    fa, fb, _ = record_features(rec, layers, device, f"refine --model {net.name}", model=net.name)
     with torch.no_grad():
         m = net.head(dict(zip(layers, fa)), dict(zip(layers, fb)))
     rec.corr = m.corr[0].float().cpu().numpy()

@@ -270,6 +270,7 @@ def show_cmd(
         src_size = (src_img.height, src_img.width)
     elif len(inputs) <= 1:
         from core.io.stream import iter_records
+        from core.pipeline import record_features
 
         from .refine import record_backbone
 
@@ -281,16 +282,10 @@ def show_cmd(
         if rec is None:
             raise DataError(f"no record '{pair}' in the input" if pair else "the input holds no records")
         _check_point(xy, rec.src_size)
-        net = build_model(model, backbone=record_backbone(rec), backbone_weights="random", weights=w).to(dev).eval()
+        net = build_model(model, backbone=record_backbone(rec, "show"), backbone_weights="random", weights=w).to(dev).eval()
         layers = net.required_layers
-        missing = [layer for layer in layers if layer not in rec.layers()]
-        if missing:
-            raise UsageError(f"record '{rec.pair_id}' has no '{missing[0]}' features; re-run extract with --model {model}")
-
-        def tensor(side: str) -> dict:
-            return {layer: torch.from_numpy(np.asarray(rec.features[side][layer], np.float32))[None].to(dev) for layer in layers}
-
-        feats_src, feats_trg = tensor("src"), tensor("trg")
+        fa, fb, _ = record_features(rec, layers, dev, "show", model=model)
+        feats_src, feats_trg = dict(zip(layers, fa)), dict(zip(layers, fb))
         src_size = rec.src_size
         src_img, trg_img = _image_or_blank(rec.src_path, rec.src_size), _image_or_blank(rec.trg_path, rec.trg_size)
     else:

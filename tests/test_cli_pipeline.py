@@ -241,3 +241,16 @@ def test_flow_with_a_model_names_the_extract_it_needs(tmp_path):
     assert r.exit_code == 2
     assert "has no layer 'features.17', which sfnet reads" in _err(r) and "extract with --model sfnet" in _err(r)
     assert not (tmp_path / "flow.h5").exists()
+
+
+def test_refine_and_show_name_the_model_and_the_command_on_bad_records(tmp_path):
+    r = run(["extract", A, B, "--size", "64", "--layers", "features.6", "-o", tmp_path / "f6.h5"])
+    assert r.exit_code == 0, r.output
+    r = run(["refine", tmp_path / "f6.h5", "--model", "ncnet", "-o", tmp_path / "r.h5"])
+    assert r.exit_code == 2 and "has no layer 'features.13', which ncnet reads" in _err(r)
+    assert "extract with --model ncnet" in _err(r) and not (tmp_path / "r.h5").exists()
+    r = run(["correlate", tmp_path / "f6.h5", "-o", tmp_path / "c.h5"])
+    assert r.exit_code == 0, r.output
+    r = run(["show", tmp_path / "c.h5", "--model", "ncnet", "--point", "10,10", "-o", tmp_path / "s.png"])
+    assert r.exit_code == 1 and "show needs the output of 'semcorr extract'" in _err(r)
+    assert not (tmp_path / "s.png").exists()
