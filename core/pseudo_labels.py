@@ -1,12 +1,14 @@
 """Pseudo keypoints: confident training-free matches as labels for a keypoint-supervised model.
 
 A model trained with keypoints (MMNet) can learn from unannotated same-class
-pairs when a *teacher* supplies the keypoints. The teacher here is the
-project's training-free matcher (``semcorr evaluate --model nn``): centred
-hypercolumn features, cosine correlation, NC-Net's soft mutual filter. Its
-mutual nearest neighbours — source and target cells that are each other's
-best match — are much more often right than its matches as a whole, and the
-most confident of them become the pair's keypoints. Cells near the grid's
+pairs when a *teacher* supplies the keypoints: any scores ``(B, hA, wA, hB,
+wB)`` — :func:`teacher_scores`, the project's training-free matcher
+(``semcorr evaluate --model nn``: centred hypercolumn features, cosine
+correlation, NC-Net's soft mutual filter), or a trained model's correlation
+(MMNet's ``teacher=ncnet``). Mutual nearest neighbours — source and target
+cells that are each other's best match — are much more often right than the
+matches as a whole, and the most confident of them become the pair's
+keypoints. Cells near the grid's
 border are left out: zero padding makes border cells of any two images look
 alike (and plain backgrounds match themselves there), so their mutual matches
 are mostly position-locked artefacts.
