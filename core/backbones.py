@@ -265,6 +265,20 @@ def _resnet_module(arch: str, weights: str | Path | None) -> tuple[nn.Module, st
     return _torchvision_weights(builder, enum_name, weights, arch)
 
 
+def weights_arg_for_id(weights_id: str) -> str | None:
+    """The ``weights`` argument of :func:`build_backbone` that gives a backbone recording ``weights_id``.
+
+    ``"mobilenet_v2.deepsort_imagenet"`` → ``"default"``, ``"torchvision:Enum.NAME"`` →
+    ``"NAME"``; None for ids that cannot be rebuilt from the id alone (``"random"``
+    initialisations, ``"file:NAME:SHA"`` weights files).
+    """
+    if weights_id == MOBILENET_V2_DEEPSORT.name:
+        return "default"
+    if weights_id.startswith("torchvision:") and "." in weights_id:
+        return weights_id.rsplit(".", 1)[1]
+    return None
+
+
 def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = "default") -> FeatureBackbone:
     """Build a frozen-by-default feature backbone in eval mode.
 

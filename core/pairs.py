@@ -32,6 +32,11 @@ def _column(header: list[str], names: tuple[str, ...], path: Path) -> int:
     raise DataError(f"'{path}' has no '{names[0]}' column (header: {', '.join(header)})")
 
 
+def pairs_root(path: str | Path, root: str | Path | None = None) -> Path:
+    """The folder relative paths of pair list ``path`` are resolved against: ``root``, else the CSV's folder."""
+    return Path(root) if root is not None else Path(path).parent
+
+
 def read_pairs_csv(path: str | Path, root: str | Path | None = None) -> list[ImagePair]:
     """Read a pair list; relative paths are resolved against ``root`` (default: the CSV's folder).
 
@@ -40,7 +45,7 @@ def read_pairs_csv(path: str | Path, root: str | Path | None = None) -> list[Ima
     path = Path(path)
     if not path.is_file():
         raise DataError(f"pair list '{path}' does not exist")
-    base = Path(root) if root is not None else path.parent
+    base = pairs_root(path, root)
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = list(csv.reader(fh))

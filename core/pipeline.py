@@ -126,6 +126,16 @@ class FeatureExtractor:
 # ----------------------------------------------------------------------------- correlate
 
 
+def missing_layer_error(rec: PairRecord, layer: str, model: str | None = None, why: str = "") -> UsageError:
+    """The one sentence for a record lacking ``layer``: which model reads it, what the record has, the fix.
+
+    ``why``: a clause saying why the layer could not be computed here (e.g. its image is not found).
+    """
+    reader, fix = (f", which {model} reads", f"extract with --model {model}") if model else ("", "re-run extract with --layers")
+    why = f", {why}" if why else ""
+    return UsageError(f"record '{rec.pair_id}' has no layer '{layer}'{reader} (it has {', '.join(rec.layers())}){why}; {fix}")
+
+
 def record_features(
     rec: PairRecord, layers: list[str] | None, device, stage: str, model: str | None = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
@@ -143,8 +153,7 @@ def record_features(
     layers = layers or available
     missing = [layer for layer in layers if layer not in available]
     if missing:
-        reader, fix = (f", which {model} reads", f"extract with --model {model}") if model else ("", "re-run extract with --layers")
-        raise UsageError(f"record '{rec.pair_id}' has no layer '{missing[0]}'{reader} (it has {', '.join(available)}); {fix}")
+        raise missing_layer_error(rec, missing[0], model)
     fa = [torch.from_numpy(np.asarray(rec.features["src"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
     fb = [torch.from_numpy(np.asarray(rec.features["trg"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
     return fa, fb, layers

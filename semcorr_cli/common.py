@@ -94,6 +94,16 @@ def resolve_device(device: str):
     return resolve(device)
 
 
+def layer_filler(device, stage: str, quiet: bool = False):
+    """A :class:`core.fill_layers.LayerFiller` that says once on stderr (unless ``quiet``) what it computes."""
+    from core.fill_layers import LayerFiller
+
+    def note(text: str) -> None:
+        err_console.print(f"semcorr: {stage}: {text}", highlight=False, soft_wrap=True)
+
+    return LayerFiller(device, None if quiet else note)
+
+
 def progress(quiet: bool = False, transient: bool = False) -> Progress:
     """A rich progress bar on stderr (hidden with ``--quiet`` or when stderr is not a terminal)."""
     return Progress(
@@ -142,6 +152,7 @@ __all__ = [
     "handle_errors",
     "history_line",
     "resolve_device",
+    "layer_filler",
     "progress",
     "print_json",
     "DataError",

@@ -59,7 +59,8 @@ def extract_features(
 ) -> None:
     from core.errors import UsageError
     from core.io.stream import RecordWriter
-    from core.pairs import read_pairs_csv
+    from core.io.records import IMAGE_ROOT_ATTR
+    from core.pairs import pairs_root, read_pairs_csv
     from core.images import parse_size
     from core.pipeline import FeatureExtractor
 
@@ -71,8 +72,10 @@ def extract_features(
         from core.pairs import ImagePair
 
         todo = [ImagePair("000000", str(images[0]), str(images[1]), images[0], images[1])]
+        image_root = Path.cwd()
     else:
         todo = read_pairs_csv(pairs, root)
+        image_root = pairs_root(pairs, root).resolve()
         if limit:
             todo = todo[:limit]
     dev = resolve_device(device)
@@ -106,6 +109,7 @@ def extract_features(
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             for rec in extractor.extract_records([(p.pair_id, p.src_path, p.trg_path, p.src_name, p.trg_name) for p in chunk]):
+                rec.attrs[IMAGE_ROOT_ATTR] = str(image_root)  # later stages find relative image paths with it
                 writer.write(rec)
                 bar.advance(task)
     if not quiet and writer.is_file:

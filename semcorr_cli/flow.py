@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import DeviceOpt, OutputOpt, QuietOpt, handle_errors, history_line, progress, resolve_device
+from .common import DeviceOpt, OutputOpt, QuietOpt, handle_errors, history_line, layer_filler, progress, resolve_device
 
 HELP = """Dense flow at the original image resolution, in both directions.
 
@@ -16,8 +16,10 @@ them into matches with --method:
   kernel-soft-argmax  SFNet's: a Gaussian window (std --sigma cells) around the
                       argmax, then softmax with temperature --beta (default).
 
-With --model NAME, reads features records (from `semcorr extract --model NAME`)
-and runs the learned model's head: sfnet, ncnet, dccnet, mmnet.
+With --model NAME, reads features records and runs the learned model's head:
+sfnet, ncnet, dccnet, mmnet. Layers the model reads that a record lacks are
+computed from the record's images (same backbone, weights and size; said
+once on stderr); `semcorr extract --model NAME` stores them up front.
 
 Flows are stored as absolute (x, y) pixel coordinates in the other image.
 
@@ -25,7 +27,7 @@ Examples:
 
   semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow --method kernel-soft-argmax -o flow.h5
 
-  semcorr extract a.jpg b.jpg --model sfnet | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
+  semcorr extract a.jpg b.jpg | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
 """
 
 
@@ -58,6 +60,7 @@ def flow_cmd(
 
         get_builder(model)  # an unknown model is a usage error before any input is read
     net = None
+    filler = layer_filler(dev, f"flow --model {model}", quiet)
     with RecordWriter(output, history_line()) as writer, progress(quiet) as bar:
         task = bar.add_task("flow", total=None)
         for rec in iter_records(input):
@@ -66,7 +69,7 @@ def flow_cmd(
             else:
                 if net is None:
                     net = _load_model(model, rec, weights, dev)
-                rec = model_flow_record(rec, net, dev, keep_inputs=keep)
+                rec = model_flow_record(filler.fill(rec, net.required_layers, model), net, dev, keep_inputs=keep)
             writer.write(rec)
             bar.advance(task)
 

@@ -54,8 +54,9 @@ def _direction(rec, path: Path, direction: str) -> str:
     if direction in ("src", "trg"):
         return direction
     p = str(Path(path).resolve())
-    for side, name in (("src", rec.src_path), ("trg", rec.trg_path)):
-        if str(Path(name).resolve()) == p or Path(name).name == Path(path).name:
+    for side in ("src", "trg"):
+        name = rec.image_path(side)
+        if str(name.resolve()) == p or name.name == Path(path).name:
             return side
     return "src"
 
@@ -93,7 +94,7 @@ def warp_cmd(
     into_other = "trg_to_src" if side == "src" else "src_to_trg"
     own_flow = "src_to_trg" if side == "src" else "trg_to_src"
     own_size = rec.src_size if side == "src" else rec.trg_size
-    other_path = other or Path(rec.trg_path if side == "src" else rec.src_path)
+    other_path = other or rec.image_path("trg" if side == "src" else "src")
 
     if keypoints is not None:
         pts = _read_points(keypoints)

@@ -17,6 +17,7 @@ The full specification is ``docs/format.md``. In short, a record is the group
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -27,6 +28,8 @@ from ..errors import DataError
 FORMAT_VERSION = 1
 FLOW_KEYS = ("src_to_trg", "trg_to_src")
 SIDES = ("src", "trg")
+#: Record attribute: the absolute folder that relative ``src_path``/``trg_path`` are relative to.
+IMAGE_ROOT_ATTR = "image_root"
 
 
 def _attr_value(v: Any) -> Any:
@@ -100,6 +103,18 @@ class PairRecord:
     def layers(self) -> list[str]:
         """Feature layers present on both sides, in stored order."""
         return [name for name in self.features["src"] if name in self.features["trg"]]
+
+    def image_path(self, side: str) -> Path:
+        """Where the record's ``src`` or ``trg`` image lies.
+
+        An absolute path as it is; a relative one against the record's
+        ``image_root`` attribute (the folder ``extract`` resolved it against:
+        its working directory for two images, ``--root`` or the CSV's folder
+        for ``--pairs``), or against the current directory when there is none.
+        """
+        path = Path(self.src_path if side == "src" else self.trg_path)
+        root = self.attrs.get(IMAGE_ROOT_ATTR)
+        return path if path.is_absolute() or not root else Path(root) / path
 
 
 # ----------------------------------------------------------------------------- writing
