@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from ..errors import DataError
 from ..images import load_image
-from ..io.records import FLOW_KEYS, check_root
+from ..io.records import FLOW_KEYS, check_root, refuse_non_finite
 from ..io.stream import iter_records
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -93,6 +93,7 @@ def read_record_flows(g: h5py.Group, where: str) -> tuple[np.ndarray | None, np.
                 raise DataError(f"{where}: flow/{key} is damaged ({exc})") from None
             if arr.ndim != 3 or arr.shape[2] != 2:
                 raise DataError(f"{where}: flow/{key} has shape {arr.shape}, expected (H, W, 2)")
+            refuse_non_finite(arr, where, f"flow/{key}")
         out.append(arr)
     return out[0], out[1]
 

@@ -227,8 +227,20 @@ def _read_group_arrays(g: h5py.Group, prefix: str = "") -> dict[str, tuple[np.nd
     return out
 
 
+def refuse_non_finite(arr: np.ndarray, where: str, name: str) -> np.ndarray:
+    """``arr`` itself, or :class:`DataError` naming ``where`` and dataset ``name`` when it holds NaN or Inf."""
+    if arr.dtype.kind in "fc":
+        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        if bad:
+            raise DataError(f"{where}: dataset '{name}' holds {bad} NaN or Inf value(s) of {arr.size}; non-finite numbers are not data")
+    return arr
+
+
 def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
-    """Read and validate ``pairs/<pair_id>`` into a :class:`PairRecord`."""
+    """Read and validate ``pairs/<pair_id>`` into a :class:`PairRecord`.
+
+    Features, ``corr`` and flows holding NaN or Inf are refused (:class:`DataError`).
+    """
     pid = g.name.rsplit("/", 1)[-1]
     where = f"record '{pid}'"
     attrs = read_attrs(g)
@@ -255,13 +267,13 @@ def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
                     arr = ds[()]
                     if arr.ndim != 3:
                         raise DataError(f"{where}: features/{side}/{layer} must be (C, h, w), got {arr.shape}")
-                    rec.features[side][layer] = arr
+                    rec.features[side][layer] = refuse_non_finite(arr, where, f"features/{side}/{layer}")
                     rec.feature_attrs.setdefault(layer, read_attrs(ds))
         if "corr" in g:
             ds = g["corr"]
             if ds.ndim != 4:
                 raise DataError(f"{where}: corr must be (h_src, w_src, h_trg, w_trg), got {ds.shape}")
-            rec.corr = ds[()]
+            rec.corr = refuse_non_finite(ds[()], where, "corr")
             rec.corr_attrs = read_attrs(ds)
         if "flow" in g:
             rec.flow_attrs = read_attrs(g["flow"])
@@ -272,7 +284,7 @@ def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
                         raise DataError(
                             f"{where}: flow/{key} has shape {arr.shape}, expected {(size[0], size[1], 2)}"
                         )
-                    rec.flow[key] = arr.astype(np.float32)
+                    rec.flow[key] = refuse_non_finite(arr.astype(np.float32), where, f"flow/{key}")
         if "confidence" in g:
             for key, ds in g["confidence"].items():
                 rec.confidence[key] = ds[()]
