@@ -251,10 +251,8 @@ class RecordWriter:
             self._h5.flush()
         else:
             assert self._stream is not None
-            try:
-                write_frame(self._stream, record_to_bytes(rec, history, self.dtype, self.compression))
-            except BrokenPipeError:
-                raise DataError("the next command in the pipe stopped reading") from None
+            # a BrokenPipeError (the reader went away) propagates: the command line ends quietly on it
+            write_frame(self._stream, record_to_bytes(rec, history, self.dtype, self.compression))
         self.count += 1
         release_memory()
 
