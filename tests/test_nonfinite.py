@@ -2,6 +2,7 @@
 
 import csv
 import io
+import json
 
 import h5py
 import numpy as np
@@ -88,23 +89,32 @@ def test_streams_are_checked_as_files_are():
     assert rec.corr[1, 2, 0, 0] == 0.5
 
 
-def test_evaluate_refuses_non_finite_flows(tmp_path):
+def test_evaluate_scores_nan_flows_as_misses_and_refuses_inf(tmp_path):
     Image.new("RGB", (40, 30)).save(tmp_path / "s.png")
     with open(tmp_path / "pairs.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["source_image", "target_image", "XA", "YA", "XB", "YB"])
         w.writerow(["s.png", "s.png", "5", "5", "5", "5"])
-    flow = pixel_grid(30, 40).numpy()
-    flow[3, 4, 0] = np.nan
-    with h5py.File(tmp_path / "f.h5", "w") as f:
-        f.attrs["semcorr_format"] = 1
-        g = f.create_group("pairs/r0")
-        g.attrs["src_path"], g.attrs["trg_path"] = "s.png", "s.png"
-        g.attrs["src_size"], g.attrs["trg_size"] = [30, 40], [30, 40]
-        g["flow/src_to_trg"], g["flow/trg_to_src"] = flow, pixel_grid(30, 40).numpy()
-    r = run(["evaluate", "-d", "custom", "--root", tmp_path, "--flows", tmp_path / "f.h5", "--json", tmp_path / "r.json"])
-    assert r.exit_code == 1 and "record 'r0': dataset 'flow/src_to_trg' holds 1 NaN or Inf value(s)" in r.stderr, r.output
-    assert not (tmp_path / "r.json").exists()
+    for value, name in ((np.nan, "nan"), (np.inf, "inf")):
+        flow = pixel_grid(30, 40).numpy()  # the identity: keypoint (5, 5) lands on (5, 5)
+        flow[5, 5, 0] = value
+        with h5py.File(tmp_path / f"{name}.h5", "w") as f:
+            f.attrs["semcorr_format"] = 1
+            g = f.create_group("pairs/r0")
+            g.attrs["src_path"], g.attrs["trg_path"] = "s.png", "s.png"
+            g.attrs["src_size"], g.attrs["trg_size"] = [30, 40], [30, 40]
+            g["flow/src_to_trg"], g["flow/trg_to_src"] = flow, flow
+        args = ["evaluate", "-d", "custom", "--root", tmp_path, "--flows", tmp_path / f"{name}.h5", "--json", tmp_path / f"{name}.json"]
+        r = run(args)
+        if name == "nan":  # docs/protocols.md: a NaN flow is no position, a miss
+            assert r.exit_code == 0, r.output
+            assert json.loads((tmp_path / "nan.json").read_text())["summary"]["overall"]["pck_pair"]["0.1"] == 0.0
+        else:
+            assert r.exit_code == 1 and "record 'r0': dataset 'flow/src_to_trg' holds 1 Inf value(s)" in r.stderr, r.output
+            assert not (tmp_path / "inf.json").exists()
+    # the other stages refuse NaN flows: warp has nothing to move a point with
+    r = run(["warp", tmp_path / "nan.h5", "--image", tmp_path / "s.png", "-o", tmp_path / "w.png"])
+    assert r.exit_code == 1 and "holds 1 NaN or Inf value(s)" in r.stderr and not (tmp_path / "w.png").exists()
 
 
 def test_weights_holding_nan_are_refused_at_load_for_every_reader(tmp_path):

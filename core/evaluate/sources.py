@@ -93,7 +93,7 @@ def read_record_flows(g: h5py.Group, where: str) -> tuple[np.ndarray | None, np.
                 raise DataError(f"{where}: flow/{key} is damaged ({exc})") from None
             if arr.ndim != 3 or arr.shape[2] != 2:
                 raise DataError(f"{where}: flow/{key} has shape {arr.shape}, expected (H, W, 2)")
-            refuse_non_finite(arr, where, f"flow/{key}")
+            refuse_non_finite(arr, where, f"flow/{key}", allow_nan=True)  # NaN: no position, a miss
         out.append(arr)
     return out[0], out[1]
 
@@ -115,7 +115,8 @@ class RecordFlows:
     Each record's ``src_path``/``trg_path`` attributes must name the pair's
     images as the dataset's pair list writes them (relative to the dataset
     root) or as absolute paths. HDF5 files are read lazily, one record per
-    pair; stream files are loaded once.
+    pair; stream files are loaded once. A NaN flow value is a point the method
+    gives no position for (scored as a miss); Inf is refused as bad data.
     """
 
     def __init__(self, path: str | Path, dataset_root: str | Path | None = None):
@@ -131,7 +132,7 @@ class RecordFlows:
         if is_h5:
             self._open_h5()
         else:
-            for rec in iter_records(self.path):
+            for rec in iter_records(self.path, nan_flows=True):
                 self._add(rec.pair_id, rec.src_path, rec.trg_path)
                 self._loaded[rec.pair_id] = (rec.flow.get("src_to_trg"), rec.flow.get("trg_to_src"))
         if not self._index:

@@ -227,19 +227,24 @@ def _read_group_arrays(g: h5py.Group, prefix: str = "") -> dict[str, tuple[np.nd
     return out
 
 
-def refuse_non_finite(arr: np.ndarray, where: str, name: str) -> np.ndarray:
-    """``arr`` itself, or :class:`DataError` naming ``where`` and dataset ``name`` when it holds NaN or Inf."""
+def refuse_non_finite(arr: np.ndarray, where: str, name: str, allow_nan: bool = False) -> np.ndarray:
+    """``arr`` itself, or :class:`DataError` naming ``where`` and dataset ``name`` when it holds NaN or Inf.
+
+    ``allow_nan``: refuse only Inf (NaN flows are "no position" to ``evaluate --flows``).
+    """
     if arr.dtype.kind in "fc":
-        bad = arr.size - int(np.count_nonzero(np.isfinite(arr)))
+        bad = int(np.count_nonzero(np.isinf(arr) if allow_nan else ~np.isfinite(arr)))
         if bad:
-            raise DataError(f"{where}: dataset '{name}' holds {bad} NaN or Inf value(s) of {arr.size}; non-finite numbers are not data")
+            kind = "Inf" if allow_nan else "NaN or Inf"
+            raise DataError(f"{where}: dataset '{name}' holds {bad} {kind} value(s) of {arr.size}; non-finite numbers are not data")
     return arr
 
 
-def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
+def read_record(g: h5py.Group, history: list[str] | None = None, nan_flows: bool = False) -> PairRecord:
     """Read and validate ``pairs/<pair_id>`` into a :class:`PairRecord`.
 
-    Features, ``corr`` and flows holding NaN or Inf are refused (:class:`DataError`).
+    Features, ``corr`` and flows holding NaN or Inf are refused (:class:`DataError`);
+    ``nan_flows``: flows may hold NaN, "no position" (what ``evaluate --flows`` scores as a miss).
     """
     pid = g.name.rsplit("/", 1)[-1]
     where = f"record '{pid}'"
@@ -284,7 +289,7 @@ def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
                         raise DataError(
                             f"{where}: flow/{key} has shape {arr.shape}, expected {(size[0], size[1], 2)}"
                         )
-                    rec.flow[key] = refuse_non_finite(arr.astype(np.float32), where, f"flow/{key}")
+                    rec.flow[key] = refuse_non_finite(arr.astype(np.float32), where, f"flow/{key}", allow_nan=nan_flows)
         if "confidence" in g:
             for key, ds in g["confidence"].items():
                 rec.confidence[key] = ds[()]
