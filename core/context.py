@@ -62,7 +62,12 @@ class SpatialContextEncoder(nn.Module):
 
     ``forward(feat (B, C, h, w)) -> (B, out_channels, h, w)``::
 
-        relu(conv1x1([l2norm(feat), l2norm(spatial_descriptor(feat, k))]))
+        relu(conv1x1([feat, l2norm(spatial_descriptor(feat, k))]))
+
+    ``feat`` is taken as given: DCCNet hands it the L2-normalised backbone
+    features (the public ``FeatureExtraction(normalization=True)`` output),
+    so the descriptor is a cosine self-similarity and is not re-normalised
+    along with the features.
 
     ``C + k²`` input channels (1024 + 625 for ResNet-101 ``layer3``) → ``out_channels``
     (1024 in the paper; the backbone's channel count by default). The 1×1
@@ -81,7 +86,7 @@ class SpatialContextEncoder(nn.Module):
 
     def forward(self, feat: torch.Tensor) -> torch.Tensor:
         context = l2_normalize(spatial_descriptor(feat, self.kernel_size))
-        return self.embedding(torch.cat([l2_normalize(feat), context], dim=1))
+        return self.embedding(torch.cat([feat, context], dim=1))
 
 
 # ----------------------------------------------------------------------------- dynamic fusion

@@ -134,10 +134,13 @@ def matches_from_corr(
     sigma: float = 5.0,
     mutual: bool = False,
     normalize: bool = False,
+    corr_t: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Matches in both directions from one correlation volume.
 
     corr ``(B, hA, wA, hB, wB)`` → ``(src_to_trg (B, hA, wA, 2), trg_to_src (B, hB, wB, 2))``.
+    ``corr_t`` ``(B, hB, wB, hA, wA)``: the target→source scores when they are
+    not the transpose of ``corr`` (DCCNet's two merges); default the transpose.
     The soft methods apply their temperature ``beta`` to the scores as given
     (cosine similarities when the features were L2-normalised);
     ``normalize`` first L2-normalises each cell's scores over the other
@@ -147,8 +150,10 @@ def matches_from_corr(
     """
     if method not in METHODS:
         raise ValueError(f"unknown matching method {method!r}; choose one of {', '.join(METHODS)}")
+    if corr_t is not None and corr_t.shape != transpose_corr(corr).shape:
+        raise ValueError(f"target→source scores of shape {tuple(corr_t.shape)} do not fit corr {tuple(corr.shape)}")
     out = []
-    for c in (corr, transpose_corr(corr)):
+    for c in (corr, transpose_corr(corr) if corr_t is None else corr_t):
         if mutual:
             c = mutual_filter(c)
         if method == "argmax":

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from .backbones import DEFAULT_BACKBONE, DEFAULT_LAYERS, FeatureBackbone, build_backbone
+from .consensus import softmax_over_target
 from .correlation import correlate, transpose_corr
 from .errors import DataError, UsageError
 from .flow import match_confidence, matches_from_corr, matches_to_flow
@@ -232,9 +233,38 @@ def _upsample_confidence(conf: torch.Tensor, size: tuple[int, int]) -> np.ndarra
     return _to_numpy(c[0, 0])
 
 
+def refined_matching(rec: PairRecord) -> dict[str, str] | None:
+    """The matching rule a refined record asks for (``corr`` attrs ``matching``, ``confidence``), or None.
+
+    ``refine`` stores the rule of the model that refined the record (NC-Net's
+    and DCCNet's evaluation: softmax then argmax); a plain ``correlate``
+    record has none.
+    """
+    method = rec.corr_attrs.get("matching")
+    if method is None:
+        return None
+    return {"method": str(method), "confidence": str(rec.corr_attrs.get("confidence", "max"))}
+
+
+def record_trg_to_src_scores(rec: PairRecord, device: torch.device | str = "cpu") -> torch.Tensor | None:
+    """The target→source scores ``(1, h_trg, w_trg, h_src, w_src)`` a record carries apart from ``corr``.
+
+    DCCNet's refined records hold its second merge under the ``extra/`` name
+    given by the ``corr`` attribute ``scores_trg_to_src``; other records hold
+    none (None: the transpose of ``corr`` serves).
+    """
+    where = rec.corr_attrs.get("scores_trg_to_src")
+    if not where:
+        return None
+    key = str(where).removeprefix("extra/")
+    if key not in rec.extra:
+        raise DataError(f"record '{rec.pair_id}': its corr names target→source scores '{where}', which it lacks")
+    return torch.from_numpy(np.asarray(rec.extra[key], dtype=np.float32)).unsqueeze(0).to(device)
+
+
 def flow_record(
     rec: PairRecord,
-    method: str = "kernel-soft-argmax",
+    method: str | None = None,
     beta: float = 50.0,
     sigma: float = 5.0,
     mutual: bool = False,
@@ -242,26 +272,43 @@ def flow_record(
     device: torch.device | str = "cpu",
     normalize: bool = False,
 ) -> PairRecord:
-    """Add ``flow/src_to_trg`` and ``flow/trg_to_src`` (pixel coordinates) computed from ``corr``."""
+    """Add ``flow/src_to_trg`` and ``flow/trg_to_src`` (pixel coordinates) computed from ``corr``.
+
+    ``method`` None: the rule of the model that refined the record
+    (:func:`refined_matching`), else ``kernel-soft-argmax``. Each direction
+    reads its own scores: ``corr``, and for trg→src the record's own
+    target→source scores (:func:`record_trg_to_src_scores`) or the transpose.
+    Confidence: the best score, or the best softmax probability when the
+    refining model's rule says ``softmax``.
+    """
     if rec.corr is None:
         raise DataError(
             f"record '{rec.pair_id}' has no correlation (it is a '{rec.stage}' record); "
             "pipe it through 'semcorr correlate' first, or use 'semcorr flow --model NAME' on features"
         )
+    rule = refined_matching(rec)
+    chosen = method or (rule["method"] if rule else "kernel-soft-argmax")
     corr = torch.from_numpy(np.asarray(rec.corr, dtype=np.float32)).unsqueeze(0).to(device)
-    st, ts = matches_from_corr(corr, method=method, beta=beta, sigma=sigma, mutual=mutual, normalize=normalize)
+    corr_t = record_trg_to_src_scores(rec, device)
+    if corr_t is None:
+        corr_t = transpose_corr(corr)
+    st, ts = matches_from_corr(corr, method=chosen, beta=beta, sigma=sigma, mutual=mutual, normalize=normalize, corr_t=corr_t)
     rec.flow["src_to_trg"], rec.flow["trg_to_src"] = flows_from_matches(st, ts, rec.src_size, rec.trg_size)
     rec.flow_attrs = {
-        "method": method,
+        "method": chosen,
         "beta": beta,
         "sigma": sigma,
         "mutual_nn": bool(mutual),
         "normalized_scores": bool(normalize),
-        "model": "none",
+        "model": "none" if rule is None else str(rec.corr_attrs.get("method", "none")),
     }
-    rec.confidence["src_to_trg"] = _upsample_confidence(match_confidence(corr), rec.src_size)
-    rec.confidence["trg_to_src"] = _upsample_confidence(match_confidence(transpose_corr(corr)), rec.trg_size)
+    softmax = rule is not None and rule["confidence"] == "softmax"
+    for key, scores, size in (("src_to_trg", corr, rec.src_size), ("trg_to_src", corr_t, rec.trg_size)):
+        rec.confidence[key] = _upsample_confidence(match_confidence(softmax_over_target(scores) if softmax else scores), size)
     if not keep_corr:
+        where = str(rec.corr_attrs.get("scores_trg_to_src") or "").removeprefix("extra/")
+        rec.extra.pop(where, None)
+        rec.extra_attrs.pop(where, None)
         rec.corr = None
         rec.corr_attrs = {}
     return rec

@@ -157,11 +157,40 @@ PRESETS: dict[str, Protocol] = {
             resize_rule="model input 320×320; errors measured in the original source image, L = max side of the source object box (SFNet's source_L_pck)",
             coords="raw",
             sampling="nearest",
-            average="keypoint",
+            average="pair",
             split="test",
             dataset_options=(("pair_list", "sfnet"),),
             papers=(SFNET,),
-            notes="SFNet's bbox CSV (same 299 pairs as NC-Net's test list); target points rounded to pixels, CSV values read as 0-based; correct keypoints pooled over the split.",
+            notes=(
+                "SFNet's eval_pascal.py --eval_type bounding_box on its bbox CSV (same 299 pairs as NC-Net's test "
+                "list); target points rounded to pixels, CSV values read as 0-based; each pair's PCK averaged over "
+                "pairs (total_correct_points / len(test_dataset))."
+            ),
+        ),
+        Protocol(
+            name="pf-pascal-sfnet-img",
+            dataset="pf-pascal",
+            task="keypoints",
+            threshold="img",
+            direction="trg->src",
+            measure_size=(320, 320),
+            size=320,
+            resize_rule=(
+                "model input 320×320; points and errors in the 320×320 frame of the resized images, "
+                "L = 320 (SFNet's eval_type image_size)"
+            ),
+            coords="raw",
+            sampling="nearest",
+            average="pair",
+            split="test",
+            dataset_options=(("pair_list", "sfnet"),),
+            papers=(SFNET,),
+            notes=(
+                "SFNet's eval_pascal.py default (--eval_type image_size): keypoints rescaled to 320×320, "
+                "L = max(320, 320), per-pair PCK averaged over pairs. semcorr reads the flow at the target point's "
+                "nearest original pixel and rescales the result to 320×320, where SFNet rounds in the 320×320 "
+                "frame and reads its 320×320 grid (sub-pixel differences)."
+            ),
         ),
         Protocol(
             name="pf-willow-kps",

@@ -8,13 +8,22 @@ from .common import DeviceOpt, OutputOpt, QuietOpt, handle_errors, history_line,
 
 HELP = """Dense flow at the original image resolution, in both directions.
 
-Without --model, reads correlation records (from `semcorr correlate`) and turns
-them into matches with --method:
+Without --model, reads correlation records (from `semcorr correlate` or
+`semcorr refine`) and turns them into matches with --method:
 
   argmax              the best target cell of every source cell;
   soft-argmax         expected position under softmax(beta * scores);
   kernel-soft-argmax  SFNet's: a Gaussian window (std --sigma cells) around the
-                      argmax, then softmax with temperature --beta (default).
+                      argmax, then softmax with temperature --beta (the
+                      default for `correlate` records).
+
+Records from `semcorr refine` are matched, unless --method is given, with the
+rule of the model that refined them, as its authors' evaluation does:
+NC-Net and DCCNet take a softmax over the other image's cells, then the
+argmax (`corr_to_matches(do_softmax=True)`), each direction from its own
+scores (DCCNet's two merges). With --model: SFNet matches by kernel
+soft-argmax (beta 50, sigma 5), NC-Net/DCCNet as above, MMNet by its own
+test-time rule (see docs/format.md).
 
 With --model NAME, reads features records and runs the learned model's head:
 sfnet, ncnet, dccnet, mmnet. Layers the model reads that a record lacks are
@@ -33,7 +42,10 @@ Examples:
 
 def flow_cmd(
     input: str = typer.Argument(None, help="Records file, or '-'/omitted for stdin.", show_default=False),
-    method: str = typer.Option("kernel-soft-argmax", "--method", help="argmax, soft-argmax or kernel-soft-argmax."),
+    method: str = typer.Option(
+        None, "--method", help="argmax, soft-argmax or kernel-soft-argmax [default: the refining model's rule, else kernel-soft-argmax].",
+        show_default=False,
+    ),
     beta: float = typer.Option(50.0, "--beta", help="Softmax temperature of the soft methods."),
     sigma: float = typer.Option(5.0, "--sigma", help="Std of the Gaussian window in cells (kernel-soft-argmax)."),
     mutual: bool = typer.Option(False, "--mutual", help="Keep only mutual nearest-neighbour scores before matching."),
@@ -50,7 +62,7 @@ def flow_cmd(
     from core.io.stream import RecordWriter, iter_records
     from core.pipeline import flow_record, model_flow_record
 
-    if method not in METHODS:
+    if method is not None and method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
     if beta <= 0 or sigma <= 0:
         raise UsageError("--beta and --sigma must be positive")

@@ -30,9 +30,15 @@ h_trg, w_trg):
 of the features' cosine correlation (higher = better match).
 
 --model dccnet: the dynamically fused local + context scores; for every
-source cell a distribution over the target cells (sums to 1). The per-cell
-fusion weights (local, context) go to extra/dccnet/fusion_src_to_trg
+source cell a distribution over the target cells (sums to 1). DCCNet's two
+directions are two merges, not one volume and its transpose: the target→source
+one goes to extra/dccnet/fused_trg_to_src (h_trg, w_trg, h_src, w_src). The
+per-cell fusion weights (local, context) go to extra/dccnet/fusion_src_to_trg
 (2, h_src, w_src) and extra/dccnet/fusion_trg_to_src (2, h_trg, w_trg).
+
+`semcorr flow` then matches a refined record with the model's own evaluation
+rule (softmax over the other image, then argmax; each direction from its own
+scores) unless --method is given.
 
 Flows already in a record are dropped (they no longer match the new corr).
 
@@ -47,6 +53,10 @@ Examples:
 
   semcorr refine feats.h5 --model ncnet --weights ncnet_pfpascal.pth.tar -o refined.h5 --dtype float16
 """
+
+
+#: Name under ``extra/<model>/`` of the target→source scores of a model whose two directions differ.
+TRG_TO_SRC_SCORES = "fused_trg_to_src"
 
 
 def build_refiner(model: str, backbone: str, weights: str):
@@ -107,7 +117,15 @@ def refine_record(rec, net, device) -> Any:
         "backbone_weights": attrs.get("weights"),
         "model_config": net.config(),
         "weights": net.weights_id,
+        # how `flow` reads this record by default: the model's own evaluation rule
+        "matching": net.test_matching["method"],
+        "confidence": net.test_matching["confidence"],
     }
+    if m.corr_trg_to_src is not None:
+        key = f"{net.name}/{TRG_TO_SRC_SCORES}"
+        rec.extra[key] = m.corr_trg_to_src[0].float().cpu().numpy()
+        rec.extra_attrs[key] = {"scores": "fused-distribution-trg-to-src"}
+        rec.corr_attrs["scores_trg_to_src"] = f"extra/{key}"
     for key, value in m.extra.items():
         rec.extra[f"{net.name}/{key}"] = np.asarray(value[0].float().cpu().numpy())
         rec.extra_attrs[f"{net.name}/{key}"] = {"channels": ["local", "context"]} if key.startswith("fusion_") else {}

@@ -67,12 +67,14 @@ def test_spatial_descriptor_matches_the_public_loop(k):
 
 
 def test_context_encoder_is_concat_l2norm_then_1x1_conv():
+    # The public SpatialContextEncoder: cat([x, l2norm(descriptor(x))]) → 1×1 conv → ReLU, with x
+    # taken as given (DCCNet hands it the already L2-normalised features).
     enc = SpatialContextEncoder(8, kernel_size=5, out_channels=6)
     assert enc.embedding[0].weight.shape == (6, 8 + 25, 1, 1)
-    x = _features(1, c=8, h=5, w=4, seed=2)
-    cat = torch.cat([l2_normalize(x), l2_normalize(_public_spatial_descriptor(x, 5))], 1)
-    expected = torch.relu(F.conv2d(cat, enc.embedding[0].weight, enc.embedding[0].bias))
-    assert torch.allclose(enc(x), expected, atol=1e-6)
+    for x in (l2_normalize(_features(1, c=8, h=5, w=4, seed=2)), _features(1, c=8, h=5, w=4, seed=3)):
+        cat = torch.cat([x, l2_normalize(_public_spatial_descriptor(x, 5))], 1)
+        expected = torch.relu(F.conv2d(cat, enc.embedding[0].weight, enc.embedding[0].bias))
+        assert torch.allclose(enc(x), expected, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------- dynamic fusion
@@ -145,7 +147,7 @@ def test_head_composes_the_shared_consensus_and_the_fusion():
     refine = lambda c: mutual_matching(model.refine.neigh_consensus(mutual_matching(c)))  # noqa: E731
     local = refine(correlation_4d(l2_normalize(fa), l2_normalize(fb)))
     ca, cb = model.context(l2_normalize(fa)), model.context(l2_normalize(fb))
-    context = refine(correlation_4d(l2_normalize(ca), l2_normalize(cb)))
+    context = refine(correlation_4d(ca, cb))  # the embeddings are correlated as they are
     fused_src, fused_trg, w_src, w_trg = model.fusion(local, context)
     out = model.fused({"features.13": fa}, {"features.13": fb})
     assert torch.allclose(out["local"], local, atol=1e-6) and torch.allclose(out["context"], context, atol=1e-6)
@@ -153,6 +155,7 @@ def test_head_composes_the_shared_consensus_and_the_fusion():
     assert torch.allclose(m.corr, fused_src, atol=1e-6)
     assert torch.allclose(m.extra["fusion_src_to_trg"], w_src, atol=1e-6)
     assert torch.allclose(m.extra["fusion_trg_to_src"], w_trg, atol=1e-6)
+    assert torch.allclose(m.corr_trg_to_src, fused_trg, atol=1e-6)
     best = fused_trg.reshape(1, 35, 36).argmax(-1)
     xs, ys = torch.linspace(-1, 1, 6), torch.linspace(-1, 1, 6)
     assert torch.allclose(m.trg_to_src.reshape(35, 2), torch.stack([xs[best[0] % 6], ys[best[0] // 6]], -1))
@@ -263,18 +266,37 @@ def test_official_dccnet_checkpoint_round_trip(tmp_path):
     sce_w, sce_b = state["SpatialContextEncoder.embeddingFea.0.weight"], state["SpatialContextEncoder.embeddingFea.0.bias"]
 
     def encode(f):
+        # the public model: FeatureExtraction L2-normalises, the encoder concatenates the features
+        # with their normalised descriptor, and FeatureCorrelation(normalization=False) correlates
+        # the embeddings as they are
         f = l2_normalize(f)
-        cat = torch.cat([l2_normalize(f), l2_normalize(_public_spatial_descriptor(f, 5))], 1)
-        return l2_normalize(torch.relu(F.conv2d(cat, sce_w, sce_b)))
+        cat = torch.cat([f, l2_normalize(_public_spatial_descriptor(f, 5))], 1)
+        return torch.relu(F.conv2d(cat, sce_w, sce_b))
 
-    local = refine(correlation_4d(l2_normalize(fa), l2_normalize(fb)))
-    context = refine(correlation_4d(encode(fa), encode(fb)))
-    emb = [consensus(c, att_nc) for c in (local, context)]
-    stacked = torch.cat([e.permute(0, 3, 4, 1, 2).reshape(1, 16, 4, 4) for e in emb], 1)
-    w = torch.softmax(F.conv2d(stacked, state["DynamicFusionNet.att_conv.0.weight"], state["DynamicFusionNet.att_conv.0.bias"]), 1)
-    expected = w[:, 0, :, :, None, None] * softmax_over_target(local) + w[:, 1, :, :, None, None] * softmax_over_target(context)
+    def fused(context_corr):
+        local = refine(correlation_4d(l2_normalize(fa), l2_normalize(fb)))
+        context = refine(context_corr)
+        emb = [consensus(c, att_nc) for c in (local, context)]
+        w_att, b_att = state["DynamicFusionNet.att_conv.0.weight"], state["DynamicFusionNet.att_conv.0.bias"]
+        # MergedA (per source cell) and MergedB (per target cell) of point_tnf_dynamic.py
+        a_in = torch.cat([e.permute(0, 3, 4, 1, 2).reshape(1, 16, 4, 4) for e in emb], 1)
+        b_in = torch.cat([e.reshape(1, 16, 4, 4) for e in emb], 1)
+        wa, wb = torch.softmax(F.conv2d(a_in, w_att, b_att), 1), torch.softmax(F.conv2d(b_in, w_att, b_att), 1)
+        merged_a = wa[:, 0, :, :, None, None] * softmax_over_target(local) + wa[:, 1, :, :, None, None] * softmax_over_target(context)
+        lt, ct = transpose_corr(local), transpose_corr(context)
+        merged_b = wb[:, 0, :, :, None, None] * softmax_over_target(lt) + wb[:, 1, :, :, None, None] * softmax_over_target(ct)
+        return merged_a, merged_b
+
+    ea, eb = encode(fa), encode(fb)
+    merged_a, merged_b = fused(correlation_4d(ea, eb))
     m = model.head({"layer3": fa}, {"layer3": fb})
-    assert torch.allclose(m.corr, expected, atol=1e-5)
+    assert torch.allclose(m.corr, merged_a, atol=1e-5)
+    assert torch.allclose(m.corr_trg_to_src, merged_b, atol=1e-5)
+    # the context branch itself; normalising the embeddings again (the old fault) is far from it
+    context = model.fused({"layer3": fa}, {"layer3": fb})["context"]
+    assert torch.allclose(context, refine(correlation_4d(ea, eb)), rtol=1e-4, atol=1e-7)
+    wrong = refine(correlation_4d(l2_normalize(ea), l2_normalize(eb)))
+    assert (wrong - context).abs().max() > 0.1 * context.abs().max()
     # an NC-Net file is not a DCCNet one
     ncnet_only = {k: v for k, v in state.items() if not k.startswith(("SpatialContextEncoder", "DynamicFusionNet"))}
     torch.save({"state_dict": ncnet_only, "args": args}, tmp_path / "ncnet.pth.tar")
@@ -331,6 +353,48 @@ def test_refine_cli_writes_the_models_corr_and_fusion_weights(tmp_path):
     assert bad.exit_code == 0  # the untrained head still runs
     missing = CliRunner().invoke(app, ["refine", str(tmp_path / "nope.h5"), "--model", "ncnet", "-o", str(tmp_path / "y.h5")])
     assert missing.exit_code == 1 and "does not exist" in missing.output
+
+
+def test_refine_then_flow_gives_dccnets_matches_in_both_directions(tmp_path):
+    # `refine --model dccnet | flow` must match each direction on its own merge (MergedA for
+    # source→target, MergedB for target→source), as `flow --model dccnet` and the head do.
+    from core.io.stream import iter_records
+    from semcorr_cli.main import app
+
+    model = build_dccnet(backbone_weights="random", context_kernel_size=5, **SMALL)
+    randomize(model.refine, 13)
+    randomize(model.fusion.embed, 14)
+    ckpt = tmp_path / "dcc.safetensors"
+    save_checkpoint(ckpt, model.head_state_dict(), {"config": model.config()})
+    feats = _features_file(tmp_path, n_pairs=1)
+    run = lambda *a: CliRunner().invoke(app, [*a, "-q", "--device", "cpu"])  # noqa: E731
+    assert run("refine", str(feats), "--model", "dccnet", "--weights", str(ckpt), "-o", str(tmp_path / "r.h5")).exit_code == 0
+    res = run("flow", str(tmp_path / "r.h5"), "-o", str(tmp_path / "piped.h5"))
+    assert res.exit_code == 0, res.output
+    res = run("flow", str(feats), "--model", "dccnet", "--weights", str(ckpt), "-o", str(tmp_path / "direct.h5"))
+    assert res.exit_code == 0, res.output
+    (refined,), (piped,), (direct,) = (list(iter_records(tmp_path / n)) for n in ("r.h5", "piped.h5", "direct.h5"))
+    assert refined.corr_attrs["matching"] == "argmax" and refined.corr_attrs["scores_trg_to_src"] == "extra/dccnet/fused_trg_to_src"
+    merged_b = refined.extra["dccnet/fused_trg_to_src"]
+    assert merged_b.shape == (7, 6, 6, 8) and np.allclose(merged_b.reshape(42, 48).sum(-1), 1.0, atol=1e-5)
+    # the second merge is not the transpose of the first: matching the transpose would differ
+    assert not np.allclose(merged_b, refined.corr.transpose(2, 3, 0, 1), atol=1e-4)
+    for key in ("src_to_trg", "trg_to_src"):
+        assert np.allclose(piped.flow[key], direct.flow[key], atol=1e-4), key
+        assert np.allclose(piped.confidence[key], direct.confidence[key], atol=1e-6), key
+    assert piped.flow_attrs["method"] == "argmax" and piped.flow_attrs["model"] == "dccnet"
+    assert "dccnet/fused_trg_to_src" not in piped.extra  # dropped with corr
+    # target→source matches are the argmax of MergedB over source cells
+    best = merged_b.reshape(42, 48).argmax(-1)
+    fa = {"features.13": torch.from_numpy(refined.features["src"]["features.13"])[None]}
+    fb = {"features.13": torch.from_numpy(refined.features["trg"]["features.13"])[None]}
+    with torch.no_grad():
+        m = model.head(fa, fb)
+    xs, ys = torch.linspace(-1, 1, 8), torch.linspace(-1, 1, 6)
+    assert torch.allclose(m.trg_to_src.reshape(42, 2), torch.stack([xs[best % 8], ys[best // 8]], -1))
+    # an explicit --method still wins
+    res = run("flow", str(tmp_path / "r.h5"), "--method", "soft-argmax", "-o", str(tmp_path / "soft.h5"))
+    assert res.exit_code == 0 and next(iter_records(tmp_path / "soft.h5")).flow_attrs["method"] == "soft-argmax"
 
 
 def test_show_cli_draws_one_panel_per_branch(tmp_path):

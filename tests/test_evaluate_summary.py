@@ -53,7 +53,9 @@ def test_presets_are_consistent_and_documented():
     nc = get_protocol("pf-pascal-ncnet")
     assert nc.threshold == "img" and nc.direction == "trg->src" and nc.measure_size == (224, 224) and nc.coords == "one-based"
     sf = get_protocol("pf-pascal-sfnet")
-    assert sf.threshold == "bbox" and sf.average == "keypoint" and sf.sampling == "nearest" and sf.coords == "raw"
+    assert sf.threshold == "bbox" and sf.average == "pair" and sf.sampling == "nearest" and sf.coords == "raw"
+    img = get_protocol("pf-pascal-sfnet-img")
+    assert img.threshold == "img" and img.measure_size == (320, 320) and img.average == "pair" and img.sampling == "nearest"
     assert sf.options() == {"pair_list": "sfnet", "coords": "raw"}
     assert get_protocol("tss").options() == {}
     assert {p.name for p in protocols_for("pf-willow")} == {"pf-willow-kps", "pf-willow-bbox"}
@@ -119,3 +121,18 @@ def test_plot_png(tmp_path):
         run = _run()
         run.header["protocol"] = get_protocol("caltech-101").to_dict()
         write_plot(tmp_path / "m.png", run)
+
+
+def test_sfnet_headline_is_the_mean_over_pairs_as_eval_pascal():
+    # SFNet's eval_pascal.py: correct_keypoints() is each pair's mean, summed and divided by the
+    # number of pairs. Three pairs with 16, 16 and 4 points, 2 correct in each (L = 100, α = 0.1;
+    # an error of exactly α·L counts, torch.le): (2/16 + 2/16 + 2/4) / 3 = 25 %, pooled 6/36.
+    def pair(n, correct):
+        return kp_record("cat", [10.0] * correct + [50.0] * (n - correct), L=100.0)
+
+    recs = [pair(16, 2), pair(16, 2), pair(4, 2)]
+    for name in ("pf-pascal-sfnet", "pf-pascal-sfnet-img"):
+        s = summarize(recs, get_protocol(name), alphas=[0.1])
+        assert s["headline"]["value"] == pytest.approx(25.0)
+        assert s["headline"]["average"] == "pair"
+        assert s["overall"]["pck_keypoint"]["0.1"] == pytest.approx(100 * 6 / 36)

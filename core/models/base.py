@@ -37,6 +37,8 @@ class Matches:
     * ``src_to_trg``: ``(B, hA, wA, 2)`` normalised target ``(x, y)`` per source cell;
     * ``trg_to_src``: ``(B, hB, wB, 2)`` normalised source ``(x, y)`` per target cell;
     * ``corr``: optional final scores ``(B, hA, wA, hB, wB)``;
+    * ``corr_trg_to_src``: optional target→source scores ``(B, hB, wB, hA, wA)``
+      when they are not the transpose of ``corr`` (DCCNet's second merge);
     * ``confidence_src`` / ``confidence_trg``: optional ``(B, hA, wA)`` / ``(B, hB, wB)``;
     * ``extra``: any other tensor worth saving (e.g. DCCNet's fusion weights).
     """
@@ -44,6 +46,7 @@ class Matches:
     src_to_trg: torch.Tensor
     trg_to_src: torch.Tensor
     corr: torch.Tensor | None = None
+    corr_trg_to_src: torch.Tensor | None = None
     confidence_src: torch.Tensor | None = None
     confidence_trg: torch.Tensor | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)

@@ -4,9 +4,11 @@ Two correlations of the same image pair, refined by one weight-shared NC-Net
 consensus (MutualMatching → NeighConsensus → MutualMatching):
 
 * **local**: correlation of the L2-normalised backbone features (as NC-Net);
-* **context**: correlation of the L2-normalised outputs of the spatial context
-  encoder (:class:`core.context.SpatialContextEncoder`: each feature with its
-  25 × 25 window self-similarity, embedded by a 1×1 conv + ReLU).
+* **context**: correlation of the raw (un-normalised) outputs of the spatial
+  context encoder (:class:`core.context.SpatialContextEncoder`: each
+  L2-normalised feature with its 25 × 25 window self-similarity, embedded by a
+  1×1 conv + ReLU), as the public code's ``FeatureCorrelation(normalization=False)``
+  on the encoder output.
 
 :class:`core.context.DynamicFusion` then weighs the two per position: the
 fused score of a source cell is ``Σ_s w_s · softmax_B(corr_s)``, a
@@ -42,7 +44,9 @@ class DCCNet(WeakConsensusModel):
 
     ``head`` returns :class:`Matches` with ``corr`` the fused source→target
     scores ``(B, hA, wA, hB, wB)`` (each source cell's distribution over the
-    target), argmax matches from the fused scores of each direction, the best
+    target), ``corr_trg_to_src`` the fused target→source scores
+    ``(B, hB, wB, hA, wA)`` (the public code's second merge, ``MergedB``: not
+    the transpose of the first), argmax matches from the fused scores of each direction, the best
     fused probabilities as confidences, and in ``extra`` the per-cell weights
     of the (local, context) branches: ``fusion_src_to_trg`` ``(B, 2, hA, wA)``
     and ``fusion_trg_to_src`` ``(B, 2, hB, wB)``. :meth:`fused` returns every
@@ -52,6 +56,8 @@ class DCCNet(WeakConsensusModel):
     name: ClassVar[str] = "dccnet"
     #: The paper's objective: fused loss + 1.0 × local + 1.0 × context.
     loss_weights: ClassVar[dict[str, float]] = {"fused": 1.0, "local": 1.0, "context": 1.0}
+    #: The fused scores are already distributions: their best value is the confidence.
+    test_matching: ClassVar[dict[str, str]] = {"method": "argmax", "confidence": "max"}
 
     def __init__(
         self,
@@ -87,14 +93,16 @@ class DCCNet(WeakConsensusModel):
     # -- pipeline --------------------------------------------------------------------------------
 
     def context_correlation(self, feat_src: torch.Tensor, feat_trg: torch.Tensor) -> torch.Tensor:
-        """Raw correlation of the L2-normalised context features: ``(B, hA, wA, hB, wB)``.
+        """Correlation of the context embeddings, not normalised: ``(B, hA, wA, hB, wB)``.
 
-        The encoder reads L2-normalised backbone features, as the public
-        code's ``FeatureExtraction(normalization=True)`` hands them over.
+        The encoder reads the L2-normalised backbone features, as the public
+        code's ``FeatureExtraction(normalization=True)`` hands them over; its
+        outputs are correlated as they are (``FeatureCorrelation(normalization=False)``
+        in the public model), so their magnitudes reach the consensus.
         """
         ctx_src = self.context(l2_normalize(feat_src))
         ctx_trg = self.context(l2_normalize(feat_trg))
-        return correlation_4d(l2_normalize(ctx_src), l2_normalize(ctx_trg))
+        return correlation_4d(ctx_src, ctx_trg)
 
     def branch_correlations(
         self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]
@@ -127,6 +135,7 @@ class DCCNet(WeakConsensusModel):
             src_to_trg=argmax_matches(out["fused_src_to_trg"]),
             trg_to_src=argmax_matches(out["fused_trg_to_src"]),
             corr=out["fused_src_to_trg"],
+            corr_trg_to_src=out["fused_trg_to_src"],
             confidence_src=best_probability(out["fused_src_to_trg"]),
             confidence_trg=best_probability(out["fused_trg_to_src"]),
             extra={"fusion_src_to_trg": out["fusion_src_to_trg"], "fusion_trg_to_src": out["fusion_trg_to_src"]},

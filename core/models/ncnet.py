@@ -165,6 +165,11 @@ class WeakConsensusModel(CorrespondenceModel):
     input_size: int = 400
     #: ``{branch: factor}`` of the weak loss.
     loss_weights: ClassVar[dict[str, float]] = {}
+    #: The matching rule of the authors' evaluation code (``corr_to_matches(do_softmax=True)``):
+    #: a softmax over the other image's cells, then the argmax (the softmax leaves the argmax
+    #: unchanged); the confidence is the best softmax probability. ``flow`` applies it to
+    #: records this model refined (``core.pipeline.flow_record``).
+    test_matching: ClassVar[dict[str, str]] = {"method": "argmax", "confidence": "softmax"}
 
     def __init__(
         self,
