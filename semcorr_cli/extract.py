@@ -93,7 +93,7 @@ def extract_features(
         if weights is not None:
             kwargs = {"backbone": backbone} if backbone else {}
             m = build_model(model, backbone_weights=backbone_weights, weights=weights, **kwargs)
-            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev)
+            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev, m.input_resize)
             extractor.check_size()
         else:
             m = build_model(model, backbone=backbone or "mobilenet_v2", backbone_weights="random", weights=None)
