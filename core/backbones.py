@@ -8,7 +8,9 @@ spirit of torchvision's weights enums:
   sha256; for ResNets torchvision's ``IMAGENET1K_V1`` (downloaded or cached).
 * a torchvision weights name such as ``"IMAGENET1K_V2"``;
 * a file path (torchvision state_dict ``.pth`` or ``.safetensors``);
-* ``"random"`` — random initialisation (tests, training from scratch).
+* ``"random"`` — random initialisation (tests, training from scratch);
+* ``"empty"`` — memory left uninitialised, for a backbone whose every weight a
+  checkpoint is about to overwrite (skips ResNet-101's seconds of random init).
 
 ``fcn_resnet101`` is the backbone of the FCN models of gluon-cv's PyTorch port
 (``gluoncvth``, ``get_fcn_resnet101_voc(...).pretrained``), which MMNet's best
@@ -342,8 +344,14 @@ def _fcn_module(weights: str | Path | None) -> tuple[nn.Module, str]:
 def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = "default") -> FeatureBackbone:
     """Build a frozen-by-default feature backbone in eval mode.
 
-    ``weights``: ``"default"``, ``"random"``, a torchvision weights name, or a file path.
+    ``weights``: ``"default"``, ``"random"``, ``"empty"``, a torchvision weights name, or a file path.
     """
+    if str(weights) == "empty":
+        with torch.device("meta"):
+            bb = build_backbone(name, "random")
+        bb = bb.to_empty(device="cpu")
+        bb.weights_id = "empty"
+        return bb
     if name == "mobilenet_v2":
         net, wid = _mobilenet_module(weights)
         stages = [(f"features.{i}", m) for i, m in enumerate(net)]

@@ -66,7 +66,9 @@ class MMNet(CorrespondenceModel):
 
     * ``upsample``: ``"nearest"`` (public code) or ``"bicubic"`` (paper) 4D upsampling;
     * ``output_level``: level read at test time, 0 = finest (stride 4), 1 = stride 8 (default);
-    * ``matching``: ``"argmax"`` (default), ``"kernel-soft-argmax"`` or ``"soft-argmax"``;
+    * ``matching``: ``"argmax"`` (default: per-cell argmax matches, and the public
+      keypoint transfer for flows and evaluation, :func:`transfer_points`),
+      ``"kernel-soft-argmax"`` or ``"soft-argmax"`` (flows from the match grids);
     * ``train_backbone``: fine-tune the backbone (its weights then go into checkpoints);
     * ``supervision``: ``"keypoints"`` (default: the batch's annotated or synthetic
       keypoints, as the paper) or ``"pseudo"`` (same-class pairs without
@@ -505,7 +507,7 @@ def map_public_state_dict(state: dict[str, torch.Tensor], model: MMNet) -> tuple
             )
     for k in own:
         if k.endswith("num_batches_tracked") and k not in mapped:
-            mapped[k] = own[k].clone()
+            mapped[k] = torch.zeros_like(own[k])
     return mapped, unused
 
 
@@ -598,7 +600,8 @@ def build_mmnet(
     if path is not None and not project:
         state = load_state_dict_file(path)  # safe: safetensors or torch.load(weights_only=True)
     keys = _safetensors_keys(path) if project else (state or {}).keys()
-    init = "random" if path is not None and _has_backbone(keys) else backbone_weights
+    carries_backbone = path is not None and _has_backbone(keys)
+    init = "empty" if carries_backbone else backbone_weights  # the file overwrites every backbone weight
     bb = build_backbone(backbone, init)
     model = MMNet(
         bb,
@@ -619,8 +622,15 @@ def build_mmnet(
             load_head_weights(model, state, str(path))
         else:
             load_released_state(model, state, str(path))
+    if carries_backbone:
+        lacking = [k for k in model.state_dict() if k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
+        lacking = [k for k in lacking if k not in set(keys)] if project or _is_own_state(state or {}) else []
+        if lacking:
+            raise WeightsError(f"'{path}' holds only part of the backbone (no '{lacking[0]}')")
     if path is not None:
         released = "" if project or _is_own_state(state or {}) else "released-"
         model.weights_id = released + weights_file_id(path)
+        if carries_backbone:
+            model.backbone.weights_id = model.weights_id
     model.eval()
     return model
