@@ -365,22 +365,26 @@ class ModelPredictor:
         return dict(self.model.config(), size=list(self.size), weights=getattr(self.model, "weights_id", "unknown"))
 
     @torch.no_grad()
-    def predict_with_transfer(self, src, trg):
+    def predict_with_transfer(self, src, trg, flows: bool = True):
         """``(flow_src_to_trg, flow_trg_to_src, transfer)``: ``transfer(points (N, 2), direction)``
-        gives the model's own transferred pixels ``(N, 2)``, or None when it has no rule of its own."""
+        gives the model's own transferred pixels ``(N, 2)``, or is None when the model has no
+        rule of its own. ``flows=False`` skips the flows (None) when there is such a rule."""
         resize = getattr(self.model, "input_resize", "pil")
         a = image_to_tensor(src, self.size, resize).to(self.device)
         b = image_to_tensor(trg, self.size, resize).to(self.device)
         m = self.model(a, b)
         sizes = (src.height, src.width), (trg.height, trg.width)
-        st, ts = model_pixel_flows(self.model, m, *sizes)
 
         @torch.no_grad()
-        def transfer(points: np.ndarray, direction: str) -> np.ndarray | None:
-            out = self.model.transfer_keypoints(m, torch.as_tensor(np.asarray(points, dtype=np.float64)), direction, *sizes)
-            return None if out is None else out.cpu().numpy().astype(np.float64)
+        def transfer(points: np.ndarray, direction: str) -> np.ndarray:
+            pts = torch.as_tensor(np.asarray(points, dtype=np.float64)).reshape(-1, 2)
+            return self.model.transfer_keypoints(m, pts, direction, *sizes).cpu().numpy().astype(np.float64)
 
-        return st, ts, transfer
+        has_rule = self.model.transfer_keypoints(m, torch.zeros(0, 2, dtype=torch.float64), "src->trg", *sizes) is not None
+        if has_rule and not flows:
+            return None, None, transfer
+        st, ts = model_pixel_flows(self.model, m, *sizes)
+        return st, ts, transfer if has_rule else None
 
     def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
         st, ts, _ = self.predict_with_transfer(src, trg)

@@ -331,3 +331,40 @@ def test_mmnet_predictor_resizes_like_the_public_dataset_code(loaded_r101):
     assert st.shape == (45, 70, 2) and ts.shape == (45, 70, 2)
     q = np.array([[10.0, 20.0], [0.0, 44.0]])
     np.testing.assert_allclose(transfer(q, "src->trg"), st[q[:, 1].astype(int), q[:, 0].astype(int)], atol=1e-4)
+
+
+def _public_rule(corr: torch.Tensor, x: float, y: float, src_size, trg_size) -> list[float]:
+    """predict_kps for one point, written out as the public code does it (math.modf, python floats)."""
+    ha, wa, hb, wb = corr.shape
+    x, y = x * wa / float(src_size[1]), y * ha / float(src_size[0])
+    xf, xi = math.modf(x)
+    yf, yi = math.modf(y)
+    xi, yi = int(xi), int(yi)
+    res1 = corr[yi, xi]
+    if yi + 1 <= ha - 1:
+        res1 = (1 - yf) * res1 + yf * corr[yi + 1, xi]
+    res2 = None
+    if xi + 1 <= wa - 1:
+        res2 = corr[yi, xi + 1]
+    if yi + 1 <= ha - 1 and xi + 1 <= wa - 1:
+        res2 = (1 - yf) * res2 + yf * corr[yi + 1, xi + 1]
+    row = res1 if res2 is None else (1 - xf) * res1 + xf * res2
+    i = int(torch.max(row.reshape(1, -1), dim=1)[1])
+    return [(i % wb) * trg_size[1] / wb, (i // wb) * trg_size[0] / hb]
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "peaked", "ties"])
+def test_transfer_equals_the_public_rule_point_by_point(kind):
+    g = torch.Generator().manual_seed(7)
+    corr = torch.randn(6, 7, 5, 8, generator=g)
+    if kind == "peaked":  # one strong peak per source cell, as trained volumes have
+        corr = corr + 20 * F.one_hot(torch.randint(0, 40, (6, 7), generator=g), 40).view(6, 7, 5, 8)
+    if kind == "ties":  # small integers: equal scores everywhere, the first cell must win
+        corr = torch.randint(0, 3, (6, 7, 5, 8), generator=g).float()
+    src, trg = (45, 70), (52, 33)
+    pts = torch.stack([torch.rand(300, generator=g) * 69, torch.rand(300, generator=g) * 44], 1).double()
+    pts[:60] = pts[:60].round()
+    pts[60] = torch.tensor([69.0, 44.0], dtype=torch.float64)
+    got = transfer_points(corr, pts, src, trg).numpy()
+    expected = np.array([_public_rule(corr, float(x), float(y), src, trg) for x, y in pts.tolist()])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)

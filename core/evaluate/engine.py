@@ -111,7 +111,7 @@ def evaluate(
                 continue
             pair = dataset[i]
             outputs = getattr(source, "outputs", None)
-            st, ts, transfer = outputs(pair) if outputs else (*source.flows(pair), None)
+            st, ts, transfer = outputs(pair, flows=protocol.task != "keypoints") if outputs else (*source.flows(pair), None)
             record = _pair_record(i, pair, score_pair(pair, (st, ts), protocol, transfer))
             done[i] = record
             if writer:

@@ -88,9 +88,9 @@ def score_keypoints(
 ) -> dict[str, Any]:
     """Transfer the query keypoints and measure them (see the module doc for the stored fields).
 
-    ``transfer(points (N, 2), direction) -> (N, 2) | None`` is the model's own
-    keypoint transfer (MMNet's); the query points, clamped into their image,
-    go through it instead of sampling the flow when it gives an answer.
+    ``transfer(points (N, 2), direction) -> (N, 2)`` is the model's own keypoint
+    transfer (MMNet's): the query points, clamped into their image, go through
+    it instead of sampling the flow (which may then be None).
     """
     src_size = _size(pair.src_size, flow_st, "source", pair.pair_id)
     trg_size = _size(pair.trg_size, flow_ts, "target", pair.pair_id)
@@ -100,14 +100,13 @@ def score_keypoints(
     else:
         flow, query, gt, size, bbox = flow_ts, pair.trg_kps, pair.src_kps, src_size, pair.src_bbox
         key = "trg_to_src"
-    if flow is None:
-        raise DataError(f"pair '{pair.pair_id}': no flow/{key}, which the {protocol.name} protocol scores")
-    pred = None
-    if transfer is not None:
+    if transfer is not None:  # the model moves the points itself (clamped into their image, as for a flow)
         finite = np.isfinite(query).all(axis=1)
-        q = clamp_points(np.where(finite[:, None], query, 0.0), flow.shape[:2])
+        q = clamp_points(np.where(finite[:, None], query, 0.0), src_size if key == "src_to_trg" else trg_size)
         pred = transfer(np.where(finite[:, None], q, np.nan), protocol.direction)
-    if pred is None:
+    elif flow is None:
+        raise DataError(f"pair '{pair.pair_id}': no flow/{key}, which the {protocol.name} protocol scores")
+    else:
         pred = sample_flow(query, flow, protocol.sampling)
     valid = np.isfinite(query).all(axis=1) & np.isfinite(gt).all(axis=1)
     if protocol.measure_size is not None:

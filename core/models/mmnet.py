@@ -366,6 +366,40 @@ class MMNet(CorrespondenceModel):
 # ============================================================================ the public keypoint transfer
 
 
+def _public_taps(v: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cell index, next index and weight of the next one, as the public ``BilinearInterpolate`` reads them.
+
+    v ``(N,)`` float64 cell coordinates (clamped to ``[0, n)``): ``i0 = ⌊v⌋``, weight
+    ``v − i0``; a next cell past the grid is dropped (weight 0, index ``i0``).
+    """
+    v = v.clamp(min=0.0)
+    i0 = torch.trunc(v)
+    frac = v - i0
+    i0 = i0.long().clamp(max=n - 1)
+    has_next = (i0 + 1 <= n - 1) & (v < n)
+    return i0, torch.where(has_next, i0 + 1, i0), torch.where(has_next, frac, torch.zeros_like(frac))
+
+
+def _candidate_mask(rows: torch.Tensor) -> torch.Tensor:
+    """Target cells that can be the argmax of a convex combination of 4 score rows.
+
+    rows ``(Q, 4, M)`` → ``(Q, M)`` bool. A combination's best score is at least
+    ``max_k min_i rows[i, k]``, and cell k scores at most ``max_i rows[i, k]``; a
+    cell below that bound (less a rounding margin) never wins.
+    """
+    upper, lower = rows.amax(1), rows.amin(1)
+    bound = lower.amax(1, keepdim=True)
+    return upper >= bound - 1e-6 * bound.abs() - 1e-30
+
+
+def _first_true(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """The first ``k`` True columns of each row of ``mask`` ``(Q, M)`` (ascending), padded with the row's last one."""
+    counts = mask.sum(1)
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :k]
+    last = order.gather(1, (counts - 1).clamp(min=0).unsqueeze(1))
+    return torch.where(torch.arange(k, device=mask.device) < counts.unsqueeze(1), order, last)
+
+
 def transfer_points(
     corr: torch.Tensor,
     points: torch.Tensor,
@@ -377,42 +411,63 @@ def transfer_points(
 
     For a point ``(x, y)`` of the source image of ``src_size = (H, W)``: cell
     coordinates ``(x·wA/W, y·hA/H)`` (no half-pixel shift); its score row
-    interpolated bilinearly over the 4 surrounding cells, as the public
-    ``BilinearInterpolate`` does (integer part truncated; a neighbour past the
-    last row/column is dropped, i.e. the border cell's row is used); the argmax
-    target cell ``(i, j)``; the point ``(j·W'/wB, i·H'/hB)`` of the target image
-    of ``trg_size = (H', W')`` (the cell's corner, not its centre).
+    interpolated bilinearly over the 4 surrounding cells in the public order
+    (``(1−fx)·((1−fy)·s₀₀ + fy·s₁₀) + fx·((1−fy)·s₀₁ + fy·s₁₁)``, integer part
+    truncated, a neighbour past the last row/column dropped); the argmax target
+    cell ``(i, j)`` (first of equal scores); the point ``(j·W'/wB, i·H'/hB)`` of
+    the target image of ``trg_size = (H', W')`` — the cell's corner, not its centre.
+    Only the cells that can win for a cell quadruple are scored
+    (:func:`_candidate_mask`), so a whole image's pixels stay cheap.
 
     corr ``(hA, wA, hB, wB)``, points ``(N, 2)`` pixel ``(x, y)`` → ``(N, 2)`` float64
-    pixels; NaN points give NaN; points past the grid are clamped to it.
+    pixels; NaN points give NaN; points outside the image are clamped to the grid.
     """
     ha, wa, hb, wb = corr.shape
-    flat = corr.reshape(ha, wa, hb * wb)
+    flat = corr.reshape(ha * wa, hb * wb)
     pts = points.to(device=corr.device, dtype=torch.float64).reshape(-1, 2)
     finite = torch.isfinite(pts).all(dim=1)
     p = torch.where(finite[:, None], pts, torch.zeros_like(pts))
-    out = torch.full_like(p, float("nan"))
-
-    def taps(v: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        i0 = torch.trunc(v)
-        frac = v - i0
-        i0 = i0.long().clamp(0, n - 1)
-        has_next = i0 + 1 <= n - 1
-        frac = torch.where(has_next & (v < n), frac, torch.zeros_like(frac))
-        return i0, (i0 + 1).clamp(max=n - 1), frac
-
-    x0, x1, fx = taps(p[:, 0] * (wa / float(src_size[1])), wa)
-    y0, y1, fy = taps(p[:, 1] * (ha / float(src_size[0])), ha)
-    step = max(1, chunk_scores // (hb * wb))
-    for s in range(0, p.shape[0], step):
-        sl = slice(s, s + step)
-        ay, by = (1 - fy[sl]).to(corr.dtype)[:, None], fy[sl].to(corr.dtype)[:, None]
-        ax, bx = (1 - fx[sl]).to(corr.dtype)[:, None], fx[sl].to(corr.dtype)[:, None]
-        res1 = ay * flat[y0[sl], x0[sl]] + by * flat[y1[sl], x0[sl]]
-        res2 = ay * flat[y0[sl], x1[sl]] + by * flat[y1[sl], x1[sl]]
-        idx = (ax * res1 + bx * res2).argmax(dim=1)
-        out[sl, 0] = (idx % wb).to(torch.float64) * (trg_size[1] / wb)
-        out[sl, 1] = torch.div(idx, wb, rounding_mode="floor").to(torch.float64) * (trg_size[0] / hb)
+    if p.shape[0] == 0:
+        return p.clone()
+    x0, x1, fx = _public_taps(p[:, 0] * (wa / float(src_size[1])), wa)
+    y0, y1, fy = _public_taps(p[:, 1] * (ha / float(src_size[0])), ha)
+    corner_of = [y0 * wa + x0, y1 * wa + x0, y0 * wa + x1, y1 * wa + x1]  # s00, s10, s01, s11 of each point
+    quads, which = torch.unique(corner_of[0], return_inverse=True)  # (y1, x1) follow from (y0, x0)
+    qy, qx = quads // wa, quads % wa
+    qy1, qx1 = (qy + 1).clamp(max=ha - 1), (qx + 1).clamp(max=wa - 1)
+    corners = torch.stack([qy * wa + qx, qy1 * wa + qx, qy * wa + qx1, qy1 * wa + qx1], 1)
+    q_step = max(1, chunk_scores // (4 * hb * wb))
+    keep = torch.cat([_candidate_mask(flat[corners[i : i + q_step]]) for i in range(0, quads.numel(), q_step)])
+    counts = keep.sum(1)
+    by_count = torch.argsort(counts)  # quadruples with few candidates together: little padding
+    rank = torch.empty_like(by_count)
+    rank[by_count] = torch.arange(by_count.numel(), device=corr.device)
+    point_rank = rank[which]
+    point_order = torch.argsort(point_rank, stable=True)
+    first = torch.searchsorted(point_rank[point_order], torch.arange(0, by_count.numel() + 1, device=corr.device))
+    best = torch.empty(p.shape[0], dtype=torch.long, device=corr.device)
+    group = 64
+    for g in range(0, by_count.numel(), group):
+        members = by_count[g : g + group]
+        cells = _first_true(keep[members], int(counts[members].max()))  # (G, K)
+        idx_all = point_order[first[g] : first[min(g + group, by_count.numel())]]
+        step = max(1, chunk_scores // (4 * cells.shape[1]))
+        for ps in range(0, idx_all.numel(), step):
+            idx = idx_all[ps : ps + step]
+            c = cells[point_rank[idx] - g]  # (n, K) the candidates of each point's quadruple
+            rows = [flat[corner[idx].unsqueeze(1), c] for corner in corner_of]
+            ay, by = (1 - fy[idx]).to(corr.dtype)[:, None], fy[idx].to(corr.dtype)[:, None]
+            ax, bx = (1 - fx[idx]).to(corr.dtype)[:, None], fx[idx].to(corr.dtype)[:, None]
+            res1 = ay * rows[0] + by * rows[1]
+            res2 = ay * rows[2] + by * rows[3]
+            best[idx] = c.gather(1, (ax * res1 + bx * res2).argmax(dim=1, keepdim=True)).squeeze(1)
+    out = torch.stack(
+        [
+            (best % wb).to(torch.float64) * (trg_size[1] / wb),
+            torch.div(best, wb, rounding_mode="floor").to(torch.float64) * (trg_size[0] / hb),
+        ],
+        1,
+    )
     out[~finite] = float("nan")
     return out
 
