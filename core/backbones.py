@@ -265,20 +265,31 @@ def _torchvision_weights(builder, enum_name: str, weights, arch: str, features: 
     return (net.features if features else net), f"torchvision:{enum_name}.{name}"
 
 
+def _load_resnet_file(net: nn.Module, path: str | Path, arch: str) -> tuple[nn.Module, str]:
+    """Load a ResNet state_dict file into ``net`` (its ``fc`` ignored; a whole gluoncvth FCN's
+    ``pretrained.*`` backbone taken); every other weight must be there with its shape."""
+    state = load_state_dict_file(path)
+    if any(k.startswith("pretrained.") for k in state):
+        state = {k[len("pretrained.") :]: v for k, v in state.items() if k.startswith("pretrained.")}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = net.state_dict()
+    missing = [k for k in own if not k.startswith("fc.") and k not in state]
+    if missing:
+        raise WeightsError(f"'{path}' does not fit {arch}: {len(missing)} weights missing, e.g. '{missing[0]}'")
+    for k, v in state.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            raise WeightsError(f"'{path}': {arch} weight '{k}' has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    net.load_state_dict(state, strict=False)
+    return net, f"file:{Path(path).name}:{sha256_file(path)[:12]}"
+
+
 def _resnet_module(arch: str, weights: str | Path | None) -> tuple[nn.Module, str]:
     builder = getattr(torchvision.models, arch)
     enum_name = {"resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}[arch]
     if weights == "random":
         return builder(weights=None), "random"
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
-        net = builder(weights=None)
-        state = load_state_dict_file(weights)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing = [k for k in net.state_dict() if not k.startswith("fc.") and k not in state]
-        if missing:
-            raise WeightsError(f"'{weights}' does not fit {arch}: {len(missing)} weights missing, e.g. '{missing[0]}'")
-        net.load_state_dict(state, strict=False)
-        return net, f"file:{Path(weights).name}:{sha256_file(weights)[:12]}"
+        return _load_resnet_file(builder(weights=None), weights, arch)
     if isinstance(weights, (str, Path)) and ("/" in str(weights) or str(weights).endswith((".pth", ".pt", ".safetensors"))):
         raise WeightsError(f"weights file '{weights}' does not exist")
     return _torchvision_weights(builder, enum_name, weights, arch)
@@ -319,19 +330,7 @@ def _fcn_module(weights: str | Path | None) -> tuple[nn.Module, str]:
     if weights == "random":
         return net, "random"
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
-        state = load_state_dict_file(weights)
-        if any(k.startswith("pretrained.") for k in state):  # a whole gluoncvth FCN: keep its backbone
-            state = {k[len("pretrained."):]: v for k, v in state.items() if k.startswith("pretrained.")}
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing = [k for k in net.state_dict() if not k.startswith("fc.") and k not in state]
-        if missing:
-            raise WeightsError(f"'{weights}' does not fit fcn_resnet101: {len(missing)} weights missing, e.g. '{missing[0]}'")
-        own = net.state_dict()
-        for k, v in state.items():
-            if k in own and tuple(own[k].shape) != tuple(v.shape):
-                raise WeightsError(f"'{weights}': fcn_resnet101 weight '{k}' has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-        net.load_state_dict(state, strict=False)
-        return net, f"file:{Path(weights).name}:{sha256_file(weights)[:12]}"
+        return _load_resnet_file(net, weights, "fcn_resnet101")
     if weights in (None, "default"):
         raise WeightsError(
             "no weights for fcn_resnet101 are available offline; pass --backbone-weights FILE "

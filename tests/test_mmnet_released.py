@@ -368,3 +368,23 @@ def test_transfer_equals_the_public_rule_point_by_point(kind):
     got = transfer_points(corr, pts, src, trg).numpy()
     expected = np.array([_public_rule(corr, float(x), float(y), src, trg) for x, y in pts.tolist()])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_fcn_backbone_loads_from_a_gluoncvth_fcn_file(tmp_path):
+    """A whole FCN checkpoint (``pretrained.*`` backbone, ``head.*``/``auxlayer.*`` heads) gives its backbone."""
+    net = build_backbone("fcn_resnet101", "empty")
+    g = torch.Generator().manual_seed(2)
+    own = {k: torch.randn(1, generator=g).expand(v.shape) if v.is_floating_point() else v.zero_() for k, v in net.state_dict().items()}
+    # our stage names → gluoncvth's: stages.0.0 = conv1 (Sequential), stages.0.1 = bn1, stages.N = layer*.i
+    from core.models.mmnet import own_to_public_key
+
+    public = {own_to_public_key("backbone." + k, net)[len("backbone.") :]: v for k, v in own.items()}
+    path = tmp_path / "fcn_resnet101_voc.pth"
+    torch.save({**{"pretrained." + k: v for k, v in public.items()}, "head.conv5.0.weight": torch.zeros(512, 2048, 3, 3)[:1]}, path)
+    loaded = build_backbone("fcn_resnet101", str(path))
+    assert loaded.weights_id.startswith("file:fcn_resnet101_voc.pth:")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in own.items())
+    public.pop("conv1.6.weight")
+    torch.save(public, path)
+    with pytest.raises(WeightsError, match="conv1.6.weight"):
+        build_backbone("fcn_resnet101", str(path))
