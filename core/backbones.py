@@ -289,7 +289,9 @@ def _resnet_module(arch: str, weights: str | Path | None) -> tuple[nn.Module, st
     if weights == "random":
         return builder(weights=None), "random"
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
-        return _load_resnet_file(builder(weights=None), weights, arch)
+        with torch.device("meta"):  # every weight comes from the file: no random init
+            net = builder(weights=None)
+        return _load_resnet_file(net.to_empty(device="cpu"), weights, arch)
     if isinstance(weights, (str, Path)) and ("/" in str(weights) or str(weights).endswith((".pth", ".pt", ".safetensors"))):
         raise WeightsError(f"weights file '{weights}' does not exist")
     return _torchvision_weights(builder, enum_name, weights, arch)
@@ -326,11 +328,12 @@ def fcn_resnet101_module() -> nn.Module:
 
 
 def _fcn_module(weights: str | Path | None) -> tuple[nn.Module, str]:
-    net = fcn_resnet101_module()
     if weights == "random":
-        return net, "random"
+        return fcn_resnet101_module(), "random"
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
-        return _load_resnet_file(net, weights, "fcn_resnet101")
+        with torch.device("meta"):  # every weight comes from the file: no random init
+            net = fcn_resnet101_module()
+        return _load_resnet_file(net.to_empty(device="cpu"), weights, "fcn_resnet101")
     if weights in (None, "default"):
         raise WeightsError(
             "no weights for fcn_resnet101 are available offline; pass --backbone-weights FILE "

@@ -388,3 +388,24 @@ def test_fcn_backbone_loads_from_a_gluoncvth_fcn_file(tmp_path):
     torch.save(public, path)
     with pytest.raises(WeightsError, match="conv1.6.weight"):
         build_backbone("fcn_resnet101", str(path))
+
+
+def test_released_checkpoint_through_the_cli_pipe_equals_the_predictor(tmp_path, released_r101, loaded_r101):
+    """extract --model mmnet --weights FILE | flow --model mmnet --weights FILE gives the predictor's flows."""
+    from conftest import willow_image
+    from core.images import load_image
+    from core.io.stream import iter_records
+
+    a, b = willow_image("Cars_006a.png"), willow_image("Cars_007a.png")
+    common = ["--model", "mmnet", "--weights", str(released_r101)]
+    r = CliRunner().invoke(app, ["extract", str(a), str(b), *common, "--backbone", "resnet101", "--size", "64", "-q"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(app, ["flow", *common, "-o", str(tmp_path / "f.h5"), "-q"], input=r.stdout_bytes)
+    assert r.exit_code == 0, r.output
+    (rec,) = list(iter_records(tmp_path / "f.h5"))
+    st, ts = ModelPredictor(loaded_r101, 64).predict(load_image(a), load_image(b))
+    # extract runs both images in one batch, the predictor one at a time: rounding may flip a near-tie
+    for got, expected in ((rec.flow["src_to_trg"], st), (rec.flow["trg_to_src"], ts)):
+        assert got.shape == expected.shape
+        assert (np.abs(got - expected).max(-1) < 1e-4).mean() > 0.999
+    assert rec.flow_attrs["weights"] == loaded_r101.weights_id
