@@ -42,13 +42,15 @@ class FeatureExtractor:
     """Backbone features of images at a fixed working size.
 
     ``size``: square side ``N`` or ``(H, W)``; every image is resized to it
-    (PIL bilinear), whatever its own size, as the published protocols do.
+    (PIL bilinear, or ``resize="tensor"``: :func:`core.images.image_to_tensor`),
+    whatever its own size, as the published protocols do.
     """
 
     backbone: FeatureBackbone
     layers: list[str]
     size: tuple[int, int]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    resize: str = "pil"
 
     @classmethod
     def create(
@@ -92,7 +94,7 @@ class FeatureExtractor:
 
     def load(self, path: str | Path):
         """Read an image for this extractor; refuse one smaller than a feature cell."""
-        img = load_image(path, reduce_to=max(self.size))
+        img = load_image(path, reduce_to=max(self.size) if self.resize == "pil" else None)
         h, w = original_size(img)
         cell = max(self.backbone.stride(layer) for layer in self.layers)
         if h < cell or w < cell:
@@ -106,7 +108,7 @@ class FeatureExtractor:
         what the record stores as ``src_path``/``trg_path``.
         """
         images = [(self.load(s), self.load(t)) for _, s, t, _, _ in items]
-        batch = torch.cat([image_to_tensor(im, self.size) for pair in images for im in pair])
+        batch = torch.cat([image_to_tensor(im, self.size, self.resize) for pair in images for im in pair])
         feats = self.features(batch)
         records = []
         for i, ((pid, _, _, sname, tname), (src, trg)) in enumerate(zip(items, images)):
@@ -228,6 +230,12 @@ def flows_from_matches(
     return _to_numpy(f_st), _to_numpy(f_ts)
 
 
+def model_pixel_flows(model, m, src_size: tuple[int, int], trg_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A model's pixel flows of one pair (:meth:`CorrespondenceModel.pixel_flows`) as numpy ``(H, W, 2)`` each."""
+    f_st, f_ts = model.pixel_flows(m, src_size, trg_size)
+    return _to_numpy(f_st[0].float()), _to_numpy(f_ts[0].float())
+
+
 def _upsample_confidence(conf: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
     c = torch.nn.functional.interpolate(conf.float().unsqueeze(1), size=size, mode="bilinear", align_corners=True)
     return _to_numpy(c[0, 0])
@@ -326,7 +334,7 @@ def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu"
         )
     with torch.no_grad():
         m = model.head(dict(zip(needed, fa)), dict(zip(needed, fb)))
-    rec.flow["src_to_trg"], rec.flow["trg_to_src"] = flows_from_matches(m.src_to_trg, m.trg_to_src, rec.src_size, rec.trg_size)
+        rec.flow["src_to_trg"], rec.flow["trg_to_src"] = model_pixel_flows(model, m, rec.src_size, rec.trg_size)
     rec.flow_attrs = {"model": model.name, "weights": getattr(model, "weights_id", "unknown")}
     if m.confidence_src is not None:
         rec.confidence["src_to_trg"] = _upsample_confidence(m.confidence_src, rec.src_size)
@@ -396,7 +404,12 @@ class NearestNeighbourPredictor:
 
 
 class ModelPredictor:
-    """A learned model (backbone + head) as a predictor of pixel flows."""
+    """A learned model (backbone + head) as a predictor of pixel flows.
+
+    Images are resized as the model's evaluation code does (``model.input_resize``);
+    flows come from :meth:`CorrespondenceModel.pixel_flows`, and
+    :meth:`predict_with_transfer` adds the model's own keypoint transfer, if it has one.
+    """
 
     def __init__(self, model, size: int | tuple[int, int], device: torch.device | str = "cpu"):
         self.model = model.to(device).eval()
@@ -408,11 +421,30 @@ class ModelPredictor:
         return dict(self.model.config(), size=list(self.size), weights=getattr(self.model, "weights_id", "unknown"))
 
     @torch.no_grad()
-    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
-        a = image_to_tensor(src, self.size).to(self.device)
-        b = image_to_tensor(trg, self.size).to(self.device)
+    def predict_with_transfer(self, src, trg, flows: bool = True):
+        """``(flow_src_to_trg, flow_trg_to_src, transfer)``: ``transfer(points (N, 2), direction)``
+        gives the model's own transferred pixels ``(N, 2)``, or is None when the model has no
+        rule of its own. ``flows=False`` skips the flows (None) when there is such a rule."""
+        resize = getattr(self.model, "input_resize", "pil")
+        a = image_to_tensor(src, self.size, resize).to(self.device)
+        b = image_to_tensor(trg, self.size, resize).to(self.device)
         m = self.model(a, b)
-        return flows_from_matches(m.src_to_trg, m.trg_to_src, (src.height, src.width), (trg.height, trg.width))
+        sizes = (src.height, src.width), (trg.height, trg.width)
+
+        @torch.no_grad()
+        def transfer(points: np.ndarray, direction: str) -> np.ndarray:
+            pts = torch.as_tensor(np.asarray(points, dtype=np.float64)).reshape(-1, 2)
+            return self.model.transfer_keypoints(m, pts, direction, *sizes).cpu().numpy().astype(np.float64)
+
+        has_rule = self.model.transfer_keypoints(m, torch.zeros(0, 2, dtype=torch.float64), "src->trg", *sizes) is not None
+        if has_rule and not flows:
+            return None, None, transfer
+        st, ts = model_pixel_flows(self.model, m, *sizes)
+        return st, ts, transfer if has_rule else None
+
+    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+        st, ts, _ = self.predict_with_transfer(src, trg)
+        return st, ts
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

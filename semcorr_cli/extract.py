@@ -43,7 +43,7 @@ def extract_features(
     images: list[Path] = typer.Argument(None, help="Two images: source then target.", show_default=False),
     pairs: Path = typer.Option(None, "--pairs", help="CSV with columns source_image,target_image (batch mode)."),
     root: Path = typer.Option(None, "--root", help="Folder that relative paths in --pairs are resolved against (default: the CSV's folder)."),
-    backbone: str = typer.Option(None, "--backbone", help="mobilenet_v2 (default), resnet50 or resnet101."),
+    backbone: str = typer.Option(None, "--backbone", help="mobilenet_v2 (default), resnet50, resnet101 or fcn_resnet101 (dilated, MMNet's FCN checkpoints)."),
     backbone_weights: str = typer.Option("default", "--backbone-weights", help="default, random, a torchvision weights name, or a .pth/.safetensors file."),
     layers: str = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer3,layer4 or features.13 (default: the backbone's hypercolumn)."),
     model: str = typer.Option(None, "--model", help="Extract exactly the layers (and backbone) this model needs: sfnet, ncnet, dccnet, mmnet."),
@@ -96,7 +96,7 @@ def extract_features(
         if weights is not None:
             kwargs = {"backbone": backbone} if backbone else {}
             m = build_model(model, backbone_weights=backbone_weights, weights=weights, **kwargs)
-            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev)
+            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev, m.input_resize)
             extractor.check_size()
         else:
             m = build_model(model, backbone=backbone or "mobilenet_v2", backbone_weights="random", weights=None)

@@ -110,7 +110,9 @@ def evaluate(
             if i in done:
                 continue
             pair = dataset[i]
-            record = _pair_record(i, pair, score_pair(pair, source.flows(pair), protocol))
+            outputs = getattr(source, "outputs", None)
+            st, ts, transfer = outputs(pair, flows=protocol.task != "keypoints") if outputs else (*source.flows(pair), None)
+            record = _pair_record(i, pair, score_pair(pair, (st, ts), protocol, transfer))
             done[i] = record
             if writer:
                 writer.write(record)

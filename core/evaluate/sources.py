@@ -70,14 +70,28 @@ class PredictorSource:
         info["flip"] = self.flip
         return info
 
-    def flows(self, pair) -> tuple[np.ndarray, np.ndarray]:
+    def outputs(self, pair, flows: bool = True):
+        """``(flow_st, flow_ts, transfer)``: the flows, and the predictor's own keypoint
+        transfer (``predict_with_transfer``) or None (then the flows are sampled).
+        ``flows=False``: the flows may be None when there is such a transfer."""
         src: Image.Image = load_image(pair.src_path)
         trg: Image.Image = load_image(pair.trg_path)
         mirrored = self.flip == "gt" and bool(getattr(pair, "flip", False))
-        out = self.predictor.predict(ImageOps.mirror(src) if mirrored else src, trg)
+        with_transfer = getattr(self.predictor, "predict_with_transfer", None)
+        transfer = None
+        if callable(with_transfer) and not mirrored:
+            *out, transfer = with_transfer(src, trg, flows=flows)
+            if transfer is not None and out[0] is None:
+                return None, None, transfer
+        else:
+            out = self.predictor.predict(ImageOps.mirror(src) if mirrored else src, trg)
         st, ts = _check_flows(out, (src.height, src.width), (trg.height, trg.width), "the predictor")
         if mirrored:
             st, ts = mirror_flows(st, ts, src.width)
+        return st, ts, transfer
+
+    def flows(self, pair) -> tuple[np.ndarray, np.ndarray]:
+        st, ts, _ = self.outputs(pair)
         return st, ts
 
 
