@@ -63,9 +63,14 @@ class LayerFiller:
             self._backbones[key] = build_backbone(name, weights).to(self.device).eval()
         return self._backbones[key]
 
-    def fill(self, rec: PairRecord, layers: list[str], model: str) -> PairRecord:
+    def fill(self, rec: PairRecord, layers: list[str], model: str, resize: str = "pil") -> PairRecord:
         """``rec`` with every layer of ``layers`` present (computed when missing); unchanged when none is.
 
+        ``resize``: how the model's own evaluation resizes its inputs
+        (``model.input_resize``). When some layers are missing and the
+        stored ones were made with another resize (MMNet resizes the tensor
+        without antialiasing), all of ``layers`` are computed again, so the
+        model never reads features of two resizes.
         A record without any features is returned as is (the reading stage
         names what it needs). Raises the missing-layer :class:`UsageError`
         when the layers cannot be computed, and :class:`DataError` when an
@@ -74,6 +79,8 @@ class LayerFiller:
         missing = [layer for layer in layers if layer not in rec.layers()]
         if not missing or not rec.features["src"]:
             return rec
+        if any(rec.feature_attrs.get(layer, {}).get("resize", "pil") != resize for layer in layers if layer not in missing):
+            missing = list(layers)
         prov = feature_provenance(rec)
         if prov is None:
             raise missing_layer_error(rec, missing[0], model, "and its layers do not say which backbone, weights and size made them")
@@ -85,7 +92,7 @@ class LayerFiller:
         for path in paths:
             if not path.is_file():
                 raise missing_layer_error(rec, missing[0], model, f"and its image '{path}' is not there to compute it from")
-        extractor = FeatureExtractor(self._backbone(backbone, weights), missing, size, self.device)
+        extractor = FeatureExtractor(self._backbone(backbone, weights), missing, size, self.device, resize)
         extractor.check_size()
         new = extractor.extract_records([(rec.pair_id, paths[0], paths[1], rec.src_path, rec.trg_path)])[0]
         for path, now, then in zip(paths, (new.src_size, new.trg_size), (rec.src_size, rec.trg_size)):

@@ -87,6 +87,7 @@ class FeatureExtractor:
                 "backbone": self.backbone.name,
                 "weights": self.backbone.weights_id,
                 "input_size": list(self.size),
+                "resize": self.resize,
                 "stride": self.backbone.stride(layer),
             }
             for layer in self.layers

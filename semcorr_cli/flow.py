@@ -81,7 +81,7 @@ def flow_cmd(
             else:
                 if net is None:
                     net = _load_model(model, rec, weights, dev)
-                rec = model_flow_record(filler.fill(rec, net.required_layers, model), net, dev, keep_inputs=keep)
+                rec = model_flow_record(filler.fill(rec, net.required_layers, model, net.input_resize), net, dev, keep_inputs=keep)
             writer.write(rec)
             bar.advance(task)
 

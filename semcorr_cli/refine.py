@@ -155,7 +155,7 @@ def refine_cmd(
                 net = build_refiner(model, record_backbone(rec), weights).to(dev).eval()
                 if weights.lower() == "none" and not quiet:
                     err_console.print(f"semcorr: warning: --weights none: the {model} head is untrained", highlight=False)
-            writer.write(refine_record(filler.fill(rec, net.required_layers, model), net, dev))
+            writer.write(refine_record(filler.fill(rec, net.required_layers, model, net.input_resize), net, dev))
             bar.advance(task)
 
 

@@ -285,7 +285,7 @@ def show_cmd(
         _check_point(xy, rec.src_size)
         net = build_model(model, backbone=record_backbone(rec, "show"), backbone_weights="random", weights=w).to(dev).eval()
         layers = net.required_layers
-        rec = layer_filler(dev, "show", quiet).fill(rec, layers, model)
+        rec = layer_filler(dev, "show", quiet).fill(rec, layers, model, net.input_resize)
         fa, fb, _ = record_features(rec, layers, dev, "show", model=model)
         feats_src, feats_trg = dict(zip(layers, fa)), dict(zip(layers, fb))
         src_size = rec.src_size
