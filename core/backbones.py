@@ -36,13 +36,26 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from .errors import UsageError, WeightsError
 from .weights import load_state_dict_file, sha256_file, verify_sha256
 
 BACKBONES = ("mobilenet_v2", "resnet50", "resnet101", "fcn_resnet101")
 DEFAULT_BACKBONE = "mobilenet_v2"
+
+
+
+def _torchvision_models():
+    """``torchvision.models``, imported on first use.
+
+    Importing torchvision costs more than torch itself (its package init pulls
+    in ``torch._dynamo`` through ``torchvision.ops``), and most stages
+    (correlate, flow on correlations, warp, evaluate --flows) never build a
+    backbone, so no module imports it at load time.
+    """
+    import torchvision.models
+
+    return torchvision.models
 
 
 @dataclass(frozen=True)
@@ -217,7 +230,7 @@ class FeatureBackbone(nn.Module):
 
 
 def _mobilenet_module(weights: str | Path | None) -> tuple[nn.Module, str]:
-    net = torchvision.models.mobilenet_v2(weights=None).features
+    net = _torchvision_models().mobilenet_v2(weights=None).features
     if weights in (None, "default", "deepsort"):
         path = MOBILENET_V2_DEEPSORT.verify()
         state = remap_deepsort_mobilenet(load_state_dict_file(path))
@@ -234,7 +247,7 @@ def _mobilenet_module(weights: str | Path | None) -> tuple[nn.Module, str]:
                 state = {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
         _load_strict(net, state, weights)
         return net, f"file:{Path(weights).name}:{sha256_file(weights)[:12]}"
-    return _torchvision_weights(torchvision.models.mobilenet_v2, "MobileNet_V2_Weights", weights, "mobilenet_v2", features=True)
+    return _torchvision_weights(_torchvision_models().mobilenet_v2, "MobileNet_V2_Weights", weights, "mobilenet_v2", features=True)
 
 
 def _load_strict(net: nn.Module, state: dict, source) -> None:
@@ -246,7 +259,7 @@ def _load_strict(net: nn.Module, state: dict, source) -> None:
 
 
 def _torchvision_weights(builder, enum_name: str, weights, arch: str, features: bool = False) -> tuple[nn.Module, str]:
-    enum = getattr(torchvision.models, enum_name)
+    enum = getattr(_torchvision_models(), enum_name)
     name = "IMAGENET1K_V1" if weights in (None, "default") else str(weights)
     if not hasattr(enum, name):
         raise UsageError(
@@ -284,7 +297,7 @@ def _load_resnet_file(net: nn.Module, path: str | Path, arch: str) -> tuple[nn.M
 
 
 def _resnet_module(arch: str, weights: str | Path | None) -> tuple[nn.Module, str]:
-    builder = getattr(torchvision.models, arch)
+    builder = getattr(_torchvision_models(), arch)
     enum_name = {"resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}[arch]
     if weights == "random":
         return builder(weights=None), "random"
@@ -320,7 +333,7 @@ def fcn_resnet101_module() -> nn.Module:
     ``layer1.0`` takes 128 channels. The bottlenecks compute what gluoncvth's
     do (stride on the 3×3 convolution, padding = dilation).
     """
-    net = torchvision.models.resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
+    net = _torchvision_models().resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
     net.conv1 = nn.Sequential(
         nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False),
         nn.BatchNorm2d(64),
