@@ -46,33 +46,76 @@ def protocol_line(p: dict[str, Any]) -> str:
     )
 
 
+AVERAGE_NAMES = {"pair": "pair", "keypoint": "kp"}
+
+
+def _pck_columns(alphas: list[str], headline: dict[str, Any] | None) -> list[tuple[str, str, str]]:
+    """``(header, field, α)`` of both averages at every α; the headline column is starred."""
+    cols = []
+    for a in alphas:
+        for field, short in (("pck_pair", "pair"), ("pck_keypoint", "kp")):
+            star = headline is not None and float(a) == float(headline["alpha"]) and AVERAGE_NAMES[headline["average"]] == short
+            cols.append((f"@{a}\n{short}{'*' if star else ''}", field, a))
+    return cols
+
+
+def _pck_cells(block: dict[str, Any], cols: list[tuple[str, str, str]], bold: bool = False) -> list[str]:
+    cells = [_fmt(block[field][a]) for _, field, a in cols]
+    return [f"[bold]{c}[/]" for c in cells] if bold else cells
+
+
+LEGEND = "PCK (%): pair = mean of each pair's PCK, kp = pooled over keypoints; * = the preset's headline"
+
+
 def keypoint_tables(s: dict[str, Any]) -> list[Table]:
     alphas = list(s["overall"]["pck_pair"])
-    t = Table(title="PCK (%) per category — mean over pairs", title_justify="left")
-    t.add_column("category")
+    cols = _pck_columns(alphas, s.get("headline"))
+    t = Table(title=f"{LEGEND}; per {s.get('group_name', 'category')}", title_justify="left")
+    t.add_column(s.get("group_name", "category"), no_wrap=True, min_width=9)
     t.add_column("pairs", justify="right")
-    for a in alphas:
-        t.add_column(f"PCK@{a}", justify="right")
+    t.add_column("kps", justify="right")
+    for header, _, _ in cols:
+        t.add_column(header, justify="right")
     for c, b in s["categories"].items():
-        t.add_row(c, str(b["n_pairs"]), *[_fmt(b["pck_pair"][a]) for a in alphas])
+        t.add_row(c, str(b["n_pairs"]), str(b["n_keypoints"]), *_pck_cells(b, cols))
     t.add_section()
     o = s["overall"]
-    t.add_row("[bold]all (mean over pairs)[/]", str(o["n_pairs"]), *[f"[bold]{_fmt(o['pck_pair'][a])}[/]" for a in alphas])
-    t.add_row("all (pooled keypoints)", str(o["n_keypoints"]) + " kp", *[_fmt(o["pck_keypoint"][a]) for a in alphas])
-    t.add_row("mean over categories", str(len(s["categories"])), *[_fmt(s["category_mean"]["pck_pair"][a]) for a in alphas])
+    t.add_row("[bold]all[/]", str(o["n_pairs"]), str(o["n_keypoints"]), *_pck_cells(o, cols, bold=True))
+    t.add_row("cat. mean", str(len(s["categories"])), "", *_pck_cells(s["category_mean"], cols))
     tables = [t]
     if s.get("breakdown"):
-        b = Table(title="PCK (%) by difficulty (SPair-71k Table 4) — mean over pairs", title_justify="left")
-        b.add_column("factor")
-        b.add_column("level")
-        b.add_column("pairs", justify="right")
-        for a in alphas:
-            b.add_column(f"PCK@{a}", justify="right")
-        for factor, levels in s["breakdown"].items():
-            for level, g in levels.items():
-                b.add_row(factor, level, str(g["n_pairs"]), *[_fmt(g["pck_pair"][a]) for a in alphas])
-        tables.append(b)
+        tables.append(breakdown_table(s))
     return tables
+
+
+def breakdown_table(s: dict[str, Any]) -> Table:
+    """SPair-71k Table 4 (all pairs at a factor's level) beside Table 5 (that factor alone, the others at easy/none).
+
+    Only the headline α is printed; every α is in the JSON and CSV reports.
+    """
+    h = s["headline"]
+    a = f"{float(h['alpha']):g}"
+    mark = {"pair": ("*", ""), "keypoint": ("", "*")}[h["average"]]
+    b = Table(
+        title=(
+            f"PCK@{a} (%) by difficulty: Table 4 = every pair at the level; Table 5 = the factor alone, "
+            "the others easy (view-point, scale) / none (truncation, occlusion)"
+        ),
+        title_justify="left",
+    )
+    for col in ("factor", "level"):
+        b.add_column(col, no_wrap=True)
+    for table in ("T4", "T5"):
+        b.add_column(f"{table}\npairs", justify="right")
+        b.add_column(f"{table}\npair{mark[0]}", justify="right")
+        b.add_column(f"{table}\nkp{mark[1]}", justify="right")
+    controlled = s.get("breakdown_controlled", {})
+    for factor, levels in s["breakdown"].items():
+        for level, g in levels.items():
+            c = controlled.get(factor, {}).get(level)
+            alone = [str(c["n_pairs"]), _fmt(c["pck_pair"][a]), _fmt(c["pck_keypoint"][a])] if c else ["0", "–", "–"]
+            b.add_row(factor, level, str(g["n_pairs"]), _fmt(g["pck_pair"][a]), _fmt(g["pck_keypoint"][a]), *alone)
+    return b
 
 
 def flow_tables(s: dict[str, Any]) -> list[Table]:

@@ -44,6 +44,9 @@ def _rows_keypoints(s: dict[str, Any]) -> list[list[Any]]:
     for factor, levels in s.get("breakdown", {}).items():
         for level, b in levels.items():
             block(factor, level, b)
+    for factor, levels in s.get("breakdown_controlled", {}).items():
+        for level, b in levels.items():
+            block(f"{factor} alone", level, b)
     for field in ("pck_pair", "pck_keypoint"):
         for a, v in zip(s["curve"]["alphas"], s["curve"][field]):
             rows.append(["curve", "all", field, f"{a:g}", v, s["overall"]["n_pairs"], s["overall"]["n_keypoints"]])

@@ -6,7 +6,8 @@ Keypoint protocols::
      "overall":    {"pck_pair": {α: %}, "pck_keypoint": {α: %}, "n_pairs": P, "n_keypoints": K},
      "categories": {category: same fields},
      "category_mean": {"pck_pair": {α: %}, "pck_keypoint": {α: %}},   # unweighted mean over categories
-     "breakdown":  {factor: {level: {"pck_pair": …, "n_pairs": …}}},  # SPair-71k only
+     "breakdown":  {factor: {level: {"pck_pair": …, "n_pairs": …}}},  # SPair-71k Table 4
+     "breakdown_controlled": {factor: {level: same fields}},          # SPair-71k Table 5
      "curve": {"alphas": [...], "pck_pair": [...], "pck_keypoint": [...]}}
 
 ``pck_pair`` is the mean of per-pair PCK (pairs with no evaluated keypoint
@@ -87,6 +88,25 @@ def spair_breakdown(records: list[dict[str, Any]], alphas: Sequence[float]) -> d
     return out
 
 
+def spair_controlled_breakdown(records: list[dict[str, Any]], alphas: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """PCK by level of each SPair-71k factor *alone* (the benchmark paper's Table 5).
+
+    For factor ``F`` at level ``l`` only the pairs with ``F = l`` whose other
+    factors are all at their first level (view-point and scale ``easy``,
+    truncation and occlusion ``none``) are kept; pairs lacking a factor in
+    their ``meta`` are left out. Levels without pairs are absent.
+    """
+    known = [r for r in records if all(r.get("meta", {}).get(f) is not None for f in SPAIR_FACTORS)]
+    out: dict[str, dict[str, Any]] = {}
+    for factor in SPAIR_FACTORS:
+        others = [f for f in SPAIR_FACTORS if f != factor]
+        held = [r for r in known if all(int(r["meta"][f]) == 0 for f in others)]
+        groups = group_records(held, lambda r: int(r["meta"][factor]))
+        if groups:
+            out[factor] = {spair_level(factor, level): _keypoint_group(groups[level], alphas) for level in sorted(groups)}
+    return out
+
+
 def headline(summary_block: dict[str, Any], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
     """The figure a paper's table shows: the protocol's α (or the first one) with its average."""
     a = protocol.headline_alpha if protocol.headline_alpha in alphas else alphas[0]
@@ -114,6 +134,7 @@ def summarize_keypoints(records: list[dict[str, Any]], protocol: Protocol, alpha
     breakdown = spair_breakdown(records, alphas)
     if breakdown:
         out["breakdown"] = breakdown
+        out["breakdown_controlled"] = spair_controlled_breakdown(records, alphas)
     return out
 
 
@@ -191,4 +212,4 @@ def summarize(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequenc
     return summarize_mask(records, protocol)
 
 
-__all__ = ["summarize", "alpha_key", "keypoint_counts", "dense_rates", "group_records", "spair_breakdown"]
+__all__ = ["summarize", "alpha_key", "keypoint_counts", "dense_rates", "group_records", "spair_breakdown", "spair_controlled_breakdown"]
