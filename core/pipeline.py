@@ -386,6 +386,32 @@ class NearestNeighbourPredictor:
         return flows_from_matches(st, ts, (src.height, src.width), (trg.height, trg.width))
 
 
+def identity_flow(from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """The flow that keeps every pixel where it is, in the shared normalised frame: ``(H, W, 2)``.
+
+    Pixel ``(x, y)`` of an ``H × W`` image goes to ``(x·(W'−1)/(W−1), y·(H'−1)/(H−1))``
+    of an ``H' × W'`` one (:mod:`core.geometry`); for images of one size it is
+    the pixel identity.
+    """
+    from .geometry import normalized_to_pixels, pixels_to_normalized, pixel_grid
+
+    grid = pixel_grid(*from_size, dtype=torch.float64)
+    return _to_numpy(normalized_to_pixels(pixels_to_normalized(grid, from_size), to_size))
+
+
+class IdentityPredictor:
+    """The *Identity* baseline: no motion (points keep their coordinates; JHMDB's copy of the first frame's joints)."""
+
+    name = "identity"
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": "identity"}
+
+    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+        src_size, trg_size = (src.height, src.width), (trg.height, trg.width)
+        return identity_flow(src_size, trg_size), identity_flow(trg_size, src_size)
+
+
 class ModelPredictor:
     """A learned model (backbone + head) as a predictor of pixel flows."""
 
@@ -437,8 +463,11 @@ def build_predictor(
 
     ``model="nn"``: training-free matching: centred hypercolumn features,
     cosine correlation, NC-Net's soft mutual filter, then ``method``;
+    ``model="identity"``: the no-motion baseline (:class:`IdentityPredictor`);
     otherwise a learned model from :mod:`core.models` with ``weights``.
     """
+    if model == "identity":
+        return IdentityPredictor()
     dev = resolve_device(device)
     if model == "nn":
         ext = FeatureExtractor.create(backbone, backbone_weights, layers, size or NN_DEFAULT_SIZE, dev)

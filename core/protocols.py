@@ -127,6 +127,7 @@ WEAKALIGN = "Rocco et al., End-to-end weakly-supervised semantic alignment (weak
 PROPOSAL_FLOW = "Ham et al., Proposal Flow, CVPR 2016 / TPAMI 2018"
 SPAIR = "Min et al., SPair-71k: A Large-scale Benchmark for Semantic Correspondence, 2019"
 HPF = "Min et al., Hyperpixel Flow, ICCV 2019"
+MMNET = "Zhao et al., Multi-scale Matching Networks for Semantic Correspondence (MMNet), ICCV 2021"
 TSS_PAPER = "Taniai et al., Joint Recovery of Dense Correspondence and Cosegmentation in Two Images, CVPR 2016"
 
 PRESETS: dict[str, Protocol] = {
@@ -258,6 +259,23 @@ PRESETS: dict[str, Protocol] = {
             notes="LT-ACC and IoU per pair, averaged over pairs (α unused).",
         ),
         Protocol(
+            name="cub-mmnet",
+            dataset="cub",
+            task="keypoints",
+            threshold="bbox",
+            direction="src->trg",
+            resize_rule="errors measured in the original target image, L = max(w, h) of the target bird's box (bounding_boxes.txt)",
+            coords="raw",
+            average="pair",
+            split="test",
+            papers=(MMNET,),
+            notes=(
+                "CUB-200-2011 test split, parts visible in both images only; per-pair PCK averaged over pairs "
+                "(MMNet's Evaluator). MMNet's code names a 'cub' benchmark but ships no reader or pair list: the "
+                "default list is semcorr's (10,000 seeded pairs of test images), or give the papers' list with pairs=FILE."
+            ),
+        ),
+        Protocol(
             name="custom",
             dataset="custom",
             task="keypoints",
@@ -277,6 +295,7 @@ DEFAULT_PROTOCOL = {
     "spair": "spair-71k",
     "tss": "tss",
     "caltech-101": "caltech-101",
+    "cub": "cub-mmnet",
     "custom": "custom",
 }
 

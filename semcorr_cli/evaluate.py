@@ -71,11 +71,11 @@ def keypoint_tables(s: dict[str, Any]) -> list[Table]:
     alphas = list(s["overall"]["pck_pair"])
     cols = _pck_columns(alphas, s.get("headline"))
     t = Table(title=f"{LEGEND}; per {s.get('group_name', 'category')}", title_justify="left")
-    t.add_column(s.get("group_name", "category"), no_wrap=True, min_width=9)
-    t.add_column("pairs", justify="right")
-    t.add_column("kps", justify="right")
+    t.add_column(s.get("group_name", "category"), min_width=9, max_width=22, overflow="fold")
+    t.add_column("pairs", justify="right", no_wrap=True)
+    t.add_column("kps", justify="right", no_wrap=True)
     for header, _, _ in cols:
-        t.add_column(header, justify="right")
+        t.add_column(header, justify="right", min_width=5, no_wrap=True)
     for c, b in s["categories"].items():
         t.add_row(c, str(b["n_pairs"]), str(b["n_keypoints"]), *_pck_cells(b, cols))
     t.add_section()
@@ -181,7 +181,7 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
         "backbone_weights": args["backbone_weights"],
         "weights": args["weights"],
         # a protocol's working size is its papers' input size for their models; nn keeps its own default
-        "size": args["size"] or (protocol.size if (args["model"] or "nn") != "nn" else None),
+        "size": args["size"] or (protocol.size if (args["model"] or "nn") not in ("nn", "identity") else None),
         "device": resolve_device(args["device"]),
         "method": args["method"],
         "layers": parse_str_list(args["layers"]),
@@ -260,7 +260,7 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option(None, "--split", help="Split (default: the protocol's, usually test)."),
         pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
         option: list[str] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE, repeatable: layout=small (spair), lists=DIR or pair_list=sfnet (pf-pascal), keypoints=mat (pf-willow), subsets=JODS,PASCAL (tss)."),
-        model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default) or a learned model: sfnet, ncnet, dccnet, mmnet."),
+        model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default), identity (no-motion baseline) or a learned model: sfnet, ncnet, dccnet, mmnet."),
         weights: str = typer.Option(None, "--weights", help="The learned model's checkpoint."),
         backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
         backbone_weights: str = typer.Option(None, "--backbone-weights", help="Backbone weights (name or file)."),

@@ -16,7 +16,7 @@ from .common import err_console, handle_errors, print_json
 
 HELP = """Train a correspondence model; every option not given comes from the model's paper defaults.
 
-Data SPEC: folder:PATH[,masks=DIR] (a class-per-folder tree such as Caltech-101's 101_ObjectCategories), voc:ROOT[:split], pf-pascal:ROOT[:split] or spair:ROOT[:split].
+Data SPEC: folder:PATH[,masks=DIR] (a class-per-folder tree such as Caltech-101's 101_ObjectCategories), voc:ROOT[:split], pf-pascal:ROOT[:split], spair:ROOT[:split] or cub:ROOT[:split].
 
 The model's supervision picks the pairs: weak → two images of one class; synthetic → two random affine warps of one image; keypoints → annotated pairs (synthetic pairs from a folder tree).
 

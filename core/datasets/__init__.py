@@ -10,6 +10,7 @@ name                      reader                                       records
 ``spair``                 :class:`~.spair.SPair71k`                    :class:`KeypointPair`
 ``tss``                   :class:`~.tss.TSS`                           :class:`FlowPair`
 ``caltech-101``           :class:`~.caltech.Caltech101`                :class:`MaskPair`
+``cub``                   :class:`~.cub.CUB200`                        :class:`KeypointPair`
 ``custom``                :class:`~.custom.CustomPairs`                :class:`KeypointPair`
 ========================  ===========================================  =================
 
@@ -28,6 +29,7 @@ from typing import Any
 from ..errors import UsageError
 from .base import COORDS, PASCAL_CLASSES, FlowPair, KeypointPair, MaskPair, PairDataset, PairEntry, keypoint_bbox
 from .caltech import CALTECH_CLASSES, Caltech101, polygon_mask
+from .cub import CUB200
 from .custom import CustomPairs
 from .pf_pascal import PFPascal
 from .pf_willow import PFWillow
@@ -40,9 +42,10 @@ DATASETS: dict[str, type[PairDataset]] = {
     "spair": SPair71k,
     "tss": TSS,
     "caltech-101": Caltech101,
+    "cub": CUB200,
     "custom": CustomPairs,
 }
-ALIASES = {"spair-71k": "spair", "caltech": "caltech-101", "caltech101": "caltech-101", "pfwillow": "pf-willow", "pfpascal": "pf-pascal"}
+ALIASES = {"spair-71k": "spair", "caltech": "caltech-101", "caltech101": "caltech-101", "pfwillow": "pf-willow", "pfpascal": "pf-pascal", "cub-200-2011": "cub", "cub200": "cub"}
 
 
 def dataset_class(name: str) -> type[PairDataset]:
@@ -85,6 +88,7 @@ __all__ = [
     "SPair71k",
     "TSS",
     "Caltech101",
+    "CUB200",
     "CustomPairs",
     "keypoint_bbox",
     "polygon_mask",
