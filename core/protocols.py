@@ -24,10 +24,11 @@ from typing import Any
 from .errors import UsageError
 from .metrics import DEFAULT_ALPHAS, THRESHOLD_KINDS
 
-TASKS = ("keypoints", "flow", "mask")
+TASKS = ("keypoints", "flow", "mask", "propagation")
 DIRECTIONS = ("src->trg", "trg->src", "both")
 SAMPLINGS = ("bilinear", "nearest")
-AVERAGES = ("pair", "keypoint")
+AVERAGES = ("pair", "keypoint", "joint")
+PROPAGATIONS = ("first", "chain")
 FLIP_MODES = ("none", "gt")
 
 
@@ -35,7 +36,8 @@ FLIP_MODES = ("none", "gt")
 class Protocol:
     """One evaluation protocol (see the module doc).
 
-    * ``task``: ``keypoints`` (PCK), ``flow`` (dense PCK, TSS) or ``mask`` (Caltech-101);
+    * ``task``: ``keypoints`` (PCK), ``flow`` (dense PCK, TSS), ``mask`` (Caltech-101)
+      or ``propagation`` (first-frame keypoints carried through a video, JHMDB);
     * ``alphas``: the reported α values; ``headline_alpha``: the one in the paper's table;
     * ``threshold``: ``img``, ``bbox`` or ``kps`` (:mod:`core.metrics`);
     * ``direction``: ``src->trg``, ``trg->src`` or ``both``;
@@ -49,8 +51,11 @@ class Protocol:
       :mod:`core.datasets.base`);
     * ``sampling``: how the flow is read at a keypoint: ``bilinear``, or
       ``nearest`` (rounded to the nearest pixel, SFNet's code);
-    * ``average``: the headline average, ``pair`` (mean of per-pair PCK) or
-      ``keypoint`` (pooled); both are always reported;
+    * ``average``: the headline average, ``pair`` (mean of per-pair PCK),
+      ``keypoint`` (pooled) or ``joint`` (mean over keypoint indices of each
+      index's pooled PCK; propagation only); all are always reported;
+    * ``propagation``: ``first`` (every frame matched to the first) or
+      ``chain`` (frame to frame), :mod:`core.propagate`; propagation only;
     * ``flip``: ``gt`` runs the model on a mirrored source image for pairs the
       dataset flags as flipped (TSS), ``none`` never;
     * ``dataset_options``: reader options the protocol needs (e.g. the pair list).
@@ -71,6 +76,7 @@ class Protocol:
     average: str = "pair"
     flip: str = "none"
     split: str | None = None
+    propagation: str = "first"
     dataset_options: tuple[tuple[str, Any], ...] = ()
     papers: tuple[str, ...] = ()
     notes: str = ""
@@ -85,6 +91,7 @@ class Protocol:
             ("average", self.average, AVERAGES),
             ("flip", self.flip, FLIP_MODES),
             ("coords", self.coords, ("one-based", "raw")),
+            ("propagation", self.propagation, PROPAGATIONS),
         )
         for what, value, allowed in checks:
             if value not in allowed:
@@ -93,6 +100,10 @@ class Protocol:
             raise UsageError(f"protocol alphas must be numbers in (0, 1), got {list(self.alphas)}")
         if self.task == "keypoints" and self.direction == "both":
             raise UsageError("a keypoint protocol transfers in one direction: src->trg or trg->src")
+        if self.task == "propagation" and self.direction != "src->trg":
+            raise UsageError("a propagation protocol carries points from each frame to the next one (src->trg)")
+        if self.average == "joint" and self.task != "propagation":
+            raise UsageError("the 'joint' average is defined for propagation protocols only")
 
     def options(self) -> dict[str, Any]:
         """Reader options this protocol needs: ``coords`` and ``dataset_options``."""
@@ -108,6 +119,8 @@ class Protocol:
         d["measure_size"] = list(self.measure_size) if self.measure_size else None
         d["dataset_options"] = dict(self.dataset_options)
         d["papers"] = list(self.papers)
+        if self.task != "propagation":
+            del d["propagation"]  # results files of the other tasks keep their earlier header
         return d
 
     @classmethod
@@ -123,6 +136,8 @@ class Protocol:
 NCNET = "Rocco et al., Neighbourhood Consensus Networks (NC-Net), NeurIPS 2018"
 DCCNET = "Huang et al., Dynamic Context Correspondence Network (DCCNet), ICCV 2019"
 SFNET = "Lee et al., SFNet: Learning Object-aware Semantic Correspondence, CVPR 2019"
+SFNET_TPAMI = "Lee et al., Learning Semantic Correspondence Exploiting an Object-level Prior (SFNet), TPAMI 2020"
+TIMECYCLE = "Wang et al., Learning Correspondence from the Cycle-consistency of Time (TimeCycle), CVPR 2019"
 WEAKALIGN = "Rocco et al., End-to-end weakly-supervised semantic alignment (weakalign), CVPR 2018"
 PROPOSAL_FLOW = "Ham et al., Proposal Flow, CVPR 2016 / TPAMI 2018"
 SPAIR = "Min et al., SPair-71k: A Large-scale Benchmark for Semantic Correspondence, 2019"
@@ -276,6 +291,32 @@ PRESETS: dict[str, Protocol] = {
             ),
         ),
         Protocol(
+            name="jhmdb-sfnet",
+            dataset="jhmdb",
+            task="propagation",
+            alphas=(0.1, 0.2),
+            headline_alpha=0.1,
+            threshold="kps-diag",
+            direction="src->trg",
+            size=320,
+            resize_rule=(
+                "model input 320×320; errors in the original frame, L = 0.6·√(w² + h²) of the box around the "
+                "frame's ground-truth joints (TimeCycle/UVC eval_pck.py)"
+            ),
+            coords="one-based",
+            average="joint",
+            split="test",
+            propagation="first",
+            dataset_options=(("fold", 1),),
+            papers=(SFNET_TPAMI, TIMECYCLE),
+            notes=(
+                "split 1 test clips; the first frame's 15 joints carried to every later frame (each frame matched "
+                "to the first), the first frame not scored; PCK per joint pooled over all frames, averaged over the "
+                "15 joints (eval_pck.py's computePCK), which equals the pooled figure when every joint is annotated "
+                "in every frame; --model identity is the Identity baseline."
+            ),
+        ),
+        Protocol(
             name="custom",
             dataset="custom",
             task="keypoints",
@@ -296,6 +337,7 @@ DEFAULT_PROTOCOL = {
     "tss": "tss",
     "caltech-101": "caltech-101",
     "cub": "cub-mmnet",
+    "jhmdb": "jhmdb-sfnet",
     "custom": "custom",
 }
 
@@ -345,4 +387,5 @@ __all__ = [
     "customize",
     "DIRECTIONS",
     "TASKS",
+    "PROPAGATIONS",
 ]

@@ -20,6 +20,8 @@ HELP = """Score a model, or precomputed flows, on a benchmark under a named prot
 
   semcorr evaluate --dataset spair --root SPair-71k --shard 1/4 --results s1.jsonl   (then --merge s*.jsonl)
 
+  semcorr evaluate --dataset jhmdb --root JHMDB --protocol jhmdb-sfnet --model identity   (the Identity baseline)
+
 Protocols (--protocol) fix α, the threshold length, the transfer direction,
 coordinate reading and averaging of a published table; see docs/protocols.md.
 Figures are percentages.
@@ -39,6 +41,12 @@ def protocol_line(p: dict[str, Any]) -> str:
             f"protocol {p['name']}: dense PCK over the foreground, L = max(H, W) of the flow's image, "
             f"both flow directions, mirrored source for flipped pairs: {p['flip'] == 'gt'}"
         )
+    if p["task"] == "propagation":
+        anchor = "every frame matched to the first" if p["propagation"] == "first" else "frame to frame"
+        return (
+            f"protocol {p['name']}: first-frame keypoints propagated ({anchor}), α_{p['threshold']} of each frame's "
+            f"own keypoints, coords {p['coords']}, headline average over {p['average']}s"
+        )
     where = f"rescaled to {p['measure_size'][1]}×{p['measure_size'][0]}" if p.get("measure_size") else "original images"
     return (
         f"protocol {p['name']}: α_{p['threshold']}, {p['direction']}, errors in {where}, "
@@ -46,14 +54,15 @@ def protocol_line(p: dict[str, Any]) -> str:
     )
 
 
-AVERAGE_NAMES = {"pair": "pair", "keypoint": "kp"}
+AVERAGE_NAMES = {"pair": "pair", "keypoint": "kp", "joint": "jnt"}
 
 
-def _pck_columns(alphas: list[str], headline: dict[str, Any] | None) -> list[tuple[str, str, str]]:
-    """``(header, field, α)`` of both averages at every α; the headline column is starred."""
+def _pck_columns(alphas: list[str], headline: dict[str, Any] | None, joints: bool = False) -> list[tuple[str, str, str]]:
+    """``(header, field, α)`` of both averages (and the mean over joints) at every α; the headline column is starred."""
+    fields = [("pck_pair", "pair"), ("pck_keypoint", "kp")] + ([("pck_joint", "jnt")] if joints else [])
     cols = []
     for a in alphas:
-        for field, short in (("pck_pair", "pair"), ("pck_keypoint", "kp")):
+        for field, short in fields:
             star = headline is not None and float(a) == float(headline["alpha"]) and AVERAGE_NAMES[headline["average"]] == short
             cols.append((f"@{a}\n{short}{'*' if star else ''}", field, a))
     return cols
@@ -65,12 +74,18 @@ def _pck_cells(block: dict[str, Any], cols: list[tuple[str, str, str]], bold: bo
 
 
 LEGEND = "PCK (%): pair = mean of each pair's PCK, kp = pooled over keypoints; * = the preset's headline"
+LEGEND_PROPAGATION = (
+    "PCK (%) of the propagated keypoints: pair = mean of each frame's PCK, kp = pooled over keypoints, "
+    "jnt = mean over joints of each joint's pooled PCK; pairs = frames scored; * = the preset's headline"
+)
 
 
 def keypoint_tables(s: dict[str, Any]) -> list[Table]:
     alphas = list(s["overall"]["pck_pair"])
-    cols = _pck_columns(alphas, s.get("headline"))
-    t = Table(title=f"{LEGEND}; per {s.get('group_name', 'category')}", title_justify="left")
+    joints = "pck_joint" in s["overall"]
+    cols = _pck_columns(alphas, s.get("headline"), joints)
+    legend = LEGEND_PROPAGATION if joints else LEGEND
+    t = Table(title=f"{legend}; per {s.get('group_name', 'category')}", title_justify="left")
     t.add_column(s.get("group_name", "category"), min_width=9, max_width=22, overflow="fold")
     t.add_column("pairs", justify="right", no_wrap=True)
     t.add_column("kps", justify="right", no_wrap=True)
@@ -80,7 +95,8 @@ def keypoint_tables(s: dict[str, Any]) -> list[Table]:
         t.add_row(c, str(b["n_pairs"]), str(b["n_keypoints"]), *_pck_cells(b, cols))
     t.add_section()
     o = s["overall"]
-    t.add_row("[bold]all[/]", str(o["n_pairs"]), str(o["n_keypoints"]), *_pck_cells(o, cols, bold=True))
+    label = f"[bold]all ({o['n_clips']} clips)[/]" if joints else "[bold]all[/]"
+    t.add_row(label, str(o["n_pairs"]), str(o["n_keypoints"]), *_pck_cells(o, cols, bold=True))
     t.add_row("cat. mean", str(len(s["categories"])), "", *_pck_cells(s["category_mean"], cols))
     tables = [t]
     if s.get("breakdown"):
@@ -149,7 +165,7 @@ def mask_tables(s: dict[str, Any]) -> list[Table]:
 def print_summary(run) -> None:
     s = run.summary
     console.print(protocol_line(run.header["protocol"]), highlight=False)
-    for t in {"keypoints": keypoint_tables, "flow": flow_tables, "mask": mask_tables}[s["task"]](s):
+    for t in {"keypoints": keypoint_tables, "propagation": keypoint_tables, "flow": flow_tables, "mask": mask_tables}[s["task"]](s):
         console.print(t)
 
 
@@ -218,7 +234,10 @@ def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool)
         raise UsageError("--resume needs --results FILE (the per-pair results file to continue)")
     name = dataset_class(args["dataset"]).name
     protocol = get_protocol(args["protocol"]) if args["protocol"] else default_protocol(name)
-    protocol = customize(protocol, alphas=alphas, threshold=args["threshold"], direction=args["direction"], coords=args["coords"])
+    protocol = customize(
+        protocol, alphas=alphas, threshold=args["threshold"], direction=args["direction"], coords=args["coords"],
+        propagation=args["propagation"],
+    )  # fmt: skip
     options = protocol.options()
     options.update(parse_options(args["option"]))
     if args["pairs"] is not None:
@@ -255,7 +274,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def evaluate_cmd(
         files: list[Path] = typer.Argument(None, help="With --merge: the per-pair results files to combine.", show_default=False),
-        dataset: str = typer.Option(None, "--dataset", "-d", help="pf-willow, pf-pascal, spair, tss, caltech-101 or custom."),
+        dataset: str = typer.Option(None, "--dataset", "-d", help="pf-willow, pf-pascal, spair, tss, caltech-101, cub, jhmdb or custom."),
         root: Path = typer.Option(None, "--root", help="The dataset's folder, in its published layout."),
         split: str = typer.Option(None, "--split", help="Split (default: the protocol's, usually test)."),
         pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
@@ -268,7 +287,8 @@ def register(app: typer.Typer) -> None:
         method: str = typer.Option(None, "--method", help="nn: argmax, soft-argmax or kernel-soft-argmax."),
         protocol: str = typer.Option(None, "--protocol", "-p", help="Protocol preset (default: the dataset's; see docs/protocols.md)."),
         alpha: str = typer.Option(None, "--alpha", help="Comma-separated α values replacing the protocol's."),
-        threshold: str = typer.Option(None, "--threshold", help="Override the reference length: img, bbox or kps."),
+        threshold: str = typer.Option(None, "--threshold", help="Override the reference length: img, bbox, kps or kps-diag."),
+        propagation: str = typer.Option(None, "--propagation", help="jhmdb: first (every frame matched to the first, the preset) or chain (frame to frame)."),
         direction: str = typer.Option(None, "--direction", help="Override the transfer direction: src->trg or trg->src."),
         coords: str = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
         size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: a learned model gets the protocol's, nn its own)."),
@@ -295,7 +315,7 @@ def register(app: typer.Typer) -> None:
             args = dict(
                 dataset=dataset, root=root, split=split, pairs=pairs, option=option, model=model, weights=weights, backbone=backbone,
                 backbone_weights=backbone_weights, layers=layers, method=method, protocol=protocol, threshold=threshold,
-                direction=direction, coords=coords, size=size, device=device, results=results, resume=resume, limit=limit,
+                direction=direction, coords=coords, propagation=propagation, size=size, device=device, results=results, resume=resume, limit=limit,
                 shard=shard, flows=flows,
             )  # fmt: skip
             run = _run_evaluate(args, alphas, quiet)

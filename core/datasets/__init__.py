@@ -11,6 +11,7 @@ name                      reader                                       records
 ``tss``                   :class:`~.tss.TSS`                           :class:`FlowPair`
 ``caltech-101``           :class:`~.caltech.Caltech101`                :class:`MaskPair`
 ``cub``                   :class:`~.cub.CUB200`                        :class:`KeypointPair`
+``jhmdb``                 :class:`~.jhmdb.JHMDB`                       :class:`~.jhmdb.Clip`
 ``custom``                :class:`~.custom.CustomPairs`                :class:`KeypointPair`
 ========================  ===========================================  =================
 
@@ -27,10 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .base import COORDS, PASCAL_CLASSES, FlowPair, KeypointPair, MaskPair, PairDataset, PairEntry, keypoint_bbox
+from .base import COORDS, PASCAL_CLASSES, FlowPair, ImagePair, KeypointPair, MaskPair, PairDataset, PairEntry, keypoint_bbox
 from .caltech import CALTECH_CLASSES, Caltech101, polygon_mask
 from .cub import CUB200
 from .custom import CustomPairs
+from .jhmdb import JHMDB, Clip
 from .pf_pascal import PFPascal
 from .pf_willow import PFWillow
 from .spair import SPair71k
@@ -43,6 +45,7 @@ DATASETS: dict[str, type[PairDataset]] = {
     "tss": TSS,
     "caltech-101": Caltech101,
     "cub": CUB200,
+    "jhmdb": JHMDB,
     "custom": CustomPairs,
 }
 ALIASES = {"spair-71k": "spair", "caltech": "caltech-101", "caltech101": "caltech-101", "pfwillow": "pf-willow", "pfpascal": "pf-pascal", "cub-200-2011": "cub", "cub200": "cub"}
@@ -89,6 +92,9 @@ __all__ = [
     "TSS",
     "Caltech101",
     "CUB200",
+    "JHMDB",
+    "Clip",
+    "ImagePair",
     "CustomPairs",
     "keypoint_bbox",
     "polygon_mask",

@@ -33,8 +33,8 @@ def _rows_keypoints(s: dict[str, Any]) -> list[list[Any]]:
     rows = []
 
     def block(section: str, group: str, b: dict[str, Any]) -> None:
-        for field in ("pck_pair", "pck_keypoint"):
-            for a, v in b[field].items():
+        for field in ("pck_pair", "pck_keypoint", "pck_joint"):
+            for a, v in b.get(field, {}).items():
                 rows.append([section, group, field, a, v, b.get("n_pairs"), b.get("n_keypoints")])
 
     block("overall", "all", s["overall"])
@@ -47,6 +47,9 @@ def _rows_keypoints(s: dict[str, Any]) -> list[list[Any]]:
     for factor, levels in s.get("breakdown_controlled", {}).items():
         for level, b in levels.items():
             block(f"{factor} alone", level, b)
+    for j, b in enumerate(s.get("joints", [])):
+        for a, v in b.items():
+            rows.append(["joint", str(j + 1), "pck_keypoint", a, v, s["overall"]["n_pairs"], None])
     for field in ("pck_pair", "pck_keypoint"):
         for a, v in zip(s["curve"]["alphas"], s["curve"][field]):
             rows.append(["curve", "all", field, f"{a:g}", v, s["overall"]["n_pairs"], s["overall"]["n_keypoints"]])
@@ -84,7 +87,7 @@ def write_csv(path: str | Path, run: EvaluationRun) -> None:
     for k in ("dataset", "source", "selection"):
         rows.append(["run", k, "", "", json.dumps(run.header.get(k), sort_keys=True), "", ""])
     rows.append(["run", "pairs_scored", "", "", len(run.records), "", ""])
-    rows += {"keypoints": _rows_keypoints, "flow": _rows_flow, "mask": _rows_mask}[s["task"]](s)
+    rows += {"keypoints": _rows_keypoints, "propagation": _rows_keypoints, "flow": _rows_flow, "mask": _rows_mask}[s["task"]](s)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["section", "group", "metric", "alpha", "value", "n_pairs", "n_keypoints"])
