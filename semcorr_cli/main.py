@@ -32,6 +32,7 @@ COMMAND_MODULES = [
     "inspect_cmd",
     "show",
     "evaluate",
+    "propagate",
     "train",
     "convert",
 ]

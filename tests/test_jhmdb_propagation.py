@@ -157,3 +157,26 @@ def test_propagation_protocol_rules():
         customize(p, direction="trg->src")
     with pytest.raises(UsageError):
         customize(get_protocol("custom"), average="joint")
+
+
+def test_propagate_command_writes_a_csv_per_frame_and_a_contact_sheet(tmp_path):
+    frames = tmp_path / "clip"
+    frames.mkdir()
+    for name in ("f10.png", "f02.png", "f03.png"):  # taken in name order: f02, f03, f10
+        Image.new("RGB", (W, H), (200, 200, 200)).save(frames / name)
+    (tmp_path / "first.csv").write_text("x,y\n3.5,4\n-2,5\n")
+    out = tmp_path / "out"
+    runner = CliRunner()
+    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "--out", str(out), "--model", "identity", "--mode", "chain"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "f02.csv", "f03.csv", "f10.csv"]
+    for name in ("f02.csv", "f10.csv"):  # identity: every frame keeps the first frame's points, outside ones too
+        assert (out / name).read_text() == "x,y\n3.500,4.000\n-2.000,5.000\n"
+    with Image.open(out / "contact_sheet.png") as im:
+        assert im.size == (3 * 244 + 4, 180 + 14 + 8)  # 3 thumbnails 240 × 180 in a row, captions above
+        assert im.getpixel((4 + 3.5 * 6, 4 + 14 + 4 * 6)) != (200, 200, 200)  # point 1 drawn on frame 1
+    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "--out", str(out), "--mode", "back"])
+    assert r.exit_code == 2 and "--mode" in r.output
+    (frames / "f03.png").unlink(), (frames / "f10.png").unlink()
+    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "--out", str(out), "--model", "identity"])
+    assert r.exit_code == 1 and "at least two frames" in r.output

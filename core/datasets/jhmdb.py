@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from ..data.folder import list_image_files
 from ..errors import DataError, UsageError
 from .base import ImagePair, PairDataset, PairEntry, apply_coords, check_coords, image_size
 
@@ -33,7 +34,6 @@ JOINTS = (
 )  # fmt: skip
 SPLIT_CODES = {"train": "1", "test": "2"}
 SPLIT_DIRS = ("splits", "JHMDB_splits")
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 @dataclass
@@ -100,11 +100,6 @@ def read_split_file(path: Path) -> dict[str, str]:
             raise DataError(f"jhmdb: split file '{path}' line {lineno} is not '<clip>.avi 1|2'")
         out[parts[0][:-4] if parts[0].endswith(".avi") else parts[0]] = parts[1]
     return out
-
-
-def list_frames(folder: Path) -> list[Path]:
-    """The frame images of a clip folder, in name order."""
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in FRAME_SUFFIXES)
 
 
 class JHMDB(PairDataset):
@@ -175,7 +170,7 @@ class JHMDB(PairDataset):
             raise self.missing(folder, "frame folder")
         if not mat.is_file():
             raise self.missing(mat, "joint file")
-        frames = list_frames(folder)
+        frames = list_image_files(folder)
         joints = read_joint_positions(mat)
         joints[~np.isfinite(joints).all(axis=-1)] = np.nan
         n = min(len(frames), len(joints))
@@ -194,4 +189,4 @@ class JHMDB(PairDataset):
         )
 
 
-__all__ = ["JHMDB", "Clip", "JOINTS", "read_joint_positions", "read_split_file", "list_frames"]
+__all__ = ["JHMDB", "Clip", "JOINTS", "read_joint_positions", "read_split_file"]
