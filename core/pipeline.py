@@ -305,6 +305,13 @@ def flow_record(
     return rec
 
 
+def coseg_from_matches(m, flow_st: np.ndarray, flow_ts: np.ndarray, src_size: tuple[int, int], trg_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Co-segmentation masks ``(H_src, W_src)``, ``(H_trg, W_trg)`` from a model's grid masks (first pair of the batch) and pixel flows."""
+    from .coseg import cosegment, upsample_mask
+
+    return cosegment(upsample_mask(m.mask_src[0], src_size), upsample_mask(m.mask_trg[0], trg_size), flow_st, flow_ts)
+
+
 def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu", keep_inputs: bool = False) -> PairRecord:
     """Run a learned model's head on a features record; add flows (and the model's extras)."""
     needed = list(model.required_layers)
@@ -323,6 +330,8 @@ def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu"
         rec.confidence["src_to_trg"] = _upsample_confidence(m.confidence_src, rec.src_size)
     if m.confidence_trg is not None:
         rec.confidence["trg_to_src"] = _upsample_confidence(m.confidence_trg, rec.trg_size)
+    if m.mask_src is not None and m.mask_trg is not None:
+        rec.mask["src"], rec.mask["trg"] = coseg_from_matches(m, rec.flow["src_to_trg"], rec.flow["trg_to_src"], rec.src_size, rec.trg_size)
     for key, value in m.extra.items():
         rec.extra[f"{model.name}/{key}"] = _to_numpy(value[0])
     if not keep_inputs:
@@ -425,11 +434,22 @@ class ModelPredictor:
         return dict(self.model.config(), size=list(self.size), weights=getattr(self.model, "weights_id", "unknown"))
 
     @torch.no_grad()
-    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+    def _run(self, src, trg):
         a = image_to_tensor(src, self.size).to(self.device)
         b = image_to_tensor(trg, self.size).to(self.device)
         m = self.model(a, b)
-        return flows_from_matches(m.src_to_trg, m.trg_to_src, (src.height, src.width), (trg.height, trg.width))
+        return m, flows_from_matches(m.src_to_trg, m.trg_to_src, (src.height, src.width), (trg.height, trg.width))
+
+    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+        return self._run(src, trg)[1]
+
+    def predict_coseg(self, src, trg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flows and co-segmentation masks: ``(flow_st, flow_ts, mask_src (H_s, W_s), mask_trg (H_t, W_t))``."""
+        m, (st, ts) = self._run(src, trg)
+        if m.mask_src is None or m.mask_trg is None:
+            raise UsageError(f"{self.name} predicts no masks here; co-segmentation needs SFNet with mask_head=true")
+        ms, mt = coseg_from_matches(m, st, ts, (src.height, src.width), (trg.height, trg.width))
+        return st, ts, ms, mt
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

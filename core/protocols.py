@@ -24,7 +24,7 @@ from typing import Any
 from .errors import UsageError
 from .metrics import DEFAULT_ALPHAS, THRESHOLD_KINDS
 
-TASKS = ("keypoints", "flow", "mask", "propagation")
+TASKS = ("keypoints", "flow", "mask", "propagation", "coseg")
 DIRECTIONS = ("src->trg", "trg->src", "both")
 SAMPLINGS = ("bilinear", "nearest")
 AVERAGES = ("pair", "keypoint", "joint")
@@ -37,7 +37,8 @@ class Protocol:
     """One evaluation protocol (see the module doc).
 
     * ``task``: ``keypoints`` (PCK), ``flow`` (dense PCK, TSS), ``mask`` (Caltech-101)
-      or ``propagation`` (first-frame keypoints carried through a video, JHMDB);
+      ``propagation`` (first-frame keypoints carried through a video, JHMDB)
+      or ``coseg`` (co-segmentation masks against the ground truth, TSS);
     * ``alphas``: the reported α values; ``headline_alpha``: the one in the paper's table;
     * ``threshold``: ``img``, ``bbox`` or ``kps`` (:mod:`core.metrics`);
     * ``direction``: ``src->trg``, ``trg->src`` or ``both``;
@@ -108,7 +109,7 @@ class Protocol:
     def options(self) -> dict[str, Any]:
         """Reader options this protocol needs: ``coords`` and ``dataset_options``."""
         opts = dict(self.dataset_options)
-        if self.task != "flow":
+        if self.task not in ("flow", "coseg"):  # TSS reads no coordinates
             opts["coords"] = self.coords
         return opts
 
@@ -259,6 +260,27 @@ PRESETS: dict[str, Protocol] = {
             split="test",
             papers=(TSS_PAPER, WEAKALIGN),
             notes="PCK counted over the ground-truth foreground of each flow map (flow1 and flow2); per subset, then averaged over FG3DCar, JODS and PASCAL.",
+        ),
+        Protocol(
+            name="tss-coseg",
+            dataset="tss",
+            task="coseg",
+            alphas=(0.1,),
+            headline_alpha=0.1,
+            threshold="img",
+            direction="both",
+            resize_rule=(
+                "masks and flows at the original resolution; each image's co-segmentation = its predicted mask × "
+                "the other image's predicted mask read through the flow, foreground above 0.5"
+            ),
+            flip="gt",
+            split="test",
+            papers=(SFNET_TPAMI, TSS_PAPER),
+            notes=(
+                "IoU of each image's co-segmentation with mask1.png / mask2.png, averaged over the images of a "
+                "subset, then over FG3DCar, JODS and PASCAL (α unused). Needs a model that predicts masks "
+                "(SFNet with mask_head=true) or records holding mask/src and mask/trg."
+            ),
         ),
         Protocol(
             name="caltech-101",

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from core.errors import UsageError
 
-from .common import console, err_console, handle_errors, parse_float_list, parse_str_list, progress, resolve_device
+from .common import console, err_console, handle_errors, parse_float_list, parse_model_options, parse_str_list, progress, resolve_device
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
 
@@ -36,6 +36,8 @@ def protocol_line(p: dict[str, Any]) -> str:
     """One line describing a protocol, printed above the tables."""
     if p["task"] == "mask":
         return f"protocol {p['name']}: LT-ACC and IoU, mask transferred {p['direction']}, coords {p['coords']}"
+    if p["task"] == "coseg":
+        return f"protocol {p['name']}: co-segmentation IoU (foreground > 0.5), mirrored source for flipped pairs: {p['flip'] == 'gt'}"
     if p["task"] == "flow":
         return (
             f"protocol {p['name']}: dense PCK over the foreground, L = max(H, W) of the flow's image, "
@@ -162,10 +164,24 @@ def mask_tables(s: dict[str, Any]) -> list[Table]:
     return [t]
 
 
+def coseg_tables(s: dict[str, Any]) -> list[Table]:
+    t = Table(title="Co-segmentation IoU (%) per subset: each image's mask × the other's read through the flow", title_justify="left")
+    for col, j in (("subset", "left"), ("pairs", "right"), ("IoU", "right"), ("image1", "right"), ("image2", "right")):
+        t.add_column(col, justify=j)
+    for name, b in s["subsets"].items():
+        t.add_row(name, str(b["n_pairs"]), _fmt(b["iou"]), _fmt(b["iou_src"]), _fmt(b["iou_trg"]))
+    t.add_section()
+    o = s["overall"]
+    t.add_row("all images", str(o["n_pairs"]), _fmt(o["iou"]), _fmt(o["iou_src"]), _fmt(o["iou_trg"]))
+    t.add_row("[bold]mean over subsets*[/]", "", f"[bold]{_fmt(s['average']['iou'])}[/]", "", "")
+    return [t]
+
+
 def print_summary(run) -> None:
     s = run.summary
     console.print(protocol_line(run.header["protocol"]), highlight=False)
-    for t in {"keypoints": keypoint_tables, "propagation": keypoint_tables, "flow": flow_tables, "mask": mask_tables}[s["task"]](s):
+    tables = {"keypoints": keypoint_tables, "propagation": keypoint_tables, "flow": flow_tables, "mask": mask_tables, "coseg": coseg_tables}
+    for t in tables[s["task"]](s):
         console.print(t)
 
 
@@ -202,7 +218,14 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
         "method": args["method"],
         "layers": parse_str_list(args["layers"]),
     }
-    return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None}), None
+    model_options = parse_model_options(args["model_opt"])
+    if model_options and (args["model"] or "nn") in ("nn", "identity"):
+        raise UsageError("--model-opt is for learned models (--model sfnet, ncnet, dccnet or mmnet)")
+    opts.update(model_options)
+    try:
+        return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None}), None
+    except TypeError as exc:
+        raise UsageError(f"model '{args['model']}' does not take these --model-opt options ({exc})") from None
 
 
 def _write_outputs(run, json_path: Path | None, csv_path: Path | None, plot_path: Path | None, quiet: bool) -> None:
@@ -281,6 +304,7 @@ def register(app: typer.Typer) -> None:
         option: list[str] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE, repeatable: layout=small (spair), lists=DIR or pair_list=sfnet (pf-pascal), keypoints=mat (pf-willow), subsets=JODS,PASCAL (tss)."),
         model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default), identity (no-motion baseline) or a learned model: sfnet, ncnet, dccnet, mmnet."),
         weights: str = typer.Option(None, "--weights", help="The learned model's checkpoint."),
+        model_opt: list[str] = typer.Option(None, "--model-opt", help="Learned model builder option KEY=VALUE, repeatable (e.g. mask_head=true for sfnet)."),
         backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
         backbone_weights: str = typer.Option(None, "--backbone-weights", help="Backbone weights (name or file)."),
         layers: str = typer.Option(None, "--layers", help="nn: comma-separated backbone layers."),
@@ -313,7 +337,7 @@ def register(app: typer.Typer) -> None:
             if files:
                 raise UsageError(f"unexpected argument '{files[0]}' (results files are given with --merge)")
             args = dict(
-                dataset=dataset, root=root, split=split, pairs=pairs, option=option, model=model, weights=weights, backbone=backbone,
+                dataset=dataset, root=root, split=split, pairs=pairs, option=option, model=model, weights=weights, model_opt=model_opt, backbone=backbone,
                 backbone_weights=backbone_weights, layers=layers, method=method, protocol=protocol, threshold=threshold,
                 direction=direction, coords=coords, propagation=propagation, size=size, device=device, results=results, resume=resume, limit=limit,
                 shard=shard, flows=flows,

@@ -4,6 +4,7 @@
   (errors are kept, so PCK at any α can be recomputed when summarising or merging);
 * dense flow → ``{"alphas": [...], "src_to_trg": {"correct": [...], "n": …}, "trg_to_src": {...}}``;
 * masks → ``{"lt_acc": …, "iou": …}`` (fractions);
+* co-segmentation → ``{"iou_src": …, "iou_trg": …}`` (fractions, :func:`score_coseg`);
 * propagation (a clip) → ``{"frames": [{"t": …, "L": …, "errors": [...], "n": …}, …], "n": …}``,
   one entry per frame after the first (:func:`score_propagation`).
 
@@ -198,10 +199,27 @@ def score_propagation(clip, source, protocol: Protocol) -> dict[str, Any]:
     return {"frames": frames, "n": sum(f["n"] for f in frames)}
 
 
+def score_coseg(pair, masks: tuple[np.ndarray | None, np.ndarray | None], protocol: Protocol) -> dict[str, Any]:
+    """IoU of each image's co-segmentation mask ``(H, W)`` (foreground above :data:`core.coseg.THRESHOLD`) with its ground truth."""
+    from ..coseg import THRESHOLD
+
+    out = {}
+    for side, pred, gt, size in (("src", masks[0], pair.src_mask, pair.src_size), ("trg", masks[1], pair.trg_mask, pair.trg_size)):
+        if pred is None:
+            raise DataError(f"pair '{pair.pair_id}': no mask/{side}, which the {protocol.name} protocol scores")
+        pred = np.asarray(pred)
+        if pred.shape != tuple(size):
+            raise DataError(f"pair '{pair.pair_id}': mask/{side} is {pred.shape[1]}x{pred.shape[0]} but the image is {size[1]}x{size[0]}")
+        out[f"iou_{side}"] = mask_iou(pred > THRESHOLD, gt)
+    return out
+
+
 def score_item(item, source, protocol: Protocol) -> dict[str, Any]:
-    """The figures of one dataset item (a pair, or a clip for propagation) with flows from ``source``."""
+    """The figures of one dataset item (a pair, or a clip for propagation) with flows (or masks) from ``source``."""
     if protocol.task == "propagation":
         return score_propagation(item, source, protocol)
+    if protocol.task == "coseg":
+        return score_coseg(item, source.coseg(item), protocol)
     return score_pair(item, source.flows(item), protocol)
 
 
@@ -215,6 +233,7 @@ __all__ = [
     "score_mask",
     "score_pair",
     "score_propagation",
+    "score_coseg",
     "score_item",
     "dense_alphas",
 ]

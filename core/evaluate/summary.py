@@ -18,6 +18,9 @@ figures, grouped by action (``categories``), plus ``pck_joint``: each
 keypoint index's PCK pooled over all frames, averaged over the indices
 (``joints`` holds the per-index figures); ``n_clips`` counts the clips.
 
+Co-segmentation (TSS): IoU per subset over its images (two per pair, also
+per side), the overall mean over images, and the mean over subsets (headline).
+
 Dense (TSS): per subset, per direction and both directions together
 (every flow map one sample), then the mean over subsets. Masks: LT-ACC and IoU
 per class and over all pairs.
@@ -249,6 +252,26 @@ def summarize_mask(records: list[dict[str, Any]], protocol: Protocol) -> dict[st
     return {"task": "mask", "overall": overall, "categories": cats, "headline": {"metric": "lt_acc", "value": overall["lt_acc"]}}
 
 
+def _coseg_group(records: list[dict[str, Any]]) -> dict[str, Any]:
+    src = [r["iou_src"] for r in records]
+    trg = [r["iou_trg"] for r in records]
+    mean = lambda v: float(np.mean(v)) * 100 if v else None  # noqa: E731
+    return {"iou": mean(src + trg), "iou_src": mean(src), "iou_trg": mean(trg), "n_pairs": len(records), "n_images": 2 * len(records)}
+
+
+def summarize_coseg(records: list[dict[str, Any]], protocol: Protocol) -> dict[str, Any]:
+    subsets = {c: _coseg_group(rs) for c, rs in sorted(group_records(records, lambda r: r["category"]).items())}
+    vals = [g["iou"] for g in subsets.values() if g["iou"] is not None]
+    average = float(np.mean(vals)) if vals else None
+    return {
+        "task": "coseg",
+        "subsets": subsets,
+        "overall": _coseg_group(records),
+        "average": {"iou": average},
+        "headline": {"metric": "iou", "average": "subset", "value": average},
+    }
+
+
 def summarize(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float] | None = None) -> dict[str, Any]:
     """Every figure of a run (see the module doc); ``alphas`` overrides the protocol's."""
     alphas = [float(a) for a in (alphas or protocol.alphas)]
@@ -256,6 +279,8 @@ def summarize(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequenc
         return summarize_keypoints(records, protocol, alphas)
     if protocol.task == "propagation":
         return summarize_propagation(records, protocol, alphas)
+    if protocol.task == "coseg":
+        return summarize_coseg(records, protocol)
     if protocol.task == "flow":
         return summarize_flow(records, protocol, alphas)
     return summarize_mask(records, protocol)
