@@ -199,3 +199,22 @@ def test_flow_model_writes_mask_records_that_read_back(tmp_path, mobilenet):
         write_record(f.create_group("pairs"), bad)
     with h5py.File(tmp_path / "bad.h5", "r") as f, pytest.raises(Exception, match="mask/src has shape"):
         read_record(f["pairs/q"])
+
+
+def test_two_training_steps_with_the_mask_head_save_a_loadable_checkpoint(tmp_path, shared_data):
+    from core.train import TrainOptions, train
+    from core.train.feedback import read_log
+    from core.weights import load_checkpoint
+
+    caltech = shared_data / "caltech-101-subset" / "101_ObjectCategories"
+    opts = TrainOptions(
+        model="sfnet", data=f"folder:{caltech}", out=tmp_path / "run", iterations=2, batch_size=1, image_size=64,
+        checkpoint_every=2, log_every=1, limit_pairs=2, device="cpu", quiet=True, seed=0, model_options={"mask_head": True},
+    )  # fmt: skip
+    train(opts)
+    state, meta = load_checkpoint(tmp_path / "run" / "last.safetensors")
+    assert meta["config"]["mask_head"] is True and {"mask_reg_feat3.conv.weight", "mask_reg_feat4.conv.bias"} <= set(state)
+    steps = [r for r in read_log(tmp_path / "run" / "log.jsonl") if r.get("event") == "step"]
+    assert len(steps) == 2 and all(r["mask_regression"] > 0 for r in steps)
+    model = build_sfnet(weights=tmp_path / "run" / "last.safetensors")
+    assert model.mask_head_state == "trained"
