@@ -1,4 +1,4 @@
-"""Feature backbones: torchvision ResNet-50/101 and MobileNetV2, with explicit weights.
+"""Feature backbones: torchvision ResNet-50/101, MobileNetV2 and the dilated FCN ResNet-101, with explicit weights.
 
 One builder, :func:`build_backbone`, and one weights object per source, in the
 spirit of torchvision's weights enums:
@@ -8,7 +8,19 @@ spirit of torchvision's weights enums:
   sha256; for ResNets torchvision's ``IMAGENET1K_V1`` (downloaded or cached).
 * a torchvision weights name such as ``"IMAGENET1K_V2"``;
 * a file path (torchvision state_dict ``.pth`` or ``.safetensors``);
-* ``"random"`` — random initialisation (tests, training from scratch).
+* ``"random"`` — random initialisation (tests, training from scratch);
+* ``"empty"`` — memory left uninitialised, for a backbone whose every weight a
+  checkpoint is about to overwrite (skips ResNet-101's seconds of random init).
+
+``fcn_resnet101`` is the backbone of the FCN models of gluon-cv's PyTorch port
+(``gluoncvth``, ``get_fcn_resnet101_voc(...).pretrained``), which MMNet's best
+released checkpoints fine-tune: a ResNet-101 with a deep stem (three 3×3
+convolutions, 64-64-128 channels, so ``bn1`` and ``layer1`` see 128 channels)
+and ``layer3`` / ``layer4`` dilated (2 and 4, stride 1), so its last three
+stages stay at stride 8. Its keys are gluoncvth's (``conv1.0/1/3/4/6``,
+``bn1``, ``layer*``, ``fc``). No weights for it exist offline: ``"default"``
+is refused; a file (plain or ``pretrained.``-prefixed, as an FCN checkpoint
+holds it) or ``"random"`` is needed.
 
 A backbone maps an image batch ``(B, 3, H, W)`` to ``{layer_name: (B, C, h, w)}``
 for the requested layers, named as torchvision's modules are named
@@ -29,7 +41,7 @@ import torchvision
 from .errors import UsageError, WeightsError
 from .weights import load_state_dict_file, sha256_file, verify_sha256
 
-BACKBONES = ("mobilenet_v2", "resnet50", "resnet101")
+BACKBONES = ("mobilenet_v2", "resnet50", "resnet101", "fcn_resnet101")
 DEFAULT_BACKBONE = "mobilenet_v2"
 
 
@@ -109,21 +121,27 @@ def remap_deepsort_mobilenet(state: dict[str, torch.Tensor]) -> dict[str, torch.
 
 _MOBILENET_STRIDES = [2, 2, 4, 4, 8, 8, 8, 16, 16, 16, 16, 16, 16, 16, 32, 32, 32, 32, 32]
 _MOBILENET_CHANNELS = [32, 16, 24, 24, 32, 32, 32, 64, 64, 64, 64, 96, 96, 96, 160, 160, 160, 320, 1280]
-_RESNET_BLOCKS = {"resnet50": [3, 4, 6, 3], "resnet101": [3, 4, 23, 3]}
 _RESNET_CHANNELS = [256, 512, 1024, 2048]
 _RESNET_STRIDES = [4, 8, 16, 32]
+#: ResNets by name: blocks per stage and the stride of each stage.
+_RESNETS = {
+    "resnet50": ([3, 4, 6, 3], _RESNET_STRIDES),
+    "resnet101": ([3, 4, 23, 3], _RESNET_STRIDES),
+    "fcn_resnet101": ([3, 4, 23, 3], [4, 8, 8, 8]),
+}
 
 
 def layer_table(name: str) -> dict[str, tuple[int, int]]:
     """Every selectable layer of a backbone → ``(channels, stride)``, in forward order."""
     if name == "mobilenet_v2":
         return {f"features.{i}": (c, s) for i, (c, s) in enumerate(zip(_MOBILENET_CHANNELS, _MOBILENET_STRIDES))}
-    if name in _RESNET_BLOCKS:
+    if name in _RESNETS:
+        blocks, strides = _RESNETS[name]
         table: dict[str, tuple[int, int]] = {}
-        for stage, n in enumerate(_RESNET_BLOCKS[name]):
+        for stage, n in enumerate(blocks):
             for i in range(n):
-                table[f"layer{stage + 1}.{i}"] = (_RESNET_CHANNELS[stage], _RESNET_STRIDES[stage])
-            table[f"layer{stage + 1}"] = (_RESNET_CHANNELS[stage], _RESNET_STRIDES[stage])
+                table[f"layer{stage + 1}.{i}"] = (_RESNET_CHANNELS[stage], strides[stage])
+            table[f"layer{stage + 1}"] = (_RESNET_CHANNELS[stage], strides[stage])
         return table
     raise UsageError(f"unknown backbone '{name}'; choose one of {', '.join(BACKBONES)}")
 
@@ -135,13 +153,14 @@ DEFAULT_LAYERS = {
     "mobilenet_v2": ["features.6", "features.10", "features.13", "features.16"],
     "resnet50": ["layer3"],
     "resnet101": ["layer3"],
+    "fcn_resnet101": ["layer3"],
 }
 
 
 def block_layers(name: str) -> list[list[str]]:
     """Every residual block's layer name, grouped by stage (MMNet's encoder taps)."""
-    if name in _RESNET_BLOCKS:
-        return [[f"layer{s + 1}.{i}" for i in range(n)] for s, n in enumerate(_RESNET_BLOCKS[name])]
+    if name in _RESNETS:
+        return [[f"layer{s + 1}.{i}" for i in range(n)] for s, n in enumerate(_RESNETS[name][0])]
     if name == "mobilenet_v2":
         groups: dict[int, list[str]] = {}
         for i, s in enumerate(_MOBILENET_STRIDES):
@@ -246,36 +265,114 @@ def _torchvision_weights(builder, enum_name: str, weights, arch: str, features: 
     return (net.features if features else net), f"torchvision:{enum_name}.{name}"
 
 
+def _load_resnet_file(net: nn.Module, path: str | Path, arch: str) -> tuple[nn.Module, str]:
+    """Load a ResNet state_dict file into ``net`` (its ``fc`` ignored; a whole gluoncvth FCN's
+    ``pretrained.*`` backbone taken); every other weight must be there with its shape."""
+    state = load_state_dict_file(path)
+    if any(k.startswith("pretrained.") for k in state):
+        state = {k[len("pretrained.") :]: v for k, v in state.items() if k.startswith("pretrained.")}
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    own = net.state_dict()
+    missing = [k for k in own if not k.startswith("fc.") and k not in state]
+    if missing:
+        raise WeightsError(f"'{path}' does not fit {arch}: {len(missing)} weights missing, e.g. '{missing[0]}'")
+    for k, v in state.items():
+        if k in own and tuple(own[k].shape) != tuple(v.shape):
+            raise WeightsError(f"'{path}': {arch} weight '{k}' has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
+    net.load_state_dict(state, strict=False)
+    return net, f"file:{Path(path).name}:{sha256_file(path)[:12]}"
+
+
 def _resnet_module(arch: str, weights: str | Path | None) -> tuple[nn.Module, str]:
     builder = getattr(torchvision.models, arch)
     enum_name = {"resnet50": "ResNet50_Weights", "resnet101": "ResNet101_Weights"}[arch]
     if weights == "random":
         return builder(weights=None), "random"
     if isinstance(weights, (str, Path)) and Path(weights).is_file():
-        net = builder(weights=None)
-        state = load_state_dict_file(weights)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing = [k for k in net.state_dict() if not k.startswith("fc.") and k not in state]
-        if missing:
-            raise WeightsError(f"'{weights}' does not fit {arch}: {len(missing)} weights missing, e.g. '{missing[0]}'")
-        net.load_state_dict(state, strict=False)
-        return net, f"file:{Path(weights).name}:{sha256_file(weights)[:12]}"
+        with torch.device("meta"):  # every weight comes from the file: no random init
+            net = builder(weights=None)
+        return _load_resnet_file(net.to_empty(device="cpu"), weights, arch)
     if isinstance(weights, (str, Path)) and ("/" in str(weights) or str(weights).endswith((".pth", ".pt", ".safetensors"))):
         raise WeightsError(f"weights file '{weights}' does not exist")
     return _torchvision_weights(builder, enum_name, weights, arch)
 
 
+def weights_arg_for_id(weights_id: str) -> str | None:
+    """The ``weights`` argument of :func:`build_backbone` that gives a backbone recording ``weights_id``.
+
+    ``"mobilenet_v2.deepsort_imagenet"`` → ``"default"``, ``"torchvision:Enum.NAME"`` →
+    ``"NAME"``; None for ids that cannot be rebuilt from the id alone (``"random"``
+    initialisations, ``"file:NAME:SHA"`` weights files).
+    """
+    if weights_id == MOBILENET_V2_DEEPSORT.name:
+        return "default"
+    if weights_id.startswith("torchvision:") and "." in weights_id:
+        return weights_id.rsplit(".", 1)[1]
+    return None
+
+def fcn_resnet101_module() -> nn.Module:
+    """gluoncvth's dilated ResNet-101 (``deep_base=True``, ``dilated=True``), randomly initialised.
+
+    torchvision's ResNet-101 with ``layer3`` / ``layer4`` dilated (its first
+    blocks keep the previous dilation, as gluoncvth's do), and gluoncvth's
+    deep stem: ``conv1 = Sequential(conv3x3(3, 64, stride 2), BN, ReLU,
+    conv3x3(64, 64), BN, ReLU, conv3x3(64, 128))``, ``bn1 = BN(128)``, so
+    ``layer1.0`` takes 128 channels. The bottlenecks compute what gluoncvth's
+    do (stride on the 3×3 convolution, padding = dilation).
+    """
+    net = torchvision.models.resnet101(weights=None, replace_stride_with_dilation=[False, True, True])
+    net.conv1 = nn.Sequential(
+        nn.Conv2d(3, 64, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(64, 64, 3, stride=1, padding=1, bias=False),
+        nn.BatchNorm2d(64),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(64, 128, 3, stride=1, padding=1, bias=False),
+    )
+    net.bn1 = nn.BatchNorm2d(128)
+    net.layer1[0].conv1 = nn.Conv2d(128, 64, 1, bias=False)
+    net.layer1[0].downsample[0] = nn.Conv2d(128, 256, 1, bias=False)
+    for m in (net.conv1, net.layer1[0].conv1, net.layer1[0].downsample[0]):
+        for conv in m.modules():
+            if isinstance(conv, nn.Conv2d):
+                nn.init.kaiming_normal_(conv.weight, mode="fan_out", nonlinearity="relu")
+    return net
+
+
+def _fcn_module(weights: str | Path | None) -> tuple[nn.Module, str]:
+    if weights == "random":
+        return fcn_resnet101_module(), "random"
+    if isinstance(weights, (str, Path)) and Path(weights).is_file():
+        with torch.device("meta"):  # every weight comes from the file: no random init
+            net = fcn_resnet101_module()
+        return _load_resnet_file(net.to_empty(device="cpu"), weights, "fcn_resnet101")
+    if weights in (None, "default"):
+        raise WeightsError(
+            "no weights for fcn_resnet101 are available offline; pass --backbone-weights FILE "
+            "(gluon-cv's PyTorch FCN ResNet-101 or its backbone), a released MMNet checkpoint with --weights, "
+            "or --backbone-weights random"
+        )
+    raise WeightsError(f"weights file '{weights}' does not exist")
+
+
 def build_backbone(name: str = DEFAULT_BACKBONE, weights: str | Path | None = "default") -> FeatureBackbone:
     """Build a frozen-by-default feature backbone in eval mode.
 
-    ``weights``: ``"default"``, ``"random"``, a torchvision weights name, or a file path.
+    ``weights``: ``"default"``, ``"random"``, ``"empty"``, a torchvision weights name, or a file path.
     """
+    if str(weights) == "empty":
+        with torch.device("meta"):
+            bb = build_backbone(name, "random")
+        bb = bb.to_empty(device="cpu")
+        bb.weights_id = "empty"
+        return bb
     if name == "mobilenet_v2":
         net, wid = _mobilenet_module(weights)
         stages = [(f"features.{i}", m) for i, m in enumerate(net)]
         aliases: dict[str, str] = {}
-    elif name in _RESNET_BLOCKS:
-        net, wid = _resnet_module(name, weights)
+    elif name in _RESNETS:
+        net, wid = _fcn_module(weights) if name == "fcn_resnet101" else _resnet_module(name, weights)
         stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         stages = [("stem", stem)]
         aliases = {}

@@ -116,21 +116,33 @@ def parse_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     return h, w
 
 
-def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None) -> torch.Tensor:
+#: How :func:`image_to_tensor` resizes: PIL bilinear (antialiased when shrinking), or
+#: ``F.interpolate`` bilinear (align_corners=False, no antialiasing) on the normalised tensor.
+RESIZE_MODES = ("pil", "tensor")
+
+
+def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None, resize: str = "pil") -> torch.Tensor:
     """PIL RGB image → ImageNet-normalised tensor ``(1, 3, H', W')``.
 
     ``size`` (``N`` or ``(H', W')``) resizes with PIL bilinear filtering (the
-    published evaluation protocols' choice); ``None`` keeps the image size.
+    published evaluation protocols' choice; ``resize="pil"``) or, with
+    ``resize="tensor"``, by ``F.interpolate(bilinear, align_corners=False)`` on
+    the normalised full-size tensor (MMNet's dataset code); ``None`` keeps the
+    image size.
     """
-    if size is not None:
-        h, w = parse_size(size)
-        if img.size != (w, h):
-            img = img.resize((w, h), Image.BILINEAR)
+    if resize not in RESIZE_MODES:
+        raise UsageError(f"resize must be one of {', '.join(RESIZE_MODES)}, not '{resize}'")
+    target = parse_size(size) if size is not None else None
+    if target is not None and resize == "pil" and img.size != (target[1], target[0]):
+        img = img.resize((target[1], target[0]), Image.BILINEAR)
     arr = np.asarray(img, dtype=np.float32) / 255.0
     t = torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (t - mean) / std
+    t = (t - mean) / std
+    if target is not None and resize == "tensor" and tuple(t.shape[-2:]) != target:
+        t = F.interpolate(t, size=target, mode="bilinear", align_corners=False)
+    return t
 
 
 def image_to_float(img: Image.Image) -> torch.Tensor:

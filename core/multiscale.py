@@ -10,7 +10,7 @@ Feature side (learned):
 * :class:`ScaleEnhancement` — one backbone block → 21 channels (BDCN's
   multi-dilation block followed by a 1×1 reduction);
 * :class:`StageEnhancement` — the sum of its blocks' enhanced maps;
-* :class:`LocalSelfAttention` — 3×3 cosine self-attention with a residual;
+* :class:`LocalSelfAttention` — 3×3 cosine self-attention with a residual (no activation);
 * :class:`TopDownFusion` — coarse-to-fine fusion of the stage maps.
 
 Matching side (no parameters):
@@ -112,33 +112,38 @@ def neighbourhood_3x3(x: torch.Tensor) -> torch.Tensor:
 
 
 class LocalSelfAttention(nn.Module):
-    """Self-attention over each cell's 3×3 neighbourhood, added back to the input.
+    """Self-attention over each cell's 3×3 neighbourhood, added back to the input (MMNet's ``WeightAverage``).
 
-    ``q, k, v = relu(conv1x1(x))`` (21 → 10); weights ``softmax_9(cos(q, k_n))``
-    over the 9 neighbours; output ``x + conv1x1(Σ_n a_n v_n)`` (10 → 21).
+    As the public code computes it: ``θ, φ, g = conv1x1(x)`` (21 → 10, no
+    activation); weights ``softmax_9(cos(θ, φ_n))`` over the 9 neighbours
+    (borders replicated; ``F.cosine_similarity``, eps 1e-8); output
+    ``x + conv1x1(Σ_n a_n g_n)`` (10 → 21). Parameters ``query`` / ``key`` /
+    ``value`` / ``out`` are the public ``conv_theta`` / ``conv_phi`` /
+    ``conv_g`` / ``conv_back``.
 
     x ``(B, 21, h, w)`` → ``(B, 21, h, w)``.
     """
 
-    def __init__(self, channels: int = MAP_CHANNELS, inner_channels: int = 10, eps: float = 1e-8):
+    def __init__(self, channels: int = MAP_CHANNELS, inner_channels: int | None = None, eps: float = 1e-8):
         super().__init__()
-        self.query = nn.Conv2d(channels, inner_channels, 1)
-        self.key = nn.Conv2d(channels, inner_channels, 1)
-        self.value = nn.Conv2d(channels, inner_channels, 1)
-        self.out = nn.Conv2d(inner_channels, channels, 1)
+        inner = channels // 2 if inner_channels is None else inner_channels
+        self.query = nn.Conv2d(channels, inner, 1)
+        self.key = nn.Conv2d(channels, inner, 1)
+        self.value = nn.Conv2d(channels, inner, 1)
+        self.out = nn.Conv2d(inner, channels, 1)
         self.eps = eps
         init_conv_weights(self)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
         """Softmax weights of the 9 neighbours: ``(B, 21, h, w)`` → ``(B, 9, h, w)``."""
-        q = F.relu(self.query(x)).unsqueeze(2)
-        k = neighbourhood_3x3(F.relu(self.key(x)))
-        cos = (q * k).sum(1) / (q.norm(dim=1) * k.norm(dim=1)).clamp_min(self.eps)
+        q = self.query(x).unsqueeze(2)  # (B, c, 1, h, w)
+        k = neighbourhood_3x3(self.key(x))  # (B, c, 9, h, w)
+        cos = F.cosine_similarity(k, q, dim=1, eps=self.eps)
         return torch.softmax(cos, dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.attention_weights(x)
-        v = neighbourhood_3x3(F.relu(self.value(x)))
+        v = neighbourhood_3x3(self.value(x))
         return x + self.out((a.unsqueeze(1) * v).sum(2))
 
 
@@ -166,7 +171,8 @@ def bilinear_upsampling_kernel(channels: int, kernel_size: int = 4) -> torch.Ten
 class TopDownFusion(nn.Module):
     """Cross-scale enhancement, from the coarsest level to the finest.
 
-    ``F_L = A_L``; ``F_l = conv3x3(cat[up(F_{l+1}), A_l])`` (42 → 21) where ``up``
+    ``F_L = A_L``; ``F_l = conv3x3(cat[A_l, up(F_{l+1})])`` (42 → 21: the level's
+    own map first, as the public code concatenates ``(sum_l, upsampled sum_{l+1})``) where ``up``
     is a ``ConvTranspose2d(21, 21, 4, stride=2, padding=1, bias=False)`` when the
     coarser level has twice the stride, and nothing when both share a stride
     (dilated backbones). The upsampled map is cropped/padded to the finer grid.
@@ -198,7 +204,7 @@ class TopDownFusion(nn.Module):
         out: list[torch.Tensor] = [maps[-1]] * len(maps)
         for level in reversed(range(len(maps) - 1)):
             up = fit_to_grid(self.upsample[level](out[level + 1]), tuple(maps[level].shape[-2:]))
-            out[level] = self.fuse[level](torch.cat([up, maps[level]], dim=1))
+            out[level] = self.fuse[level](torch.cat([maps[level], up], dim=1))
         return out
 
 

@@ -42,13 +42,15 @@ class FeatureExtractor:
     """Backbone features of images at a fixed working size.
 
     ``size``: square side ``N`` or ``(H, W)``; every image is resized to it
-    (PIL bilinear), whatever its own size, as the published protocols do.
+    (PIL bilinear, or ``resize="tensor"``: :func:`core.images.image_to_tensor`),
+    whatever its own size, as the published protocols do.
     """
 
     backbone: FeatureBackbone
     layers: list[str]
     size: tuple[int, int]
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    resize: str = "pil"
 
     @classmethod
     def create(
@@ -85,6 +87,7 @@ class FeatureExtractor:
                 "backbone": self.backbone.name,
                 "weights": self.backbone.weights_id,
                 "input_size": list(self.size),
+                "resize": self.resize,
                 "stride": self.backbone.stride(layer),
             }
             for layer in self.layers
@@ -92,7 +95,7 @@ class FeatureExtractor:
 
     def load(self, path: str | Path):
         """Read an image for this extractor; refuse one smaller than a feature cell."""
-        img = load_image(path, reduce_to=max(self.size))
+        img = load_image(path, reduce_to=max(self.size) if self.resize == "pil" else None)
         h, w = original_size(img)
         cell = max(self.backbone.stride(layer) for layer in self.layers)
         if h < cell or w < cell:
@@ -106,7 +109,7 @@ class FeatureExtractor:
         what the record stores as ``src_path``/``trg_path``.
         """
         images = [(self.load(s), self.load(t)) for _, s, t, _, _ in items]
-        batch = torch.cat([image_to_tensor(im, self.size) for pair in images for im in pair])
+        batch = torch.cat([image_to_tensor(im, self.size, self.resize) for pair in images for im in pair])
         feats = self.features(batch)
         records = []
         for i, ((pid, _, _, sname, tname), (src, trg)) in enumerate(zip(items, images)):
@@ -127,6 +130,16 @@ class FeatureExtractor:
 # ----------------------------------------------------------------------------- correlate
 
 
+def missing_layer_error(rec: PairRecord, layer: str, model: str | None = None, why: str = "") -> UsageError:
+    """The one sentence for a record lacking ``layer``: which model reads it, what the record has, the fix.
+
+    ``why``: a clause saying why the layer could not be computed here (e.g. its image is not found).
+    """
+    reader, fix = (f", which {model} reads", f"extract with --model {model}") if model else ("", "re-run extract with --layers")
+    why = f", {why}" if why else ""
+    return UsageError(f"record '{rec.pair_id}' has no layer '{layer}'{reader} (it has {', '.join(rec.layers())}){why}; {fix}")
+
+
 def record_features(
     rec: PairRecord, layers: list[str] | None, device, stage: str, model: str | None = None
 ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
@@ -144,8 +157,7 @@ def record_features(
     layers = layers or available
     missing = [layer for layer in layers if layer not in available]
     if missing:
-        reader, fix = (f", which {model} reads", f"extract with --model {model}") if model else ("", "re-run extract with --layers")
-        raise UsageError(f"record '{rec.pair_id}' has no layer '{missing[0]}'{reader} (it has {', '.join(available)}); {fix}")
+        raise missing_layer_error(rec, missing[0], model)
     fa = [torch.from_numpy(np.asarray(rec.features["src"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
     fb = [torch.from_numpy(np.asarray(rec.features["trg"][layer], dtype=np.float32)).unsqueeze(0).to(device) for layer in layers]
     return fa, fb, layers
@@ -217,6 +229,12 @@ def flows_from_matches(
     f_st = matches_to_flow(src_to_trg.float(), src_size, trg_size)[0]
     f_ts = matches_to_flow(trg_to_src.float(), trg_size, src_size)[0]
     return _to_numpy(f_st), _to_numpy(f_ts)
+
+
+def model_pixel_flows(model, m, src_size: tuple[int, int], trg_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """A model's pixel flows of one pair (:meth:`CorrespondenceModel.pixel_flows`) as numpy ``(H, W, 2)`` each."""
+    f_st, f_ts = model.pixel_flows(m, src_size, trg_size)
+    return _to_numpy(f_st[0].float()), _to_numpy(f_ts[0].float())
 
 
 def _upsample_confidence(conf: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
@@ -324,7 +342,7 @@ def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu"
         )
     with torch.no_grad():
         m = model.head(dict(zip(needed, fa)), dict(zip(needed, fb)))
-    rec.flow["src_to_trg"], rec.flow["trg_to_src"] = flows_from_matches(m.src_to_trg, m.trg_to_src, rec.src_size, rec.trg_size)
+        rec.flow["src_to_trg"], rec.flow["trg_to_src"] = model_pixel_flows(model, m, rec.src_size, rec.trg_size)
     rec.flow_attrs = {"model": model.name, "weights": getattr(model, "weights_id", "unknown")}
     if m.confidence_src is not None:
         rec.confidence["src_to_trg"] = _upsample_confidence(m.confidence_src, rec.src_size)
@@ -422,7 +440,12 @@ class IdentityPredictor:
 
 
 class ModelPredictor:
-    """A learned model (backbone + head) as a predictor of pixel flows."""
+    """A learned model (backbone + head) as a predictor of pixel flows.
+
+    Images are resized as the model's evaluation code does (``model.input_resize``);
+    flows come from :meth:`CorrespondenceModel.pixel_flows`, and
+    :meth:`predict_with_transfer` adds the model's own keypoint transfer, if it has one.
+    """
 
     def __init__(self, model, size: int | tuple[int, int], device: torch.device | str = "cpu"):
         self.model = model.to(device).eval()
@@ -435,20 +458,42 @@ class ModelPredictor:
 
     @torch.no_grad()
     def _run(self, src, trg):
-        a = image_to_tensor(src, self.size).to(self.device)
-        b = image_to_tensor(trg, self.size).to(self.device)
-        m = self.model(a, b)
-        return m, flows_from_matches(m.src_to_trg, m.trg_to_src, (src.height, src.width), (trg.height, trg.width))
+        """The model's :class:`Matches` on the resized pair, and the original sizes ``((H_s, W_s), (H_t, W_t))``."""
+        resize = getattr(self.model, "input_resize", "pil")
+        a = image_to_tensor(src, self.size, resize).to(self.device)
+        b = image_to_tensor(trg, self.size, resize).to(self.device)
+        return self.model(a, b), ((src.height, src.width), (trg.height, trg.width))
+
+    @torch.no_grad()
+    def predict_with_transfer(self, src, trg, flows: bool = True):
+        """``(flow_src_to_trg, flow_trg_to_src, transfer)``: ``transfer(points (N, 2), direction)``
+        gives the model's own transferred pixels ``(N, 2)``, or is None when the model has no
+        rule of its own. ``flows=False`` skips the flows (None) when there is such a rule."""
+        m, sizes = self._run(src, trg)
+
+        @torch.no_grad()
+        def transfer(points: np.ndarray, direction: str) -> np.ndarray:
+            pts = torch.as_tensor(np.asarray(points, dtype=np.float64)).reshape(-1, 2)
+            return self.model.transfer_keypoints(m, pts, direction, *sizes).cpu().numpy().astype(np.float64)
+
+        has_rule = self.model.transfer_keypoints(m, torch.zeros(0, 2, dtype=torch.float64), "src->trg", *sizes) is not None
+        if has_rule and not flows:
+            return None, None, transfer
+        st, ts = model_pixel_flows(self.model, m, *sizes)
+        return st, ts, transfer if has_rule else None
 
     def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
-        return self._run(src, trg)[1]
+        st, ts, _ = self.predict_with_transfer(src, trg)
+        return st, ts
 
+    @torch.no_grad()
     def predict_coseg(self, src, trg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Flows and co-segmentation masks: ``(flow_st, flow_ts, mask_src (H_s, W_s), mask_trg (H_t, W_t))``."""
-        m, (st, ts) = self._run(src, trg)
+        m, sizes = self._run(src, trg)
         if m.mask_src is None or m.mask_trg is None:
             raise UsageError(f"{self.name} predicts no masks here; co-segmentation needs SFNet with mask_head=true")
-        ms, mt = coseg_from_matches(m, st, ts, (src.height, src.width), (trg.height, trg.width))
+        st, ts = model_pixel_flows(self.model, m, *sizes)
+        ms, mt = coseg_from_matches(m, st, ts, *sizes)
         return st, ts, ms, mt
 
 

@@ -45,7 +45,7 @@ class Protocol:
     * ``measure_size``: ``(H, W)`` frame the points of the measured image are
       rescaled to before measuring (NC-Net's 224×224 "SCNet procedure"),
       or None for the original image;
-    * ``size``: the working size (square side) of the papers' models, or None
+    * ``size``: the working size (square side, or ``(H, W)``) of the papers' models, or None
       for the model's own default; it resizes the images fed to a learned
       model only (the CLI leaves the training-free ``nn`` at its own size);
     * ``coords``: how the dataset's coordinates are read (``one-based`` or ``raw``,
@@ -70,7 +70,7 @@ class Protocol:
     threshold: str = "img"
     direction: str = "src->trg"
     measure_size: tuple[int, int] | None = None
-    size: int | None = None
+    size: int | tuple[int, int] | None = None
     resize_rule: str = ""
     coords: str = "raw"
     sampling: str = "bilinear"
@@ -129,6 +129,8 @@ class Protocol:
         d = dict(d)
         d["alphas"] = tuple(d.get("alphas", DEFAULT_ALPHAS))
         d["measure_size"] = tuple(d["measure_size"]) if d.get("measure_size") else None
+        if isinstance(d.get("size"), list):
+            d["size"] = tuple(d["size"])
         d["dataset_options"] = tuple(sorted((d.get("dataset_options") or {}).items()))
         d["papers"] = tuple(d.get("papers", ()))
         return cls(**d)
@@ -210,6 +212,22 @@ PRESETS: dict[str, Protocol] = {
             ),
         ),
         Protocol(
+            name="pf-pascal-mmnet",
+            dataset="pf-pascal",
+            task="keypoints",
+            headline_alpha=0.05,
+            threshold="img",
+            direction="src->trg",
+            measure_size=(224, 320),
+            size=(224, 320),
+            resize_rule="model input 224×320 (H×W, F.interpolate bilinear); errors measured after rescaling the target image's points to 224×320 and L = 320 (MMNet's test.py --resize 224,320, thresh_type img)",
+            coords="raw",
+            split="test",
+            dataset_options=(("pair_list", "ncnet"),),
+            papers=(MMNET,),
+            notes="source keypoints transferred by MMNet's own rule (bilinear scores, argmax, cell corner; utils/geometry.predict_kps) when the model has it; per-pair PCK averaged over pairs; MMNet's README quotes α = 0.05.",
+        ),
+        Protocol(
             name="pf-willow-kps",
             dataset="pf-willow",
             task="keypoints",
@@ -246,6 +264,21 @@ PRESETS: dict[str, Protocol] = {
             dataset_options=(("layout", "large"),),
             papers=(SPAIR, HPF),
             notes="Layout/large test split (12,234 pairs); per-category table and the difficulty breakdown of the benchmark paper's Table 4.",
+        ),
+        Protocol(
+            name="spair-71k-mmnet",
+            dataset="spair",
+            task="keypoints",
+            threshold="bbox",
+            direction="src->trg",
+            measure_size=(224, 320),
+            size=(224, 320),
+            resize_rule="model input 224×320 (H×W, F.interpolate bilinear); errors measured after rescaling the target image's points and box to 224×320, L = max side of the rescaled target box (MMNet's test.py --benchmark spair --resize 224,320)",
+            coords="raw",
+            split="test",
+            dataset_options=(("layout", "large"),),
+            papers=(MMNET,),
+            notes="Layout/large test split; source keypoints transferred by MMNet's own rule when the model has it; per-pair PCK averaged over pairs.",
         ),
         Protocol(
             name="tss",

@@ -1,9 +1,10 @@
 """Safe reading and writing of weight files.
 
 Nothing here unpickles arbitrary objects: ``.safetensors`` files are read with
-safetensors, everything else with ``torch.load(weights_only=True)``. Project
-checkpoints are a ``.safetensors`` file plus a JSON sidecar (``.json`` with
-the same stem) describing what the weights are.
+safetensors, everything else with ``torch.load(weights_only=True)``; files
+holding NaN or Inf are refused. Project checkpoints are a ``.safetensors``
+file plus a JSON sidecar (``.json`` with the same stem) describing what the
+weights are.
 """
 
 from __future__ import annotations
@@ -79,6 +80,29 @@ def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
     return {k[7:] if k.startswith("module.") else k: v for k, v in obj.items()}
 
 
+def refuse_non_finite_weights(obj: Any, source: str | Path, prefix: str = "") -> None:
+    """:class:`WeightsError` when any tensor in ``obj`` (a tensor, or dicts/lists of them) holds NaN or Inf.
+
+    Every weights file semcorr reads passes here (:func:`load_state_dict_file`,
+    :func:`core.models.official.read_official_checkpoint`), so a model with
+    broken numbers is refused at load, whatever the architecture.
+    """
+    if isinstance(obj, torch.Tensor):
+        if obj.is_floating_point() or obj.is_complex():
+            bad = obj.numel() - int(torch.isfinite(obj).sum())
+            if bad:
+                raise WeightsError(
+                    f"weights file '{source}': '{prefix or 'tensor'}' holds {bad} NaN or Inf value(s) of {obj.numel()}; "
+                    "these weights are broken (a diverged training run?)"
+                )
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            refuse_non_finite_weights(v, source, f"{prefix}.{k}" if prefix else str(k))
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            refuse_non_finite_weights(v, source, f"{prefix}[{i}]")
+
+
 def load_state_dict_file(path: str | Path, raw: bool = False) -> Any:
     """Read a state_dict from ``.safetensors`` or a ``torch.save`` file, safely.
 
@@ -106,6 +130,7 @@ def load_state_dict_file(path: str | Path, raw: bool = False) -> Any:
                 f"'{path}' could not be loaded as weights only ({str(exc).splitlines()[0][:200]}); "
                 "semcorr never unpickles arbitrary objects"
             ) from None
+    refuse_non_finite_weights(obj, path)
     return obj if raw else _unwrap_state_dict(obj, path)
 
 

@@ -3,6 +3,12 @@
 A subcommand module defines ``register(app)`` and wraps its body in
 :func:`handle_errors`, so a :class:`core.errors.SemcorrError` becomes one
 sentence on stderr and exit code 1 (data) or 2 (usage), never a traceback.
+Ending early is quiet too, and leaves no partial output (writers are context
+managers that only rename their temporary file into place on success):
+
+* the reader of stdout went away (``| head``): no message, exit status
+  :data:`EXIT_SIGPIPE` (141 = 128 + SIGPIPE, as the shell reports Unix tools);
+* Ctrl-C (SIGINT): ``semcorr: error: interrupted`` once, exit status 130.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import functools
 import json
 import os
 import shlex
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -33,8 +40,35 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+#: Exit status of a stage whose stdout reader went away: 128 + SIGPIPE, as for Unix tools.
+EXIT_SIGPIPE = 128 + signal.SIGPIPE
+#: Exit status after Ctrl-C: 128 + SIGINT.
+EXIT_SIGINT = 128 + signal.SIGINT
+
+
+def silence_stdout() -> None:
+    """Point file descriptor 1 at /dev/null, so that Python's final flush of a broken stdout is silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # stdout already closed or not a real file
+        pass
+
+
+def interrupt_once(signum, frame) -> None:
+    """SIGINT handler: raise KeyboardInterrupt once; later Ctrl-Cs are ignored so the clean-up runs to its end."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def install_signal_handlers() -> None:
+    """For the ``semcorr`` process itself (not for in-process callers such as tests): see :func:`interrupt_once`."""
+    signal.signal(signal.SIGINT, interrupt_once)
+
+
 def handle_errors(fn: F) -> F:
-    """Turn library errors into one line on stderr and the right exit code."""
+    """Turn library errors into one line on stderr and the right exit code (see the module docstring)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -45,13 +79,11 @@ def handle_errors(fn: F) -> F:
         except SemcorrError as exc:
             fail(str(exc), exc.exit_code)
         except BrokenPipeError:
-            # the reader went away (e.g. `| head`): not our error
-            try:
-                sys.stdout = open(os.devnull, "w")
-            finally:
-                raise typer.Exit(1)
+            # the reader went away (e.g. `| head`): stop at once, quietly, as Unix tools do
+            silence_stdout()
+            raise typer.Exit(EXIT_SIGPIPE) from None
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail("interrupted", EXIT_SIGINT)
         except MemoryError:
             fail("out of memory; try a smaller --size or --batch-size", 1)
 
@@ -92,6 +124,16 @@ def resolve_device(device: str):
     from core.pipeline import resolve_device as resolve
 
     return resolve(device)
+
+
+def layer_filler(device, stage: str, quiet: bool = False):
+    """A :class:`core.fill_layers.LayerFiller` that says once on stderr (unless ``quiet``) what it computes."""
+    from core.fill_layers import LayerFiller
+
+    def note(text: str) -> None:
+        err_console.print(f"semcorr: {stage}: {text}", highlight=False, soft_wrap=True)
+
+    return LayerFiller(device, None if quiet else note)
 
 
 def progress(quiet: bool = False, transient: bool = False) -> Progress:
@@ -142,6 +184,7 @@ __all__ = [
     "handle_errors",
     "history_line",
     "resolve_device",
+    "layer_filler",
     "progress",
     "print_json",
     "DataError",

@@ -18,6 +18,8 @@ Examples:
   semcorr convert-weights --model sfnet --backbone resnet101 best_checkpoint.pt sfnet_r101.safetensors
 
   semcorr convert-weights --model dccnet --backbone resnet101 dccnet_pfpascal.pth.tar dccnet.safetensors
+
+  semcorr convert-weights --model mmnet --backbone fcn_resnet101 ckp_pascal_fcnres101.pth mmnet_fcn.safetensors
 """
 
 

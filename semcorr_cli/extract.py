@@ -43,7 +43,7 @@ def extract_features(
     images: list[Path] = typer.Argument(None, help="Two images: source then target.", show_default=False),
     pairs: Path = typer.Option(None, "--pairs", help="CSV with columns source_image,target_image (batch mode)."),
     root: Path = typer.Option(None, "--root", help="Folder that relative paths in --pairs are resolved against (default: the CSV's folder)."),
-    backbone: str = typer.Option(None, "--backbone", help="mobilenet_v2 (default), resnet50 or resnet101."),
+    backbone: str = typer.Option(None, "--backbone", help="mobilenet_v2 (default), resnet50, resnet101 or fcn_resnet101 (dilated, MMNet's FCN checkpoints)."),
     backbone_weights: str = typer.Option("default", "--backbone-weights", help="default, random, a torchvision weights name, or a .pth/.safetensors file."),
     layers: str = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer3,layer4 or features.13 (default: the backbone's hypercolumn)."),
     model: str = typer.Option(None, "--model", help="Extract exactly the layers (and backbone) this model needs: sfnet, ncnet, dccnet, mmnet."),
@@ -59,7 +59,8 @@ def extract_features(
 ) -> None:
     from core.errors import UsageError
     from core.io.stream import RecordWriter
-    from core.pairs import read_pairs_csv
+    from core.io.records import IMAGE_ROOT_ATTR
+    from core.pairs import pairs_root, read_pairs_csv
     from core.images import parse_size
     from core.pipeline import FeatureExtractor
 
@@ -71,8 +72,10 @@ def extract_features(
         from core.pairs import ImagePair
 
         todo = [ImagePair("000000", str(images[0]), str(images[1]), images[0], images[1])]
+        image_root = Path.cwd()
     else:
         todo = read_pairs_csv(pairs, root)
+        image_root = pairs_root(pairs, root).resolve()
         if limit:
             todo = todo[:limit]
     dev = resolve_device(device)
@@ -93,7 +96,7 @@ def extract_features(
         if weights is not None:
             kwargs = {"backbone": backbone} if backbone else {}
             m = build_model(model, backbone_weights=backbone_weights, weights=weights, **kwargs)
-            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev)
+            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev, m.input_resize)
             extractor.check_size()
         else:
             m = build_model(model, backbone=backbone or "mobilenet_v2", backbone_weights="random", weights=None)
@@ -106,6 +109,7 @@ def extract_features(
         for start in range(0, len(todo), batch_size):
             chunk = todo[start : start + batch_size]
             for rec in extractor.extract_records([(p.pair_id, p.src_path, p.trg_path, p.src_name, p.trg_name) for p in chunk]):
+                rec.attrs[IMAGE_ROOT_ATTR] = str(image_root)  # later stages find relative image paths with it
                 writer.write(rec)
                 bar.advance(task)
     if not quiet and writer.is_file:

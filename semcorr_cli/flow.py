@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import DeviceOpt, OutputOpt, QuietOpt, handle_errors, history_line, progress, resolve_device
+from .common import DeviceOpt, OutputOpt, QuietOpt, handle_errors, history_line, layer_filler, progress, resolve_device
 
 HELP = """Dense flow at the original image resolution, in both directions.
 
@@ -25,8 +25,10 @@ scores (DCCNet's two merges). With --model: SFNet matches by kernel
 soft-argmax (beta 50, sigma 5), NC-Net/DCCNet as above, MMNet by its own
 test-time rule (see docs/format.md).
 
-With --model NAME, reads features records (from `semcorr extract --model NAME`)
-and runs the learned model's head: sfnet, ncnet, dccnet, mmnet.
+With --model NAME, reads features records and runs the learned model's head:
+sfnet, ncnet, dccnet, mmnet. Layers the model reads that a record lacks are
+computed from the record's images (same backbone, weights and size; said
+once on stderr); `semcorr extract --model NAME` stores them up front.
 
 Flows are stored as absolute (x, y) pixel coordinates in the other image.
 
@@ -34,7 +36,7 @@ Examples:
 
   semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow --method kernel-soft-argmax -o flow.h5
 
-  semcorr extract a.jpg b.jpg --model sfnet | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
+  semcorr extract a.jpg b.jpg | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
 """
 
 
@@ -70,6 +72,7 @@ def flow_cmd(
 
         get_builder(model)  # an unknown model is a usage error before any input is read
     net = None
+    filler = layer_filler(dev, f"flow --model {model}", quiet)
     with RecordWriter(output, history_line()) as writer, progress(quiet) as bar:
         task = bar.add_task("flow", total=None)
         for rec in iter_records(input):
@@ -78,7 +81,7 @@ def flow_cmd(
             else:
                 if net is None:
                     net = _load_model(model, rec, weights, dev)
-                rec = model_flow_record(rec, net, dev, keep_inputs=keep)
+                rec = model_flow_record(filler.fill(rec, net.required_layers, model, net.input_resize), net, dev, keep_inputs=keep)
             writer.write(rec)
             bar.advance(task)
 

@@ -20,7 +20,8 @@ Stages pass one HDF5 record format between them, through files or pipes:
 
   semcorr extract a.jpg b.jpg | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
 
-Exit codes: 0 success, 1 bad data, 2 bad usage. Format spec: docs/format.md.
+Exit codes: 0 success, 1 bad data, 2 bad usage, 130 interrupted (Ctrl-C),
+141 the next command in the pipe stopped reading. Format spec: docs/format.md.
 """
 
 COMMAND_MODULES = [
@@ -76,10 +77,14 @@ _register_all()
 
 def main() -> None:
     """Console-script entry point."""
+    from .common import EXIT_SIGPIPE, install_signal_handlers, silence_stdout
+
+    install_signal_handlers()
     try:
         app()
-    except BrokenPipeError:  # pragma: no cover - downstream closed the pipe
-        sys.exit(1)
+    except BrokenPipeError:  # pragma: no cover - downstream closed the pipe outside a command (e.g. --help | head)
+        silence_stdout()
+        sys.exit(EXIT_SIGPIPE)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -42,6 +42,7 @@ def propagate_cmd(
 
     import numpy as np
 
+    from core.csvtable import read_points_csv
     from core.data.folder import list_image_files
     from core.errors import DataError, UsageError
     from core.images import load_image
@@ -49,8 +50,6 @@ def propagate_cmd(
     from core.propagate import MODES, propagate
     from core.viz import contact_sheet
     from core.weights import atomic_write_bytes, atomic_write_text
-
-    from .warp import _read_points
 
     if mode not in MODES:
         raise UsageError(f"--mode must be {' or '.join(MODES)}, not '{mode}'")
@@ -61,7 +60,7 @@ def propagate_cmd(
     paths = list_image_files(frames)
     if len(paths) < 2:
         raise DataError(f"'{frames}' holds {len(paths)} image(s); propagation needs at least two frames")
-    first = _read_points(points)
+    first = read_points_csv(points)
     images = [load_image(p) for p in paths]
     if any(im.size != images[0].size for im in images):
         raise DataError(f"the frames of '{frames}' are not all {images[0].width}x{images[0].height} pixels")

@@ -15,14 +15,15 @@ from .common import (
     err_console,
     handle_errors,
     history_line,
+    layer_filler,
     progress,
     resolve_device,
 )
 
 HELP = """Refine correlations with a neighbourhood-consensus model (NC-Net or DCCNet).
 
-Reads features records (from `semcorr extract --model ncnet|dccnet`) and
-writes each record with a refined 4D correlation `corr` (h_src, w_src,
+Reads features records (from `semcorr extract`; layers the model reads that a
+record lacks are computed from its images, said once on stderr) and writes each record with a refined 4D correlation `corr` (h_src, w_src,
 h_trg, w_trg):
 
 --model ncnet: mutual matching → 4D neighbourhood consensus → mutual matching
@@ -146,6 +147,7 @@ def refine_cmd(
 
     dev = resolve_device(device)
     net = None
+    filler = layer_filler(dev, f"refine --model {model}", quiet)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:
         task = bar.add_task(f"refine ({model})", total=None)
         for rec in iter_records(input):
@@ -153,7 +155,7 @@ def refine_cmd(
                 net = build_refiner(model, record_backbone(rec), weights).to(dev).eval()
                 if weights.lower() == "none" and not quiet:
                     err_console.print(f"semcorr: warning: --weights none: the {model} head is untrained", highlight=False)
-            writer.write(refine_record(rec, net, dev))
+            writer.write(refine_record(filler.fill(rec, net.required_layers, model, net.input_resize), net, dev))
             bar.advance(task)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .common import DeviceOpt, QuietOpt, console, handle_errors, resolve_device
+from .common import DeviceOpt, QuietOpt, console, handle_errors, layer_filler, resolve_device
 
 HELP = """Heatmaps of a source point's matching scores over the target image.
 
@@ -25,7 +25,8 @@ titled with the branch's fusion weight at the point — the paper's figure 1.
 NC-Net shows its refined score.
 
 INPUTS are two images (source, target), or one records file/stream holding
-features (from `semcorr extract --model ...`; '-' for stdin).
+features (from `semcorr extract`; '-' for stdin; layers the model reads that
+the record lacks are computed from its images).
 --point is in source-image pixels (x right, y down, from the top-left pixel).
 
 Examples:
@@ -226,7 +227,7 @@ def _check_point(xy: tuple[float, float], size: tuple[int, int]) -> None:
         raise UsageError(f"--point {xy[0]:g},{xy[1]:g} is outside the {size[1]}x{size[0]} source image")
 
 
-def _image_or_blank(path: str, size: tuple[int, int]):
+def _image_or_blank(path: Path, size: tuple[int, int]):
     from PIL import Image
 
     from core.images import load_image
@@ -284,10 +285,11 @@ def show_cmd(
         _check_point(xy, rec.src_size)
         net = build_model(model, backbone=record_backbone(rec, "show"), backbone_weights="random", weights=w).to(dev).eval()
         layers = net.required_layers
+        rec = layer_filler(dev, "show", quiet).fill(rec, layers, model, net.input_resize)
         fa, fb, _ = record_features(rec, layers, dev, "show", model=model)
         feats_src, feats_trg = dict(zip(layers, fa)), dict(zip(layers, fb))
         src_size = rec.src_size
-        src_img, trg_img = _image_or_blank(rec.src_path, rec.src_size), _image_or_blank(rec.trg_path, rec.trg_size)
+        src_img, trg_img = _image_or_blank(rec.image_path("src"), rec.src_size), _image_or_blank(rec.image_path("trg"), rec.trg_size)
     else:
         raise UsageError(f"give two images or one records file, not {len(inputs)} inputs")
     panels = model_panels(net, feats_src, feats_trg, point_to_normalized(xy, src_size))

@@ -59,7 +59,7 @@ def register(app: typer.Typer) -> None:
         momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum."),
         weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay."),
         image_size: Optional[int] = typer.Option(None, "--image-size", help="Training images are resized to N x N."),
-        backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (mobilenet_v2, resnet50, resnet101)."),
+        backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (mobilenet_v2, resnet50, resnet101, fcn_resnet101)."),
         backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="default, random, a torchvision name or a file."),
         model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="Model builder option KEY=VALUE (repeatable)."),
         init_weights: Optional[str] = typer.Option(None, "--init-weights", help="Start from these weights (project or official checkpoint)."),

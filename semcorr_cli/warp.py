@@ -14,7 +14,8 @@ HELP = """Apply a flow record to an image, a binary mask or keypoints.
             A is matched against the record's src_path/trg_path to pick the
             direction (or say --direction src|trg).
 --mask M    the same for a binary mask (written as a 0/255 PNG).
---keypoints F.csv   moves points (x,y per row) with the flow; writes x,y CSV
+--keypoints F.csv   moves points (x,y per row, optional x,y header) with the
+            flow; writes x,y CSV
             (NaN where a point is outside the image).
 --overlay   blend the warped image with the other image.
 --matches   draw a grid of matches side by side instead of warping.
@@ -63,8 +64,9 @@ def _direction(rec, path: Path, direction: str) -> str:
     if direction in ("src", "trg"):
         return direction
     p = str(Path(path).resolve())
-    for side, name in (("src", rec.src_path), ("trg", rec.trg_path)):
-        if str(Path(name).resolve()) == p or Path(name).name == Path(path).name:
+    for side in ("src", "trg"):
+        name = rec.image_path(side)
+        if str(name.resolve()) == p or name.name == Path(path).name:
             return side
     return "src"
 
@@ -86,6 +88,7 @@ def warp_cmd(
     import numpy as np
     import torch
 
+    from core.csvtable import read_points_csv
     from core.errors import DataError, UsageError
     from core.images import float_to_image, image_to_float, load_image, load_mask
     from core.io.stream import iter_records
@@ -118,10 +121,10 @@ def warp_cmd(
     into_other = "trg_to_src" if side == "src" else "src_to_trg"
     own_flow = "src_to_trg" if side == "src" else "trg_to_src"
     own_size = rec.src_size if side == "src" else rec.trg_size
-    other_path = other or Path(rec.trg_path if side == "src" else rec.src_path)
+    other_path = other or rec.image_path("trg" if side == "src" else "src")
 
     if keypoints is not None:
-        pts = _read_points(keypoints)
+        pts = read_points_csv(keypoints)
         moved = transfer_keypoints(torch.from_numpy(pts), torch.from_numpy(rec.flow[own_flow])).numpy()
         lines = ["x,y"] + [f"{x:.3f},{y:.3f}" for x, y in moved]
         atomic_write_text(output, "\n".join(lines) + "\n")
@@ -160,29 +163,6 @@ def warp_cmd(
     _save_png(warped, output, atomic_write_bytes)
     if not quiet:
         typer.echo(f"warped {image} into the {'target' if side == 'src' else 'source'} frame → {output}", err=True)
-
-
-def _read_points(path: Path):
-    import csv
-
-    import numpy as np
-
-    from core.errors import DataError
-
-    if not path.is_file():
-        raise DataError(f"keypoint file '{path}' does not exist")
-    pts = []
-    with open(path, newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            if not row or row[0].strip().lower() in ("x", "#"):
-                continue
-            try:
-                pts.append((float(row[0]), float(row[1])))
-            except (ValueError, IndexError):
-                raise DataError(f"'{path}' row {lineno} is not 'x,y'") from None
-    if not pts:
-        raise DataError(f"'{path}' holds no points")
-    return np.asarray(pts, dtype=np.float64)
 
 
 def _save_png(img, output: Path, atomic_write_bytes) -> None:

@@ -3,6 +3,7 @@
 import io
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -233,19 +234,30 @@ def test_batched_extraction_equals_one_pair_at_a_time(tmp_path):
         assert np.allclose(a.features["trg"]["features.10"], b.features["trg"]["features.10"], atol=1e-4)
 
 
-def test_flow_with_a_model_names_the_extract_it_needs(tmp_path):
-    # default extract layers (the hypercolumn) lack SFNet's features.17: exit 2 and the fix, no output file
-    r = run(["extract", A, B, "--size", "128", "-o", tmp_path / "f.h5"])
+def _extract_then_remove_images(tmp_path, *extract_args):
+    """A features record of copies of A and B that are deleted afterwards (its layers cannot be computed again)."""
+    import shutil
+
+    a, b = shutil.copy(A, tmp_path / "a.png"), shutil.copy(B, tmp_path / "b.png")
+    r = run(["extract", a, b, *extract_args])
     assert r.exit_code == 0, r.output
+    for p in (a, b):
+        Path(p).unlink()
+
+
+def test_flow_with_a_model_names_the_extract_it_needs(tmp_path):
+    # default extract layers (the hypercolumn) lack SFNet's features.17 and the images are gone:
+    # exit 2 and the fix, no output file
+    _extract_then_remove_images(tmp_path, "--size", "128", "-o", tmp_path / "f.h5")
     r = run(["flow", tmp_path / "f.h5", "--model", "sfnet", "-o", tmp_path / "flow.h5"])
     assert r.exit_code == 2
     assert "has no layer 'features.17', which sfnet reads" in _err(r) and "extract with --model sfnet" in _err(r)
+    assert "a.png' is not there" in _err(r)
     assert not (tmp_path / "flow.h5").exists()
 
 
 def test_refine_and_show_name_the_model_and_the_command_on_bad_records(tmp_path):
-    r = run(["extract", A, B, "--size", "64", "--layers", "features.6", "-o", tmp_path / "f6.h5"])
-    assert r.exit_code == 0, r.output
+    _extract_then_remove_images(tmp_path, "--size", "64", "--layers", "features.6", "-o", tmp_path / "f6.h5")
     r = run(["refine", tmp_path / "f6.h5", "--model", "ncnet", "-o", tmp_path / "r.h5"])
     assert r.exit_code == 2 and "has no layer 'features.13', which ncnet reads" in _err(r)
     assert "extract with --model ncnet" in _err(r) and not (tmp_path / "r.h5").exists()

@@ -80,6 +80,28 @@ def test_hand_computed_pck(tmp_path):
     assert again.summary["overall"]["pck_pair"] == {"0.3": pytest.approx(100.0), "0.2": pytest.approx(200 / 3)}
 
 
+class ShiftRule(Shift):
+    """A model with its own keypoint rule (as MMNet): it moves points by (3, 3.5); its flows say (0, 0)."""
+
+    def predict_with_transfer(self, src, trg, flows=True):
+        self.calls += 1
+        rule = lambda points, direction: np.asarray(points) + np.float64([3.0, 3.5])  # noqa: E731
+        if not flows:
+            return None, None, rule
+        return pixel_grid(src.height, src.width).numpy(), pixel_grid(trg.height, trg.width).numpy(), rule
+
+
+def test_a_predictor_with_its_own_keypoint_rule_is_scored_by_it(tmp_path):
+    """Pair 1 is then exact (errors 0) and pair 0 off by 3.5 px: the mirror image of test_hand_computed_pck."""
+    pred = ShiftRule()
+    run = evaluate(make_dataset(tmp_path), CUSTOM, predictor=pred)
+    assert pred.calls == 3
+    errors = [r["errors"] for r in run.records]
+    assert errors[0] == pytest.approx([3.5] * 3) and errors[1] == pytest.approx([0.0] * 3)
+    assert errors[2][0] == pytest.approx(6.5) and errors[2][1:] == [None, None]
+    assert run.summary["overall"]["pck_pair"]["0.1"] == pytest.approx(200 / 3)
+
+
 def test_selection_and_shards():
     assert select_indices(10, limit=4) == [0, 1, 2, 3]
     assert select_indices(10, shard=(2, 3)) == [1, 4, 7]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -32,12 +33,24 @@ def test_inverse_distance_weights_on_the_four_surrounding_cells():
     assert m[0, 1, 1, 3] > 0.999
 
 
-def test_target_map_is_the_blurred_inverse_distance_map():
-    k = gaussian_kernel_3x3(0.8)
-    assert abs(k.sum().item() - 1) < 1e-6 and abs(k[0, 0, 1, 1].item() - 0.2725) < 1e-3
-    t = target_maps(torch.tensor([[[2.0, 2.0]]]), (5, 5))
+def test_target_map_is_the_public_blurred_inverse_distance_map():
+    """The public gaussian2d(3): σ² = (3/2/2.354)², so the 1D taps are (g, 1, g) / (1 + 2g), g = exp(−1/(2σ²))."""
+    g = math.exp(-1 / (2 * (3 / 2 / 2.354) ** 2))
+    k = gaussian_kernel_3x3()
+    assert abs(k.sum().item() - 1) < 1e-6 and k[0, 0, 1, 1].item() == pytest.approx(1 / (1 + 2 * g) ** 2, rel=1e-5)
+    assert k[0, 0, 1, 1].item() == pytest.approx(0.3987, abs=1e-4)
+    t = target_maps(torch.tensor([[[2.0, 2.0], [0.0, 0.0]]]), (5, 5))
     torch.testing.assert_close(t[0, 0, 1:4, 1:4], k[0, 0], rtol=1e-4, atol=1e-6)
     assert t[0, 0, 0].abs().sum() < 1e-5  # nothing two cells away
+    # zero padding (F.conv2d(padding=1)): a corner target keeps only the in-grid part of the kernel
+    assert t[0, 1].sum().item() == pytest.approx(((1 + g) / (1 + 2 * g)) ** 2, rel=1e-4)
+
+
+def test_pixels_map_to_cells_as_in_the_public_code():
+    """x·w/W: pixel 8j of a 64-pixel image is cell j of an 8-cell grid (no align-corners stretch)."""
+    cells = pixels_to_grid(torch.tensor([[[8.0, 56.0], [63.0, 0.0]]]), (64, 64), (8, 8))
+    torch.testing.assert_close(cells, torch.tensor([[[1.0, 7.0], [7.875, 0.0]]]))
+    assert pixels_to_grid(torch.tensor([[[40.0, 30.0]]]), (60, 80), (15, 20)).tolist() == [[[10.0, 7.5]]]
 
 
 def test_position_bce_is_the_summed_binary_cross_entropy_of_the_softmax():
@@ -59,13 +72,13 @@ def test_sample_volume_rows_is_bilinear_over_source_cells():
 
 # ----------------------------------------------------------------------------- the objective
 
-SIZE = (63, 63)  # pixels: cell j of an 8-cell grid sits at pixel 9j
+SIZE = (64, 64)  # pixels: cell j of an 8-cell grid sits at pixel 8j, of a 4-cell grid at 16j
 GRIDS = [((8, 8), (8, 8)), ((4, 4), (4, 4))]
 
 
 def keypoints():
-    src = torch.tensor([[[9.0, 18.0], [45.0, 27.0], [54.0, 54.0]]])
-    trg = torch.tensor([[[18.0, 9.0], [36.0, 45.0], [0.0, 63.0]]])
+    src = torch.tensor([[[16.0, 32.0], [48.0, 32.0], [48.0, 48.0]]])
+    trg = torch.tensor([[[32.0, 16.0], [32.0, 48.0], [0.0, 64.0]]])
     return src, trg
 
 
@@ -87,8 +100,9 @@ def true_match(ga, gb, i, j):
     g_src = pixels_to_grid(src, SIZE, ga)[0]
     g_trg = pixels_to_grid(trg, SIZE, gb)[0]
     for s, t in zip(g_src, g_trg):
-        if round(float(s[1])) == i and round(float(s[0])) == j:
-            return int(round(float(t[1]))), int(round(float(t[0])))
+        ty, tx = int(round(float(t[1]))), int(round(float(t[0])))
+        if round(float(s[1])) == i and round(float(s[0])) == j and 0 <= ty < gb[0] and 0 <= tx < gb[1]:
+            return ty, tx
     return None
 
 
@@ -118,7 +132,7 @@ def test_one_hot_correlation_scores_lower_than_uniform_and_wrong_ones():
     right, logs = loss_of(one_hot(3.0))
     wrong, _ = loss_of(one_hot(3.0, wrong=True))
     assert right < uniform < wrong
-    assert logs["keypoints"] == 2  # (54, 54) ↔ (0, 63) lies outside the 63-pixel target image
+    assert logs["keypoints"] == 2  # (48, 48) ↔ (0, 64) lies outside the 64-pixel target image
     assert set(logs) == {"loss", "loss_level0", "loss_level1", "keypoints"}
     torch.testing.assert_close(torch.tensor(logs["loss_level0"] + logs["loss_level1"]), right)
     # a saturated one-hot is not what BCE against a blurred target rewards
@@ -162,8 +176,8 @@ def test_loss_is_divided_by_the_batch_size_and_sums_directions():
 
 def test_gradient_pushes_scores_towards_the_true_match():
     vol = torch.zeros(1, 4, 4, 4, 4, requires_grad=True)
-    src = torch.tensor([[[21.0, 21.0]]])  # cell (1, 1)
-    trg = torch.tensor([[[42.0, 63.0]]])  # cell (2, 3) → row 3, column 2
+    src = torch.tensor([[[16.0, 16.0]]])  # cell (1, 1)
+    trg = torch.tensor([[[32.0, 48.0]]])  # cell (2, 3) → row 3, column 2
     loss, _ = multiscale_keypoint_loss(volume_row_sampler([vol]), GRIDS[1:], src, trg, (64, 64), (64, 64))
     loss.backward()
     g = vol.grad[0, 1, 1]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 import torch
@@ -12,8 +11,7 @@ from core.errors import WeightsError
 from core.flow import argmax_matches
 from core.models import build_model
 from core.models.base import Matches
-from core.models.mmnet import MMNet, build_mmnet, own_to_public_key
-from core.weights import save_checkpoint
+from core.models.mmnet import MMNet, build_mmnet
 
 
 @pytest.fixture(scope="module")
@@ -166,72 +164,3 @@ def test_training_hooks(mobilenet_model):
 
 
 # ----------------------------------------------------------------------------- checkpoints
-
-
-def public_lookalike(model: MMNet, prefix: str = "backbone.") -> dict[str, torch.Tensor]:
-    """A state_dict named as the public MMNet code names it, with modules its forward never runs."""
-    state = {}
-    for k, v in model.state_dict().items():
-        name = own_to_public_key(k, model.backbone)
-        state[prefix + name[len("backbone.") :] if name.startswith("backbone.") else name] = v.clone()
-    state[prefix + "fc.weight"] = torch.randn(1000, 8)
-    state["score_dsn1.weight"] = torch.randn(1, 21, 1, 1)
-    state["score_final.bias"] = torch.randn(1)
-    return state
-
-
-def perturbed(model: MMNet, seed: int) -> MMNet:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn(p.shape, generator=g))
-    return model
-
-
-def test_released_resnet101_lookalike_maps_every_weight(tmp_path, caplog, resnet_model):
-    source = resnet_model
-    path = tmp_path / "mmnet_pfpascal_resnet101.pth"
-    torch.save({"state_dict": {"module." + k: v for k, v in public_lookalike(source).items()}}, path)
-    with caplog.at_level(logging.WARNING, logger="core.models.mmnet"):
-        loaded = build_mmnet("resnet101", "default", weights=path)  # no ImageNet download: the file has the backbone
-    assert "3 weights not used" in caplog.text and "score_dsn1.weight" in caplog.text
-    own = loaded.state_dict()
-    assert own.keys() == source.state_dict().keys()
-    for k, v in source.state_dict().items():
-        assert torch.equal(own[k], v), k
-    assert own_to_public_key("backbone.stages.0.1.running_mean", source.backbone) == "backbone.bn1.running_mean"
-    assert own_to_public_key("backbone.stages.11.conv2.weight", source.backbone) == "backbone.layer3.3.conv2.weight"
-
-
-def test_released_lookalike_converts_to_a_project_checkpoint(tmp_path):
-    source = perturbed(build_mmnet("mobilenet_v2"), 6).eval()
-    path = tmp_path / "mmnet.pth"
-    torch.save(public_lookalike(source, prefix="features."), path)
-    loaded = build_mmnet("mobilenet_v2", weights=path)
-    a, b = images(1, 64, 64, seed=4)
-    with torch.no_grad():
-        expected = source(a, b)
-        torch.testing.assert_close(loaded(a, b).corr, expected.corr)
-    out = tmp_path / "mmnet_mobilenet_v2.safetensors"
-    save_checkpoint(out, loaded.head_state_dict(), {"config": loaded.config()})
-    again = build_mmnet("mobilenet_v2", weights=out)
-    with torch.no_grad():
-        torch.testing.assert_close(again(a, b).corr, expected.corr)
-
-
-def test_released_checkpoint_errors(tmp_path, mobilenet_model):
-    state = public_lookalike(mobilenet_model)
-    del state["attention2.key_conv.weight"]
-    path = tmp_path / "broken.pth"
-    torch.save(state, path)
-    with pytest.raises(WeightsError, match="attention2.key_conv.weight"):
-        build_mmnet("mobilenet_v2", weights=path)
-    state = public_lookalike(mobilenet_model)
-    state["fuse1.weight"] = torch.zeros(21, 40, 3, 3)
-    torch.save(state, path)
-    with pytest.raises(WeightsError, match="fuse1.weight"):
-        build_mmnet("mobilenet_v2", weights=path)
-    # anything but plain tensors is refused, never unpickled
-    torch.save({"state_dict": public_lookalike(mobilenet_model), "args": logging.getLogger("x")}, path)
-    with pytest.raises(WeightsError, match="weights only"):
-        build_mmnet("mobilenet_v2", weights=path)

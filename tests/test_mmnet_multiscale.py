@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -83,7 +85,7 @@ def test_local_self_attention_matches_a_per_cell_reference(shape):
     a = m.attention_weights(x)
     torch.testing.assert_close(a.sum(1), torch.ones(shape[0], *shape[2:]))
     # reference for one interior and one border cell, written out with loops
-    q, k, v = (F.relu(conv(x)) for conv in (m.query, m.key, m.value))
+    q, k, v = (conv(x) for conv in (m.query, m.key, m.value))  # no activation (public WeightAverage)
     h, w = shape[2:]
     for (i, j) in ((2, 3), (0, w - 1)):
         sims, vals = [], []
@@ -121,7 +123,7 @@ def test_top_down_fusion_shapes(sizes):
     assert [tuple(o.shape) for o in out] == [(2, 21, *s) for s in sizes]
     torch.testing.assert_close(out[-1], maps[-1])  # the coarsest level is not fused
     up = fit_to_grid(m.upsample[0](out[1]), sizes[0])
-    torch.testing.assert_close(out[0], m.fuse[0](torch.cat([up, maps[0]], 1)))
+    torch.testing.assert_close(out[0], m.fuse[0](torch.cat([maps[0], up], 1)))
     assert isinstance(m.upsample[0], torch.nn.ConvTranspose2d) and m.upsample[0].bias is None
 
 
@@ -232,3 +234,44 @@ def test_chunked_matches_equal_the_full_volume():
     matches, best = chunked_matches(fa[0], fb[0], vols[1], argmax_matches, chunk=5)
     torch.testing.assert_close(matches, argmax_matches(vols[0]))
     torch.testing.assert_close(best, vols[0].flatten(3).max(-1).values)
+
+
+def test_local_self_attention_known_answer_without_activation():
+    """2 channels, 1 inner channel, a 1×3 map: θ = φ = g = x₀, so cos = sign(x₀(p))·sign(x₀(n)).
+
+    Cell 0 (x₀ = −2) sees, borders replicated, six copies of itself (cos +1) and
+    three of its right neighbour x₀ = 1 (cos −1). A ReLU on θ/φ/g would make θ = 0
+    there (uniform weights) and g ≥ 0: a different number.
+    """
+    m = LocalSelfAttention(channels=2)
+    assert m.query.out_channels == 1  # c_in // 2, as WeightAverage
+    with torch.no_grad():
+        for conv in (m.query, m.key, m.value):
+            conv.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
+            conv.bias.zero_()
+        m.out.weight.copy_(torch.tensor([1.0, 0.0]).view(2, 1, 1, 1))
+        m.out.bias.zero_()
+    x = torch.tensor([[-2.0, 1.0, 3.0], [5.0, 5.0, 5.0]]).view(1, 2, 1, 3)
+    e = math.exp(1.0)
+    cell0 = -2.0 + (6 * e * -2.0 + 3 / e * 1.0) / (6 * e + 3 / e)
+    # cell 1 (x₀ = 1): neighbours −2 (×3, cos −1), 1 (×3, +1), 3 (×3, +1)
+    cell1 = 1.0 + (3 / e * -2.0 + 3 * e * 1.0 + 3 * e * 3.0) / (3 / e + 6 * e)
+    out = m(x)
+    assert out[0, 0, 0, 0].item() == pytest.approx(cell0, rel=1e-6)
+    assert out[0, 0, 0, 1].item() == pytest.approx(cell1, rel=1e-6)
+    torch.testing.assert_close(out[0, 1], x[0, 1])  # conv_back writes channel 0 only
+
+
+def test_top_down_fusion_puts_the_level_s_own_map_first():
+    """conv_scale reads cat(current level, upsampled coarser level): pass the first half through."""
+    m = TopDownFusion([4, 8], channels=3)
+    with torch.no_grad():
+        m.fuse[0].weight.zero_()
+        m.fuse[0].bias.zero_()
+        for c in range(3):
+            m.fuse[0].weight[c, c, 1, 1] = 1.0  # input channel c: the level's own map
+            m.fuse[0].weight[c, 3 + c, 1, 1] = 10.0  # input channel 3 + c: the upsampled coarser map
+    fine, coarse = torch.randn(1, 3, 4, 6), torch.randn(1, 3, 2, 3)
+    out = m([fine, coarse])
+    up = m.upsample[0](coarse)
+    torch.testing.assert_close(out[0], fine + 10.0 * up)

@@ -17,7 +17,6 @@ Invisible keypoints are NaN rows; ``-1`` padding in the lists becomes NaN.
 
 from __future__ import annotations
 
-import csv
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -315,27 +314,6 @@ def image_size(path: Path) -> tuple[int, int] | None:
     except Exception:  # noqa: BLE001 - an unreadable image is reported when it is loaded
         return None
     return int(h), int(w)
-
-
-def read_csv_table(path: Path, dataset: str) -> tuple[list[str], list[list[str]]]:
-    """A CSV file → (header, rows); blank lines skipped."""
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
-            rows = [r for r in csv.reader(fh) if any(c.strip() for c in r)]
-    except UnicodeDecodeError:
-        raise DataError(f"{dataset}: '{path}' is not a UTF-8 text CSV") from None
-    if not rows:
-        raise DataError(f"{dataset}: '{path}' is empty")
-    return [h.strip() for h in rows[0]], rows[1:]
-
-
-def find_column(header: Sequence[str], names: Sequence[str]) -> int | None:
-    """Index of the first column whose (case-insensitive) name is one of ``names``."""
-    low = [h.lower() for h in header]
-    for n in names:
-        if n.lower() in low:
-            return low.index(n.lower())
-    return None
 
 
 def resolve_file(root: Path, given: str | Path | None, candidates: Sequence[str]) -> Path | None:

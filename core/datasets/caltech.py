@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ..errors import DataError, UsageError
-from .base import MaskPair, PairDataset, PairEntry, apply_coords, check_coords, image_size, parse_number_list, read_csv_table, resolve_file
+from ..csvtable import read_csv
+from .base import MaskPair, PairDataset, PairEntry, apply_coords, check_coords, image_size, parse_number_list, resolve_file
 
 #: The 101 object classes in the order of the pair list's class ids (sorted folder names).
 CALTECH_CLASSES = tuple(
@@ -89,23 +90,24 @@ class Caltech101(PairDataset):
         self.pairs_file = resolve_file(self.root, pairs, PAIR_LIST_CANDIDATES)
         if self.pairs_file is None or not self.pairs_file.is_file():
             raise self.missing(self.pairs_file or self.root / PAIR_LIST_CANDIDATES[0], "pair list")
-        header, rows = read_csv_table(self.pairs_file, self.name)
-        if len(header) >= 7 and _is_polygon_row(header):
-            rows = [header] + rows
+        self.table = read_csv(self.pairs_file, "caltech-101 pair list", header=False)
+        rows = self.table.rows
+        if not (len(rows[0]) >= 7 and _is_polygon_row(rows[0])):  # a header row
+            self.table.header, rows = list(rows[0]), rows[1:]
         self.entries = []
         for i, row in enumerate(rows):
-            if len(row) < 7:
-                raise DataError(f"caltech-101: a row of '{self.pairs_file}' has {len(row)} fields, expected 7")
-            category = class_name(row[2], f"'{self.pairs_file}'")
-            src, trg = row[0].strip(), row[1].strip()
+            self.table.check_width(row, 7)
+            category = class_name(row[2], self.table.where(row, 2))
+            src, trg = row[0], row[1]
             self.entries.append(PairEntry(f"{i:04d}:{category}/{Path(src).stem}-{Path(trg).stem}", category, row))
 
     def describe(self) -> dict:
         return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords)
 
-    def _polygon(self, xs: str, ys: str, where: str) -> np.ndarray:
-        x = parse_number_list(xs, ",", where)
-        y = parse_number_list(ys, ",", where)
+    def _polygon(self, row: list[str], ix: int, iy: int, where: str) -> np.ndarray:
+        """The polygon of columns ``ix`` (X list) and ``iy`` (Y list), ``(N, 2)`` with ``coords`` applied."""
+        x = parse_number_list(row[ix], ",", self.table.where(row, ix))
+        y = parse_number_list(row[iy], ",", self.table.where(row, iy))
         if x.shape != y.shape or len(x) < 3:
             raise DataError(f"{where}: a polygon needs matching X and Y lists of at least 3 values ({len(x)} and {len(y)})")
         return apply_coords(np.stack([x, y], axis=-1), self.coords)
@@ -113,7 +115,7 @@ class Caltech101(PairDataset):
     def load(self, entry: PairEntry) -> MaskPair:
         row = entry.row
         where = f"caltech-101 pair '{entry.pair_id}'"
-        src_name, trg_name = row[0].strip(), row[1].strip()
+        src_name, trg_name = row[0], row[1]
         src_path, trg_path = self.root / src_name, self.root / trg_name
         sizes = []
         for p in (src_path, trg_path):
@@ -121,8 +123,8 @@ class Caltech101(PairDataset):
             if s is None:
                 raise self.missing(p, "image")
             sizes.append(s)
-        src_poly = self._polygon(row[3], row[4], where)
-        trg_poly = self._polygon(row[5], row[6], where)
+        src_poly = self._polygon(row, 3, 4, where)
+        trg_poly = self._polygon(row, 5, 6, where)
         return MaskPair(
             pair_id=entry.pair_id,
             src_path=src_path,

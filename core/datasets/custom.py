@@ -27,13 +27,13 @@ from .base import (
     PairEntry,
     check_coords,
     check_same_count,
-    find_column,
     keypoint_pair,
     list_pair_id,
     points_from_xy,
-    read_csv_table,
     resolve_file,
 )
+
+from ..csvtable import read_csv
 
 COLUMNS = {
     "src": ("source_image", "source image", "imageA"),
@@ -71,49 +71,48 @@ class CustomPairs(PairDataset):
         self.pairs_file = resolve_file(self.root, pairs, ["pairs.csv"])
         if self.pairs_file is None or not self.pairs_file.is_file():
             raise self.missing(self.pairs_file or self.root / "pairs.csv", "pair list")
-        header, rows = read_csv_table(self.pairs_file, self.name)
-        self.col = {k: find_column(header, v) for k, v in COLUMNS.items()}
-        absent = [COLUMNS[k][0] for k, v in self.col.items() if v is None]
-        if absent:
-            raise DataError(f"custom: '{self.pairs_file}' has no '{absent[0]}' column (header: {','.join(header)})")
-        self.col["category"] = find_column(header, ("category", "class"))
-        self.col["src_bbox"] = find_column(header, ("source_bbox",))
-        self.col["trg_bbox"] = find_column(header, ("target_bbox",))
+        self.table = table = read_csv(self.pairs_file, "custom pair list")
+        self.col = {k: table.require_column(v) for k, v in COLUMNS.items()}
+        self.col["category"] = table.column(("category", "class"))
+        self.col["src_bbox"] = table.column(("source_bbox",))
+        self.col["trg_bbox"] = table.column(("target_bbox",))
         self.entries = []
-        for i, row in enumerate(rows):
-            if len(row) < len(header):
-                raise DataError(f"custom: row {i + 2} of '{self.pairs_file}' has {len(row)} fields, expected {len(header)}")
+        for i, row in enumerate(table.rows):
             c = self.col["category"]
-            category = row[c].strip() if c is not None and row[c].strip() else "all"
-            src, trg = row[self.col["src"]].strip(), row[self.col["trg"]].strip()
+            category = row[c] if c is not None and c < len(row) and row[c] else "all"
+            src, trg = table.cell(row, self.col["src"]), table.cell(row, self.col["trg"])
             self.entries.append(PairEntry(list_pair_id(i, src, trg), category, row))
 
     def describe(self) -> dict:
         return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords)
 
-    def _bbox(self, row: list[str], key: str, where: str) -> np.ndarray | None:
+    def _numbers(self, row: list[str], key: str) -> np.ndarray:
+        """The ``;``-separated values of column ``key`` (errors name the file, row and column)."""
+        i = self.col[key]
+        return _values(self.table.cell(row, i, required=False), self.table.where(row, i))
+
+    def _bbox(self, row: list[str], key: str) -> np.ndarray | None:
         """The ``(4,)`` box in column ``key`` as written (dataset coordinates), or None."""
         c = self.col[key]
-        if c is None or not row[c].strip():
+        if c is None or c >= len(row) or not row[c]:
             return None
-        v = _values(row[c], where)
+        v = self._numbers(row, key)
         if len(v) != 4:
-            raise DataError(f"{where}: {key} needs 4 values x1;y1;x2;y2, got {len(v)}")
+            raise self.table.error(row, c, f"a box needs 4 values x1;y1;x2;y2, got {len(v)}")
         return v
 
     def load(self, entry: PairEntry) -> KeypointPair:
         row = entry.row
         where = f"custom pair '{entry.pair_id}' of '{self.pairs_file}'"
-        c = self.col
-        src_raw = points_from_xy(_values(row[c["xa"]], where), _values(row[c["ya"]], where), where)
-        trg_raw = points_from_xy(_values(row[c["xb"]], where), _values(row[c["yb"]], where), where)
+        src_raw = points_from_xy(self._numbers(row, "xa"), self._numbers(row, "ya"), where)
+        trg_raw = points_from_xy(self._numbers(row, "xb"), self._numbers(row, "yb"), where)
         check_same_count(src_raw, trg_raw, where)
         return keypoint_pair(
             entry,
             self.root,
-            (row[c["src"]].strip(), row[c["trg"]].strip()),
+            (row[self.col["src"]], row[self.col["trg"]]),
             (src_raw, trg_raw),
-            (self._bbox(row, "src_bbox", where), self._bbox(row, "trg_bbox", where)),
+            (self._bbox(row, "src_bbox"), self._bbox(row, "trg_bbox")),
             self.coords,
             meta={"coords": self.coords},
         )

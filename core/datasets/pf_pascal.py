@@ -39,15 +39,15 @@ from .base import (
     PairEntry,
     check_coords,
     check_same_count,
-    find_column,
     keypoint_pair,
     list_pair_id,
     pad_to_nan,
     parse_number_list,
     points_from_xy,
-    read_csv_table,
     resolve_file,
 )
+
+from ..csvtable import read_csv
 
 SPLITS = ("train", "val", "test")
 PAIR_LISTS = {
@@ -137,14 +137,14 @@ class PFPascal(PairDataset):
         self.pairs_file = resolve_file(lists_dir, pairs, candidates)
         if self.pairs_file is None or not self.pairs_file.is_file():
             raise self.missing(self.pairs_file or lists_dir / candidates[0], f"{pair_list} {self.split} pair list")
-        header, rows = read_csv_table(self.pairs_file, self.name)
+        self.table = read_csv(self.pairs_file, "pf-pascal pair list")
+        header = self.table.header
         self._columns(header)
         self.entries = []
-        for i, row in enumerate(rows):
-            if len(row) < len(header):
-                raise DataError(f"pf-pascal: row {i + 2} of '{self.pairs_file}' has {len(row)} fields, expected {len(header)}")
-            category, _ = class_name(row[self.col["class"]], f"row {i + 2} of '{self.pairs_file}'")
-            src, trg = row[self.col["src"]].strip(), row[self.col["trg"]].strip()
+        for i, row in enumerate(self.table.rows):
+            self.table.check_width(row, len(header))
+            category, _ = class_name(row[self.col["class"]], self.table.where(row, self.col["class"]))
+            src, trg = row[self.col["src"]], row[self.col["trg"]]
             self.entries.append(PairEntry(list_pair_id(i, src, trg), category, row))
 
     def _columns(self, header: list[str]) -> None:
@@ -160,7 +160,7 @@ class PFPascal(PairDataset):
             "src_l": ("source_L_pck",),
             "trg_l": ("target_L_pck",),
         }
-        self.col = {k: find_column(header, v) for k, v in names.items()}
+        self.col = {k: self.table.column(v) for k, v in names.items()}
         for i, h in enumerate(header):
             low = h.lower().replace("_", " ")
             if low.startswith("source bbox"):
@@ -175,19 +175,18 @@ class PFPascal(PairDataset):
     def describe(self) -> dict:
         return dict(super().describe(), split=self.split, pairs=str(self.pairs_file), pair_list=self.pair_list, coords=self.coords)
 
-    def _field(self, row: list[str], key: str) -> str | None:
-        i = self.col.get(key)
-        return row[i] if i is not None else None
+    def _numbers(self, row: list[str], key: str) -> np.ndarray:
+        """The ``;``-separated numbers of column ``key`` (errors name the file, row and column)."""
+        i = self.col[key]
+        return parse_number_list(row[i], ";", self.table.where(row, i))
 
     def _list_points(self, row: list[str], kx: str, ky: str, where: str) -> np.ndarray:
-        xs = parse_number_list(row[self.col[kx]], ";", where)
-        ys = parse_number_list(row[self.col[ky]], ";", where)
-        return points_from_xy(xs, ys, where)
+        return points_from_xy(self._numbers(row, kx), self._numbers(row, ky), where)
 
     def load(self, entry: PairEntry) -> KeypointPair:
         row = entry.row
         where = f"pf-pascal pair '{entry.pair_id}'"
-        src_name, trg_name = row[self.col["src"]].strip(), row[self.col["trg"]].strip()
+        src_name, trg_name = row[self.col["src"]], row[self.col["trg"]]
         category = entry.category
         src_ann, trg_ann = annotation_path(self.root, src_name, category), annotation_path(self.root, trg_name, category)
         ann_bbox: dict[str, np.ndarray | None] = {"src": None, "trg": None}
@@ -203,19 +202,16 @@ class PFPascal(PairDataset):
         check_same_count(src_raw, trg_raw, where)
         boxes = {}
         for side in ("src", "trg"):
-            text = self._field(row, f"{side}_bbox")
-            raw = parse_number_list(text, ";", where) if text is not None else ann_bbox[side]
+            raw = self._numbers(row, f"{side}_bbox") if self.col.get(f"{side}_bbox") is not None else ann_bbox[side]
             if raw is not None and len(raw) != 4:
                 raise DataError(f"{where}: a bounding box needs 4 values, got {len(raw)}")
             boxes[side] = raw
         meta: dict = {"class_id": PASCAL_CLASSES.index(category) + 1, "coords": self.coords}
-        flip = self._field(row, "flip")
-        if flip is not None:
-            meta["flip"] = bool(int(float(flip)))
+        if self.col.get("flip") is not None:
+            meta["flip"] = bool(int(self.table.number(row, self.col["flip"])))
         for side in ("src", "trg"):
-            text = self._field(row, f"{side}_l")
-            if text is not None:
-                meta[f"{side}_L_pck"] = float(text)
+            if self.col.get(f"{side}_l") is not None:
+                meta[f"{side}_L_pck"] = self.table.number(row, self.col[f"{side}_l"])
         return keypoint_pair(
             entry, self.root, (src_name, trg_name), (src_raw, trg_raw), (boxes["src"], boxes["trg"]), self.coords, meta
         )

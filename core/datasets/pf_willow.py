@@ -31,9 +31,10 @@ from .base import (
     list_pair_id,
     pad_to_nan,
     points_from_xy,
-    read_csv_table,
     resolve_file,
 )
+
+from ..csvtable import read_csv
 
 PAIR_LIST = "test_pairs_pf.csv"
 
@@ -85,7 +86,8 @@ class PFWillow(PairDataset):
         self.pairs_file = resolve_file(self.root, pairs, [PAIR_LIST])
         if self.pairs_file is None or not self.pairs_file.is_file():
             raise self.missing(self.pairs_file or self.root / PAIR_LIST, "pair list")
-        header, rows = read_csv_table(self.pairs_file, self.name)
+        self.table = read_csv(self.pairs_file, "pf-willow pair list")
+        header = self.table.header
         if len(header) < 6 or header[0] != "imageA" or header[1] != "imageB":
             raise DataError(f"pf-willow: '{self.pairs_file}' does not start with the columns imageA,imageB")
         n = (len(header) - 2) // 4
@@ -93,10 +95,9 @@ class PFWillow(PairDataset):
             raise DataError(f"pf-willow: '{self.pairs_file}' has {len(header)} columns, not 2 + 4·N")
         self.n_points = n
         self.entries = []
-        for i, row in enumerate(rows):
-            if len(row) != len(header):
-                raise DataError(f"pf-willow: row {i + 2} of '{self.pairs_file}' has {len(row)} fields, expected {len(header)}")
-            src, trg = row[0].strip(), row[1].strip()
+        for i, row in enumerate(self.table.rows):
+            self.table.check_width(row, len(header), exact=True)
+            src, trg = row[0], row[1]
             self.entries.append(PairEntry(list_pair_id(i, src, trg), category_of(src), row))
 
     def describe(self) -> dict:
@@ -104,24 +105,21 @@ class PFWillow(PairDataset):
 
     def _csv_points(self, row: list[str], first: int, where: str) -> np.ndarray:
         n = self.n_points
-        xs = np.array([float(v) for v in row[first : first + n]])
-        ys = np.array([float(v) for v in row[first + n : first + 2 * n]])
+        xs = np.array([self.table.number(row, i) for i in range(first, first + n)])
+        ys = np.array([self.table.number(row, i) for i in range(first + n, first + 2 * n)])
         return points_from_xy(xs, ys, where)
 
     def load(self, entry: PairEntry) -> KeypointPair:
         row = entry.row
         where = f"pf-willow pair '{entry.pair_id}'"
-        src_name, trg_name = row[0].strip(), row[1].strip()
+        src_name, trg_name = row[0], row[1]
         src_path, trg_path = self.root / src_name, self.root / trg_name
-        try:
-            if self.keypoints == "csv":
-                src_raw = self._csv_points(row, 2, where)
-                trg_raw = self._csv_points(row, 2 + 2 * self.n_points, where)
-            else:
-                src_raw = read_pts_coord(src_path.with_suffix(".mat"))
-                trg_raw = read_pts_coord(trg_path.with_suffix(".mat"))
-        except ValueError:
-            raise DataError(f"{where}: a keypoint value in '{self.pairs_file}' is not a number") from None
+        if self.keypoints == "csv":
+            src_raw = self._csv_points(row, 2, where)
+            trg_raw = self._csv_points(row, 2 + 2 * self.n_points, where)
+        else:
+            src_raw = read_pts_coord(src_path.with_suffix(".mat"))
+            trg_raw = read_pts_coord(trg_path.with_suffix(".mat"))
         return keypoint_pair(
             entry,
             self.root,

@@ -86,8 +86,15 @@ def _errors_json(errors: np.ndarray) -> list[float | None]:
     return [None if np.isnan(e) else (MISSING_ERROR if np.isinf(e) else float(e)) for e in errors]
 
 
-def score_keypoints(pair, flow_st: np.ndarray | None, flow_ts: np.ndarray | None, protocol: Protocol) -> dict[str, Any]:
-    """Transfer the query keypoints and measure them (see the module doc for the stored fields)."""
+def score_keypoints(
+    pair, flow_st: np.ndarray | None, flow_ts: np.ndarray | None, protocol: Protocol, transfer=None
+) -> dict[str, Any]:
+    """Transfer the query keypoints and measure them (see the module doc for the stored fields).
+
+    ``transfer(points (N, 2), direction) -> (N, 2)`` is the model's own keypoint
+    transfer (MMNet's): the query points, clamped into their image, go through
+    it instead of sampling the flow (which may then be None).
+    """
     src_size = _size(pair.src_size, flow_st, "source", pair.pair_id)
     trg_size = _size(pair.trg_size, flow_ts, "target", pair.pair_id)
     if protocol.direction == "src->trg":
@@ -96,9 +103,14 @@ def score_keypoints(pair, flow_st: np.ndarray | None, flow_ts: np.ndarray | None
     else:
         flow, query, gt, size, bbox = flow_ts, pair.trg_kps, pair.src_kps, src_size, pair.src_bbox
         key = "trg_to_src"
-    if flow is None:
+    if transfer is not None:  # the model moves the points itself (clamped into their image, as for a flow)
+        finite = np.isfinite(query).all(axis=1)
+        q = clamp_points(np.where(finite[:, None], query, 0.0), src_size if key == "src_to_trg" else trg_size)
+        pred = transfer(np.where(finite[:, None], q, np.nan), protocol.direction)
+    elif flow is None:
         raise DataError(f"pair '{pair.pair_id}': no flow/{key}, which the {protocol.name} protocol scores")
-    pred = sample_flow(query, flow, protocol.sampling)
+    else:
+        pred = sample_flow(query, flow, protocol.sampling)
     valid = np.isfinite(query).all(axis=1) & np.isfinite(gt).all(axis=1)
     if protocol.measure_size is not None:
         pred, gt = rescale_points(pred, size, protocol.measure_size), rescale_points(gt, size, protocol.measure_size)
@@ -160,8 +172,13 @@ def score_mask(pair, flow_st: np.ndarray | None, flow_ts: np.ndarray | None, pro
 SCORERS = {"keypoints": score_keypoints, "flow": score_flow, "mask": score_mask}
 
 
-def score_pair(pair, flows: tuple[np.ndarray | None, np.ndarray | None], protocol: Protocol) -> dict[str, Any]:
-    """The per-pair figures of ``pair`` under ``protocol`` (dispatch on the protocol's task)."""
+def score_pair(pair, flows: tuple[np.ndarray | None, np.ndarray | None], protocol: Protocol, transfer=None) -> dict[str, Any]:
+    """The per-pair figures of ``pair`` under ``protocol`` (dispatch on the protocol's task).
+
+    ``transfer``: a model's own keypoint transfer (:func:`score_keypoints`), keypoint protocols only.
+    """
+    if protocol.task == "keypoints":
+        return score_keypoints(pair, flows[0], flows[1], protocol, transfer)
     return SCORERS[protocol.task](pair, flows[0], flows[1], protocol)
 
 
@@ -220,7 +237,9 @@ def score_item(item, source, protocol: Protocol) -> dict[str, Any]:
         return score_propagation(item, source, protocol)
     if protocol.task == "coseg":
         return score_coseg(item, source.coseg(item), protocol)
-    return score_pair(item, source.flows(item), protocol)
+    outputs = getattr(source, "outputs", None)
+    st, ts, transfer = outputs(item, flows=protocol.task != "keypoints") if outputs else (*source.flows(item), None)
+    return score_pair(item, (st, ts), protocol, transfer)
 
 
 __all__ = [

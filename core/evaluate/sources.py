@@ -21,7 +21,7 @@ from PIL import Image, ImageOps
 
 from ..errors import DataError, UsageError
 from ..images import load_image
-from ..io.records import FLOW_KEYS, check_root
+from ..io.records import FLOW_KEYS, check_root, refuse_non_finite
 from ..io.stream import iter_records
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
@@ -70,14 +70,28 @@ class PredictorSource:
         info["flip"] = self.flip
         return info
 
-    def flows(self, pair) -> tuple[np.ndarray, np.ndarray]:
+    def outputs(self, pair, flows: bool = True):
+        """``(flow_st, flow_ts, transfer)``: the flows, and the predictor's own keypoint
+        transfer (``predict_with_transfer``) or None (then the flows are sampled).
+        ``flows=False``: the flows may be None when there is such a transfer."""
         src: Image.Image = load_image(pair.src_path)
         trg: Image.Image = load_image(pair.trg_path)
         mirrored = self.flip == "gt" and bool(getattr(pair, "flip", False))
-        out = self.predictor.predict(ImageOps.mirror(src) if mirrored else src, trg)
+        with_transfer = getattr(self.predictor, "predict_with_transfer", None)
+        transfer = None
+        if callable(with_transfer) and not mirrored:
+            *out, transfer = with_transfer(src, trg, flows=flows)
+            if transfer is not None and out[0] is None:
+                return None, None, transfer
+        else:
+            out = self.predictor.predict(ImageOps.mirror(src) if mirrored else src, trg)
         st, ts = _check_flows(out, (src.height, src.width), (trg.height, trg.width), "the predictor")
         if mirrored:
             st, ts = mirror_flows(st, ts, src.width)
+        return st, ts, transfer
+
+    def flows(self, pair) -> tuple[np.ndarray, np.ndarray]:
+        st, ts, _ = self.outputs(pair)
         return st, ts
 
     def coseg(self, pair) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +124,7 @@ def read_record_flows(g: h5py.Group, where: str) -> tuple[np.ndarray | None, np.
                 raise DataError(f"{where}: flow/{key} is damaged ({exc})") from None
             if arr.ndim != 3 or arr.shape[2] != 2:
                 raise DataError(f"{where}: flow/{key} has shape {arr.shape}, expected (H, W, 2)")
+            refuse_non_finite(arr, where, f"flow/{key}", allow_nan=True)  # NaN: no position, a miss
         out.append(arr)
     return out[0], out[1]
 
@@ -131,7 +146,8 @@ class RecordFlows:
     Each record's ``src_path``/``trg_path`` attributes must name the pair's
     images as the dataset's pair list writes them (relative to the dataset
     root) or as absolute paths. HDF5 files are read lazily, one record per
-    pair; stream files are loaded once.
+    pair; stream files are loaded once. A NaN flow value is a point the method
+    gives no position for (scored as a miss); Inf is refused as bad data.
     """
 
     def __init__(self, path: str | Path, dataset_root: str | Path | None = None):
@@ -148,7 +164,7 @@ class RecordFlows:
         if is_h5:
             self._open_h5()
         else:
-            for rec in iter_records(self.path):
+            for rec in iter_records(self.path, nan_flows=True):
                 self._add(rec.pair_id, rec.src_path, rec.trg_path)
                 self._loaded[rec.pair_id] = (rec.flow.get("src_to_trg"), rec.flow.get("trg_to_src"))
                 self._masks[rec.pair_id] = (rec.mask.get("src"), rec.mask.get("trg"))

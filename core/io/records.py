@@ -19,6 +19,7 @@ The full specification is ``docs/format.md``. In short, a record is the group
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import h5py
@@ -29,6 +30,8 @@ from ..errors import DataError
 FORMAT_VERSION = 1
 FLOW_KEYS = ("src_to_trg", "trg_to_src")
 SIDES = ("src", "trg")
+#: Record attribute: the absolute folder that relative ``src_path``/``trg_path`` are relative to.
+IMAGE_ROOT_ATTR = "image_root"
 
 
 def _attr_value(v: Any) -> Any:
@@ -104,6 +107,18 @@ class PairRecord:
     def layers(self) -> list[str]:
         """Feature layers present on both sides, in stored order."""
         return [name for name in self.features["src"] if name in self.features["trg"]]
+
+    def image_path(self, side: str) -> Path:
+        """Where the record's ``src`` or ``trg`` image lies.
+
+        An absolute path as it is; a relative one against the record's
+        ``image_root`` attribute (the folder ``extract`` resolved it against:
+        its working directory for two images, ``--root`` or the CSV's folder
+        for ``--pairs``), or against the current directory when there is none.
+        """
+        path = Path(self.src_path if side == "src" else self.trg_path)
+        root = self.attrs.get(IMAGE_ROOT_ATTR)
+        return path if path.is_absolute() or not root else Path(root) / path
 
 
 # ----------------------------------------------------------------------------- writing
@@ -220,8 +235,25 @@ def _read_group_arrays(g: h5py.Group, prefix: str = "") -> dict[str, tuple[np.nd
     return out
 
 
-def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
-    """Read and validate ``pairs/<pair_id>`` into a :class:`PairRecord`."""
+def refuse_non_finite(arr: np.ndarray, where: str, name: str, allow_nan: bool = False) -> np.ndarray:
+    """``arr`` itself, or :class:`DataError` naming ``where`` and dataset ``name`` when it holds NaN or Inf.
+
+    ``allow_nan``: refuse only Inf (NaN flows are "no position" to ``evaluate --flows``).
+    """
+    if arr.dtype.kind in "fc":
+        bad = int(np.count_nonzero(np.isinf(arr) if allow_nan else ~np.isfinite(arr)))
+        if bad:
+            kind = "Inf" if allow_nan else "NaN or Inf"
+            raise DataError(f"{where}: dataset '{name}' holds {bad} {kind} value(s) of {arr.size}; non-finite numbers are not data")
+    return arr
+
+
+def read_record(g: h5py.Group, history: list[str] | None = None, nan_flows: bool = False) -> PairRecord:
+    """Read and validate ``pairs/<pair_id>`` into a :class:`PairRecord`.
+
+    Features, ``corr`` and flows holding NaN or Inf are refused (:class:`DataError`);
+    ``nan_flows``: flows may hold NaN, "no position" (what ``evaluate --flows`` scores as a miss).
+    """
     pid = g.name.rsplit("/", 1)[-1]
     where = f"record '{pid}'"
     attrs = read_attrs(g)
@@ -248,13 +280,13 @@ def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
                     arr = ds[()]
                     if arr.ndim != 3:
                         raise DataError(f"{where}: features/{side}/{layer} must be (C, h, w), got {arr.shape}")
-                    rec.features[side][layer] = arr
+                    rec.features[side][layer] = refuse_non_finite(arr, where, f"features/{side}/{layer}")
                     rec.feature_attrs.setdefault(layer, read_attrs(ds))
         if "corr" in g:
             ds = g["corr"]
             if ds.ndim != 4:
                 raise DataError(f"{where}: corr must be (h_src, w_src, h_trg, w_trg), got {ds.shape}")
-            rec.corr = ds[()]
+            rec.corr = refuse_non_finite(ds[()], where, "corr")
             rec.corr_attrs = read_attrs(ds)
         if "flow" in g:
             rec.flow_attrs = read_attrs(g["flow"])
@@ -265,7 +297,7 @@ def read_record(g: h5py.Group, history: list[str] | None = None) -> PairRecord:
                         raise DataError(
                             f"{where}: flow/{key} has shape {arr.shape}, expected {(size[0], size[1], 2)}"
                         )
-                    rec.flow[key] = arr.astype(np.float32)
+                    rec.flow[key] = refuse_non_finite(arr.astype(np.float32), where, f"flow/{key}", allow_nan=nan_flows)
         if "confidence" in g:
             for key, ds in g["confidence"].items():
                 rec.confidence[key] = ds[()]

@@ -72,7 +72,7 @@ def record_to_bytes(rec: PairRecord, history: list[str], dtype: str | None = Non
     return buf.getvalue()
 
 
-def bytes_to_records(data: bytes, where: str) -> list[PairRecord]:
+def bytes_to_records(data: bytes, where: str, nan_flows: bool = False) -> list[PairRecord]:
     """Parse an HDF5 file image into its records."""
     try:
         f = h5py.File(io.BytesIO(data), "r")
@@ -80,7 +80,7 @@ def bytes_to_records(data: bytes, where: str) -> list[PairRecord]:
         raise DataError(f"{where} is not a valid HDF5 image (truncated or corrupt)") from None
     with f:
         history = check_root(f, where)
-        return [read_record(g, history) for g in f["pairs"].values()]
+        return [read_record(g, history, nan_flows) for g in f["pairs"].values()]
 
 
 def write_frame(out: BinaryIO, payload: bytes) -> None:
@@ -130,16 +130,19 @@ def _stdin() -> BinaryIO:
     return sys.stdin.buffer
 
 
-def iter_records(source: str | os.PathLike | None = None, stdin: BinaryIO | None = None) -> Iterator[PairRecord]:
+def iter_records(
+    source: str | os.PathLike | None = None, stdin: BinaryIO | None = None, nan_flows: bool = False
+) -> Iterator[PairRecord]:
     """Every record of a file, a stream file, or standard input, one at a time.
 
-    ``source``: a path, ``"-"`` or ``None`` for standard input.
+    ``source``: a path, ``"-"`` or ``None`` for standard input. Records holding
+    NaN or Inf are refused; ``nan_flows``: except NaN in flows (see :func:`read_record`).
     """
     if source is None or str(source) == "-":
         src = stdin if stdin is not None else _stdin()
         if src.isatty() if hasattr(src, "isatty") else False:
             raise UsageError("no input: give a file, or pipe the output of another semcorr command into this one")
-        yield from _iter_binary(src, "standard input")
+        yield from _iter_binary(src, "standard input", nan_flows)
         return
     path = Path(source)
     if not path.exists():
@@ -147,13 +150,13 @@ def iter_records(source: str | os.PathLike | None = None, stdin: BinaryIO | None
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head == HDF5_MAGIC:
-        yield from _iter_h5_file(path)
+        yield from _iter_h5_file(path, nan_flows)
         return
     with open(path, "rb") as fh:
-        yield from _iter_binary(fh, f"'{path}'")
+        yield from _iter_binary(fh, f"'{path}'", nan_flows)
 
 
-def _iter_h5_file(path: Path) -> Iterator[PairRecord]:
+def _iter_h5_file(path: Path, nan_flows: bool = False) -> Iterator[PairRecord]:
     try:
         f = h5py.File(path, "r")
     except OSError:
@@ -165,20 +168,20 @@ def _iter_h5_file(path: Path) -> Iterator[PairRecord]:
                 g = f["pairs"][name]
             except (KeyError, OSError):
                 raise DataError(f"'{path}': record '{name}' is damaged") from None
-            yield read_record(g, history)
+            yield read_record(g, history, nan_flows)
 
 
-def _iter_binary(src: BinaryIO, where: str) -> Iterator[PairRecord]:
+def _iter_binary(src: BinaryIO, where: str, nan_flows: bool = False) -> Iterator[PairRecord]:
     head = _read_exact(src, 8)
     if not head:
         raise DataError(f"{where} is empty: expected a semcorr stream or HDF5 file")
     if head == STREAM_MAGIC:
         for i, payload in enumerate(iter_frames(src, head)):
-            yield from bytes_to_records(payload, f"record {i + 1} of {where}")
+            yield from bytes_to_records(payload, f"record {i + 1} of {where}", nan_flows)
         return
     if head == HDF5_MAGIC:
         data = head + src.read()
-        yield from bytes_to_records(data, where)
+        yield from bytes_to_records(data, where, nan_flows)
         return
     raise DataError(f"{where} is neither a semcorr stream nor an HDF5 file")
 
@@ -251,10 +254,8 @@ class RecordWriter:
             self._h5.flush()
         else:
             assert self._stream is not None
-            try:
-                write_frame(self._stream, record_to_bytes(rec, history, self.dtype, self.compression))
-            except BrokenPipeError:
-                raise DataError("the next command in the pipe stopped reading") from None
+            # a BrokenPipeError (the reader went away) propagates: the command line ends quietly on it
+            write_frame(self._stream, record_to_bytes(rec, history, self.dtype, self.compression))
         self.count += 1
         release_memory()
 

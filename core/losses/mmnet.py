@@ -1,17 +1,18 @@
-"""MMNet's multi-scale keypoint loss.
+"""MMNet's multi-scale keypoint loss, with the public training code's conventions.
 
 For every level, both directions and every annotated keypoint: the
 correlation row at the keypoint (bilinear over the 4 surrounding source
 cells), a softmax over the target positions, and a binary cross-entropy
 summed over the positions against a target map that puts inverse-distance
-weights on the 4 cells around the true match, blurred by a 3×3 Gaussian. The
-total over levels (weight 1 each), directions and keypoints is divided by the
-batch size.
+weights on the 4 cells around the true match, blurred by a 3×3 Gaussian
+(the public ``train.py`` ``cross_entropy_loss2d`` with ``BilinearInterpolate``
+and ``getBlurredGT``). The total over levels (weight 1 each), directions and
+keypoints is divided by the batch size.
 
-Coordinates: keypoints are pixel ``(x, y)`` in the (resized) images; a grid
-of ``w`` cells spans the image with cell ``j`` at pixel ``j·(W−1)/(w−1)`` — the
-project's ``align_corners=True`` convention (:mod:`core.geometry`), so matches
-read off the grid at test time land where training put them.
+Coordinates: keypoints are pixel ``(x, y)`` in the (resized) images; pixel
+``x`` of a ``W``-pixel image is cell ``x·w/W`` of a ``w``-cell grid (no
+half-pixel shift), as the public code trains and transfers keypoints at test
+time (:func:`core.models.mmnet.transfer_points`: cell ``j`` → pixel ``j·W/w``).
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-#: Standard deviation of the 3×3 target blur (what OpenCV picks for a 3×3 kernel).
-TARGET_SIGMA = 0.8
+#: Standard deviation of the 3×3 target blur: the public ``gaussian2d(3)``, ``σ = 3 / 2 / 2.354``.
+TARGET_SIGMA = 3 / 2 / 2.354
+#: Smallest distance of ``getBlurredGT``'s inverse-distance weights.
+MIN_DISTANCE = 1e-5
 DIRECTIONS = ("src_to_trg", "trg_to_src")
 
 
 def pixels_to_grid(kps: torch.Tensor, image_size: tuple[int, int], grid_size: tuple[int, int]) -> torch.Tensor:
-    """Pixel ``(x, y)`` ``(B, N, 2)`` in an image of ``(H, W)`` → cell units of an ``(h, w)`` grid."""
+    """Pixel ``(x, y)`` ``(B, N, 2)`` in an image of ``(H, W)`` → cell units ``(x·w/W, y·h/H)`` of an ``(h, w)`` grid."""
     (hh, ww), (h, w) = image_size, grid_size
-    scale = kps.new_tensor([(w - 1) / max(ww - 1, 1), (h - 1) / max(hh - 1, 1)])
+    scale = kps.new_tensor([w / float(ww), h / float(hh)])
     return kps * scale
 
 
@@ -51,8 +54,8 @@ def gaussian_kernel_3x3(sigma: float = TARGET_SIGMA, device=None, dtype=torch.fl
     return (k / k.sum()).view(1, 1, 3, 3)
 
 
-def inverse_distance_map(points: torch.Tensor, size: tuple[int, int], eps: float = 1e-6) -> torch.Tensor:
-    """Weights ``∝ 1 / distance`` on the (up to) 4 grid cells around each point, summing to 1.
+def inverse_distance_map(points: torch.Tensor, size: tuple[int, int], min_distance: float = MIN_DISTANCE) -> torch.Tensor:
+    """Weights ``∝ 1 / max(distance, min_distance)`` on the (up to) 4 grid cells around each point, summing to 1.
 
     points ``(B, N, 2)`` in cell units (finite) → ``(B, N, h, w)``. A point on a
     cell puts (almost) all its weight there; cells off the grid are dropped.
@@ -66,7 +69,7 @@ def inverse_distance_map(points: torch.Tensor, size: tuple[int, int], eps: float
     for cx, cy in ((x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)):
         inside = (cx >= 0) & (cx <= w - 1) & (cy >= 0) & (cy <= h - 1)
         dist = torch.sqrt((x - cx) ** 2 + (y - cy) ** 2)
-        weights.append(torch.where(inside, 1.0 / (dist + eps), torch.zeros_like(dist)))
+        weights.append(torch.where(inside, 1.0 / dist.clamp_min(min_distance), torch.zeros_like(dist)))
         cells.append((cy.clamp(0, h - 1) * w + cx.clamp(0, w - 1)).long())
     wsum = torch.stack(weights).sum(0).clamp_min(1e-12)
     for c, wt in zip(cells, weights):
@@ -77,14 +80,13 @@ def inverse_distance_map(points: torch.Tensor, size: tuple[int, int], eps: float
 def target_maps(points: torch.Tensor, size: tuple[int, int], sigma: float = TARGET_SIGMA) -> torch.Tensor:
     """MMNet's training target: :func:`inverse_distance_map` blurred by a 3×3 Gaussian.
 
-    points ``(B, N, 2)`` cell units → ``(B, N, h, w)``; borders reflect (as
-    OpenCV's default), replicate on grids narrower than 2 cells.
+    points ``(B, N, 2)`` cell units → ``(B, N, h, w)``; zero padding at the
+    borders (the public ``F.conv2d(..., padding=1)``), so a border target sums to less than 1.
     """
     b, n, _ = points.shape
     h, w = size
     m = inverse_distance_map(points, size).view(b * n, 1, h, w)
-    mode = "reflect" if min(h, w) >= 2 else "replicate"
-    m = F.conv2d(F.pad(m, (1, 1, 1, 1), mode=mode), gaussian_kernel_3x3(sigma, m.device, m.dtype))
+    m = F.conv2d(m, gaussian_kernel_3x3(sigma, m.device, m.dtype), padding=1)
     return m.view(b, n, h, w)
 
 

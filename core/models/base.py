@@ -106,6 +106,32 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
             "backbone_weights": getattr(self, "backbone_weights_arg", "default"),
         }
 
+    #: How the predictor resizes images to the working size: ``"pil"`` (PIL bilinear,
+    #: the published NC-Net/DCCNet/SFNet evaluations) or ``"tensor"`` (``F.interpolate``
+    #: bilinear, align_corners=False, no antialiasing, on the normalised tensor).
+    input_resize: ClassVar[str] = "pil"
+
+    def pixel_flows(
+        self, m: Matches, src_size: tuple[int, int], trg_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Dense pixel flows ``(1, H_src, W_src, 2)`` and ``(1, H_trg, W_trg, 2)`` from one pair's matches.
+
+        Default: the match grids upsampled bilinearly (:func:`core.flow.matches_to_flow`).
+        """
+        from ..flow import matches_to_flow
+
+        return matches_to_flow(m.src_to_trg.float(), src_size, trg_size), matches_to_flow(m.trg_to_src.float(), trg_size, src_size)
+
+    def transfer_keypoints(
+        self, m: Matches, points: torch.Tensor, direction: str, src_size: tuple[int, int], trg_size: tuple[int, int]
+    ) -> torch.Tensor | None:
+        """The model's own keypoint transfer, or None to let the evaluation sample the flow.
+
+        points ``(N, 2)`` pixel ``(x, y)`` in the source (``direction="src->trg"``)
+        or target (``"trg->src"``) image → ``(N, 2)`` pixels in the other image.
+        """
+        return None
+
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights of everything but a frozen backbone (what a checkpoint must keep)."""
         frozen = not any(p.requires_grad for p in self.backbone.parameters())

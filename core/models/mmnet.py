@@ -6,8 +6,17 @@ A composition of :mod:`core.multiscale` pieces::
     sums, local self-attention, top-down fusion) → coarse-to-fine 4D
     correlation S_l = S̃_l + U(S_{l+1}) → matches at the output level
 
-Defaults follow the public code: nearest 4D upsampling (``upsample="bicubic"``
-is the paper's), output at level 1 (stride 8), matches by argmax.
+Defaults follow the public code (wintersun661/MMNet, ``models/Model.py`` and
+``test.py``): nearest 4D upsampling (``upsample="bicubic"`` is the paper's),
+output at level 1 (stride 8 — the public ``--resolution 2``), source→target
+volume ``S`` and target→source volume ``Sᵀ``, and, with ``matching="argmax"``,
+the public keypoint transfer (``utils/geometry.predict_kps``,
+:func:`transfer_points`): the volume's rows sampled bilinearly at the point
+(``x·w/W``, no half-pixel shift), argmax over the other image's cells, cell
+``j`` mapped back to pixel ``j·W'/w'``. Flows are that rule at every pixel;
+evaluation transfers keypoints with it directly (:meth:`MMNet.transfer_keypoints`).
+Images are resized as the public dataset code does (``F.interpolate``
+bilinear, no antialiasing).
 
 Memory: inference builds the volumes from the coarsest level down to the
 output level only; when the output volume has more than ``max_volume`` scores
@@ -31,6 +40,7 @@ from ..backbones import DEFAULT_LAYERS, FeatureBackbone, block_layers, build_bac
 from ..correlation import transpose_corr
 from ..errors import UsageError, WeightsError
 from ..flow import argmax_matches, kernel_soft_argmax_matches, match_confidence, soft_argmax_matches
+from ..geometry import pixel_grid
 from ..losses.mmnet import multiscale_keypoint_loss
 from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
 from ..pseudo_labels import mutual_nn_keypoints, teacher_scores
@@ -56,7 +66,9 @@ class MMNet(CorrespondenceModel):
 
     * ``upsample``: ``"nearest"`` (public code) or ``"bicubic"`` (paper) 4D upsampling;
     * ``output_level``: level read at test time, 0 = finest (stride 4), 1 = stride 8 (default);
-    * ``matching``: ``"argmax"`` (default), ``"kernel-soft-argmax"`` or ``"soft-argmax"``;
+    * ``matching``: ``"argmax"`` (default: per-cell argmax matches, and the public
+      keypoint transfer for flows and evaluation, :func:`transfer_points`),
+      ``"kernel-soft-argmax"`` or ``"soft-argmax"`` (flows from the match grids);
     * ``train_backbone``: fine-tune the backbone (its weights then go into checkpoints);
     * ``supervision``: ``"keypoints"`` (default: the batch's annotated or synthetic
       keypoints, as the paper) or ``"pseudo"`` (same-class pairs without
@@ -85,6 +97,7 @@ class MMNet(CorrespondenceModel):
         "image_size": 320,
     }
     input_size = 320
+    input_resize = "tensor"  # the public dataset code: F.interpolate(bilinear, align_corners=False)
     #: The backbone's learning rate relative to the head's (``param_groups``).
     backbone_lr_ratio = 0.01
 
@@ -247,6 +260,37 @@ class MMNet(CorrespondenceModel):
         t2s, conf_b = chunked_matches(fb, fa, coarse_t, self._match_rows, self.upsample, max(1, CHUNK_SCORES // (ha * wa)))
         return Matches(src_to_trg=s2t, trg_to_src=t2s, confidence_src=conf_a, confidence_trg=conf_b)
 
+    # ------------------------------------------------------------------ test-time transfer
+
+    def _transfer_volume(self, m: Matches, direction: str) -> torch.Tensor | None:
+        """The one pair's output-level volume read by the public transfer, or None (soft matching, no volume)."""
+        if self.matching != "argmax" or m.corr is None or m.corr.shape[0] != 1:
+            return None
+        return m.corr[0] if direction == "src->trg" else transpose_corr(m.corr)[0]
+
+    def transfer_keypoints(
+        self, m: Matches, points: torch.Tensor, direction: str, src_size: tuple[int, int], trg_size: tuple[int, int]
+    ) -> torch.Tensor | None:
+        """The public code's keypoint transfer (:func:`transfer_points`) on the output level's volume.
+
+        None (the caller then samples the flow) with a soft ``matching`` or when
+        the volume was too large to build (chunked matching).
+        """
+        corr = self._transfer_volume(m, direction)
+        if corr is None:
+            return None
+        sizes = (src_size, trg_size) if direction == "src->trg" else (trg_size, src_size)
+        return transfer_points(corr, points, *sizes)
+
+    def pixel_flows(
+        self, m: Matches, src_size: tuple[int, int], trg_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The public transfer at every pixel of each image (``matching="argmax"``); else the default flows."""
+        st, ts = self._transfer_volume(m, "src->trg"), self._transfer_volume(m, "trg->src")
+        if st is None or ts is None:
+            return super().pixel_flows(m, src_size, trg_size)
+        return transfer_flow(st, src_size, trg_size).unsqueeze(0), transfer_flow(ts, trg_size, src_size).unsqueeze(0)
+
     # ------------------------------------------------------------------ training
 
     def teacher_network(self, device: torch.device) -> torch.nn.Module:
@@ -319,20 +363,144 @@ class MMNet(CorrespondenceModel):
         return multiscale_keypoint_loss(sample, grids, src_kps, trg_kps, src_size, trg_size)
 
 
+# ============================================================================ the public keypoint transfer
+
+
+def _public_taps(v: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Cell index, next index and weight of the next one, as the public ``BilinearInterpolate`` reads them.
+
+    v ``(N,)`` float64 cell coordinates (clamped to ``[0, n)``): ``i0 = ⌊v⌋``, weight
+    ``v − i0``; a next cell past the grid is dropped (weight 0, index ``i0``).
+    """
+    v = v.clamp(min=0.0)
+    i0 = torch.trunc(v)
+    frac = v - i0
+    i0 = i0.long().clamp(max=n - 1)
+    has_next = (i0 + 1 <= n - 1) & (v < n)
+    return i0, torch.where(has_next, i0 + 1, i0), torch.where(has_next, frac, torch.zeros_like(frac))
+
+
+def _candidate_mask(rows: torch.Tensor) -> torch.Tensor:
+    """Target cells that can be the argmax of a convex combination of 4 score rows.
+
+    rows ``(Q, 4, M)`` → ``(Q, M)`` bool. A combination's best score is at least
+    ``max_k min_i rows[i, k]``, and cell k scores at most ``max_i rows[i, k]``; a
+    cell below that bound (less a rounding margin) never wins.
+    """
+    upper, lower = rows.amax(1), rows.amin(1)
+    bound = lower.amax(1, keepdim=True)
+    return upper >= bound - 1e-6 * bound.abs() - 1e-30
+
+
+def _first_true(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """The first ``k`` True columns of each row of ``mask`` ``(Q, M)`` (ascending), padded with the row's last one."""
+    counts = mask.sum(1)
+    order = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :k]
+    last = order.gather(1, (counts - 1).clamp(min=0).unsqueeze(1))
+    return torch.where(torch.arange(k, device=mask.device) < counts.unsqueeze(1), order, last)
+
+
+def transfer_points(
+    corr: torch.Tensor,
+    points: torch.Tensor,
+    src_size: tuple[int, int],
+    trg_size: tuple[int, int],
+    chunk_scores: int = 1 << 22,
+) -> torch.Tensor:
+    """MMNet's test-time keypoint transfer (the public ``utils/geometry.predict_kps``).
+
+    For a point ``(x, y)`` of the source image of ``src_size = (H, W)``: cell
+    coordinates ``(x·wA/W, y·hA/H)`` (no half-pixel shift); its score row
+    interpolated bilinearly over the 4 surrounding cells in the public order
+    (``(1−fx)·((1−fy)·s₀₀ + fy·s₁₀) + fx·((1−fy)·s₀₁ + fy·s₁₁)``, integer part
+    truncated, a neighbour past the last row/column dropped); the argmax target
+    cell ``(i, j)`` (first of equal scores); the point ``(j·W'/wB, i·H'/hB)`` of
+    the target image of ``trg_size = (H', W')`` — the cell's corner, not its centre.
+    Only the cells that can win for a cell quadruple are scored
+    (:func:`_candidate_mask`), so a whole image's pixels stay cheap.
+
+    corr ``(hA, wA, hB, wB)``, points ``(N, 2)`` pixel ``(x, y)`` → ``(N, 2)`` float64
+    pixels; NaN points give NaN; points outside the image are clamped to the grid.
+    """
+    ha, wa, hb, wb = corr.shape
+    flat = corr.reshape(ha * wa, hb * wb)
+    pts = points.to(device=corr.device, dtype=torch.float64).reshape(-1, 2)
+    finite = torch.isfinite(pts).all(dim=1)
+    p = torch.where(finite[:, None], pts, torch.zeros_like(pts))
+    if p.shape[0] == 0:
+        return p.clone()
+    x0, x1, fx = _public_taps(p[:, 0] * (wa / float(src_size[1])), wa)
+    y0, y1, fy = _public_taps(p[:, 1] * (ha / float(src_size[0])), ha)
+    corner_of = [y0 * wa + x0, y1 * wa + x0, y0 * wa + x1, y1 * wa + x1]  # s00, s10, s01, s11 of each point
+    quads, which = torch.unique(corner_of[0], return_inverse=True)  # (y1, x1) follow from (y0, x0)
+    qy, qx = quads // wa, quads % wa
+    qy1, qx1 = (qy + 1).clamp(max=ha - 1), (qx + 1).clamp(max=wa - 1)
+    corners = torch.stack([qy * wa + qx, qy1 * wa + qx, qy * wa + qx1, qy1 * wa + qx1], 1)
+    q_step = max(1, chunk_scores // (4 * hb * wb))
+    keep = torch.cat([_candidate_mask(flat[corners[i : i + q_step]]) for i in range(0, quads.numel(), q_step)])
+    counts = keep.sum(1)
+    by_count = torch.argsort(counts)  # quadruples with few candidates together: little padding
+    rank = torch.empty_like(by_count)
+    rank[by_count] = torch.arange(by_count.numel(), device=corr.device)
+    point_rank = rank[which]
+    point_order = torch.argsort(point_rank, stable=True)
+    first = torch.searchsorted(point_rank[point_order], torch.arange(0, by_count.numel() + 1, device=corr.device))
+    best = torch.empty(p.shape[0], dtype=torch.long, device=corr.device)
+    group = 64
+    for g in range(0, by_count.numel(), group):
+        members = by_count[g : g + group]
+        cells = _first_true(keep[members], int(counts[members].max()))  # (G, K)
+        idx_all = point_order[first[g] : first[min(g + group, by_count.numel())]]
+        step = max(1, chunk_scores // (4 * cells.shape[1]))
+        for ps in range(0, idx_all.numel(), step):
+            idx = idx_all[ps : ps + step]
+            c = cells[point_rank[idx] - g]  # (n, K) the candidates of each point's quadruple
+            rows = [flat[corner[idx].unsqueeze(1), c] for corner in corner_of]
+            ay, by = (1 - fy[idx]).to(corr.dtype)[:, None], fy[idx].to(corr.dtype)[:, None]
+            ax, bx = (1 - fx[idx]).to(corr.dtype)[:, None], fx[idx].to(corr.dtype)[:, None]
+            res1 = ay * rows[0] + by * rows[1]
+            res2 = ay * rows[2] + by * rows[3]
+            best[idx] = c.gather(1, (ax * res1 + bx * res2).argmax(dim=1, keepdim=True)).squeeze(1)
+    out = torch.stack(
+        [
+            (best % wb).to(torch.float64) * (trg_size[1] / wb),
+            torch.div(best, wb, rounding_mode="floor").to(torch.float64) * (trg_size[0] / hb),
+        ],
+        1,
+    )
+    out[~finite] = float("nan")
+    return out
+
+
+def transfer_flow(corr: torch.Tensor, src_size: tuple[int, int], trg_size: tuple[int, int]) -> torch.Tensor:
+    """:func:`transfer_points` at every pixel of the source image: ``(hA, wA, hB, wB)`` → flow ``(H, W, 2)`` float32."""
+    h, w = src_size
+    grid = pixel_grid(h, w, corr.device, torch.float64).reshape(-1, 2)
+    return transfer_points(corr, grid, src_size, trg_size).view(h, w, 2).float()
+
+
 # ============================================================================ the authors' checkpoint
 
 
 _STEM_NAMES = {"0": "conv1", "1": "bn1"}  # our ResNet stem Sequential(conv1, bn1, relu, maxpool)
 
+#: Weights of the released file that the public forward pass never calls: the ResNet's classifier,
+#: the per-level ``conv{s}_kernel``, the level-0 branch, the volume and feature upsamplers
+#: ``upsample_*`` / ``feature_upsample_*``, and (dilated backbones) the ``feat_upsample_{s}``
+#: between stages that share a stride.
+PUBLIC_UNUSED = re.compile(
+    r"^(backbone\.fc\.|conv\d+_kernel\.|msblock0\.|conv0_(down|kernel)\.|upsample_\d+\.|feature_upsample_\d+\.|feat_upsample_\d+\.)"
+)
+
 
 def own_to_public_key(key: str, backbone: FeatureBackbone) -> str:
-    """Name of one of our weights in the public MMNet code's ``state_dict``.
+    """Name of one of our weights in the public MMNet code's ``state_dict`` (``models/Model.py``).
 
-    Reconstructed naming (BDCN's, from which MMNet's enhancement comes;
-    1-based stage/block numbers): ``backbone.<torchvision name>``,
+    1-based stage/block numbers: ``backbone.<torchvision / gluoncvth name>``,
     ``msblock{s}_{i}.conv|conv1|conv2|conv3``, ``conv{s}_{i}_down``,
-    ``attention{s}.query_conv|key_conv|value_conv|out_conv``,
-    ``upsample{s}`` (stage s+1 → s) and ``fuse{s}``.
+    ``wa_{s}.conv_theta|conv_phi|conv_g|conv_back`` (our attention's
+    query/key/value/out), ``conv{s}_scale`` (fusion at level s) and
+    ``feat_upsample_{s}`` (level s → s−1).
     """
     m = re.match(r"^backbone\.stages\.(\d+)\.(.*)$", key)
     if m:
@@ -350,38 +518,42 @@ def own_to_public_key(key: str, backbone: FeatureBackbone) -> str:
         return f"msblock{s}_{i}.{sub}.{param}"
     m = re.match(r"^encoder\.attention\.(\d+)\.(query|key|value|out)\.(weight|bias)$", key)
     if m:
-        return f"attention{int(m.group(1)) + 1}.{m.group(2)}_conv.{m.group(3)}"
-    m = re.match(r"^encoder\.fusion\.(upsample|fuse)\.(\d+)\.(weight|bias)$", key)
+        conv = {"query": "theta", "key": "phi", "value": "g", "out": "back"}[m.group(2)]
+        return f"wa_{int(m.group(1)) + 1}.conv_{conv}.{m.group(3)}"
+    m = re.match(r"^encoder\.fusion\.upsample\.(\d+)\.weight$", key)
     if m:
-        return f"{m.group(1)}{int(m.group(2)) + 1}.{m.group(3)}"
+        return f"feat_upsample_{int(m.group(1)) + 2}.weight"
+    m = re.match(r"^encoder\.fusion\.fuse\.(\d+)\.(weight|bias)$", key)
+    if m:
+        return f"conv{int(m.group(1)) + 1}_scale.{m.group(2)}"
     raise KeyError(f"no public name for '{key}'")
-
-
-def _features_alias(key: str) -> str:
-    """The public code may hold the ResNet as ``features.`` instead of ``backbone.``."""
-    return "backbone." + key[len("features.") :] if key.startswith("features.") else key
 
 
 def map_public_state_dict(state: dict[str, torch.Tensor], model: MMNet) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename a public MMNet ``state_dict`` to ours.
 
-    Returns ``(mapped, unused)``: ``unused`` lists the file's keys the model
-    does not have (e.g. a ResNet's ``fc`` or side-output classifiers the
-    forward pass never runs). Raises :class:`WeightsError` naming the first
-    weight the file lacks or whose shape differs.
+    Returns ``(mapped, unused)``: ``unused`` lists the file's keys the public
+    forward never calls (:data:`PUBLIC_UNUSED`). Raises :class:`WeightsError`
+    naming the first weight the file lacks, the first key it holds that the
+    public model does not have, or the first weight whose shape differs.
     """
     own = model.state_dict()
     table = {own_to_public_key(k, model.backbone): k for k in own}
-    state = {_features_alias(k): v for k, v in state.items()}
-    mapped = {table[k]: v for k, v in state.items() if k in table}
-    unused = sorted(k for k in state if k not in table)
-    missing = [k for k in own if k not in mapped and not k.endswith("num_batches_tracked")]
+    missing = [k for k in own if own_to_public_key(k, model.backbone) not in state and not k.endswith("num_batches_tracked")]
     if missing:
         raise WeightsError(
             f"the MMNet checkpoint lacks {len(missing)} of the model's weights, e.g. "
             f"'{own_to_public_key(missing[0], model.backbone)}' (for '{missing[0]}'); "
             f"is it for backbone {model.backbone.name}?"
         )
+    unused = sorted(k for k in state if k not in table)
+    unknown = [k for k in unused if not PUBLIC_UNUSED.match(k)]
+    if unknown:
+        raise WeightsError(
+            f"the MMNet checkpoint holds {len(unknown)} weights the public model does not have, e.g. '{unknown[0]}'; "
+            f"is it an MMNet checkpoint for backbone {model.backbone.name}?"
+        )
+    mapped = {table[k]: v for k, v in state.items() if k in table}
     for k, v in mapped.items():
         if tuple(v.shape) != tuple(own[k].shape):
             raise WeightsError(
@@ -390,17 +562,31 @@ def map_public_state_dict(state: dict[str, torch.Tensor], model: MMNet) -> tuple
             )
     for k in own:
         if k.endswith("num_batches_tracked") and k not in mapped:
-            mapped[k] = own[k].clone()
+            mapped[k] = torch.zeros_like(own[k])
     return mapped, unused
 
 
+def _unused_summary(unused: list[str]) -> str:
+    """``backbone.fc, conv1_kernel, msblock0, …``: the modules of the unused keys, in file order of first use."""
+    modules: list[str] = []
+    for k in unused:
+        module = k.rsplit(".", 1)[0] if k.startswith("backbone.") else k.split(".", 1)[0]
+        if module not in modules:
+            modules.append(module)
+    return ", ".join(modules)
+
+
 def load_released_state(model: MMNet, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Load a public MMNet ``state_dict`` into ``model``; unused keys are logged and returned."""
+    """Load a public MMNet ``state_dict`` into ``model``; the unused keys are logged (one line) and returned."""
     mapped, unused = map_public_state_dict(state, model)
     model.load_state_dict(mapped, strict=True)
     if unused:
-        shown = ", ".join(unused[:6]) + (", …" if len(unused) > 6 else "")
-        log.warning("%s: %d weights not used by MMNet (%s)", source, len(unused), shown)
+        log.warning(
+            "%s: ignored %d weights of modules the MMNet forward never calls (%s)",
+            source,
+            len(unused),
+            _unused_summary(unused),
+        )
     return unused
 
 
@@ -469,7 +655,8 @@ def build_mmnet(
     if path is not None and not project:
         state = load_state_dict_file(path)  # safe: safetensors or torch.load(weights_only=True)
     keys = _safetensors_keys(path) if project else (state or {}).keys()
-    init = "random" if path is not None and _has_backbone(keys) else backbone_weights
+    carries_backbone = path is not None and _has_backbone(keys)
+    init = "empty" if carries_backbone else backbone_weights  # the file overwrites every backbone weight
     bb = build_backbone(backbone, init)
     model = MMNet(
         bb,
@@ -490,8 +677,15 @@ def build_mmnet(
             load_head_weights(model, state, str(path))
         else:
             load_released_state(model, state, str(path))
+    if carries_backbone:
+        lacking = [k for k in model.state_dict() if k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
+        lacking = [k for k in lacking if k not in set(keys)] if project or _is_own_state(state or {}) else []
+        if lacking:
+            raise WeightsError(f"'{path}' holds only part of the backbone (no '{lacking[0]}')")
     if path is not None:
         released = "" if project or _is_own_state(state or {}) else "released-"
         model.weights_id = released + weights_file_id(path)
+        if carries_backbone:
+            model.backbone.weights_id = model.weights_id
     model.eval()
     return model

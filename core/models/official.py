@@ -40,6 +40,7 @@ import numpy as np
 import torch
 
 from ..errors import WeightsError
+from ..weights import refuse_non_finite_weights
 
 RESNET_SEQUENTIAL_NAMES = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
 FEATURE_PREFIXES = ("FeatureExtraction.model.", "FeatureExtraction.vgg.")
@@ -101,6 +102,7 @@ def read_official_checkpoint(path: str | Path) -> OfficialCheckpoint:
         ) from None
     if not isinstance(obj, dict) or not isinstance(obj.get("state_dict"), dict):
         raise WeightsError(f"'{path}' is not an NC-Net/DCCNet checkpoint (no 'state_dict' entry)")
+    refuse_non_finite_weights(obj["state_dict"], path)
     state = {}
     for k, v in obj["state_dict"].items():
         if not isinstance(v, torch.Tensor):
