@@ -54,3 +54,22 @@ class AdaptationLayer(nn.Module):
         for name in self.block_names:
             x = x + getattr(self, name)(x)
         return x
+
+
+class MaskRegression(nn.Module):
+    """A foreground-mask regressor on an adapted feature map: ``Conv2d(C, 1, 3, padding=1)`` then a sigmoid.
+
+    ``forward(x (B, C, h, w)) -> (B, 1, h, w)`` in (0, 1). SFNet's object
+    co-segmentation (TPAMI 2020) adds one on each adapted map; the form here
+    (one 3×3 convolution) is semcorr's, see :mod:`core.models.sfnet`.
+    """
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.channels = channels
+        self.conv = nn.Conv2d(channels, 1, kernel_size=3, stride=1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.channels:
+            raise ValueError(f"mask regression expects (B, {self.channels}, h, w), got {tuple(x.shape)}")
+        return torch.sigmoid(self.conv(x))

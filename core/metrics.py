@@ -8,7 +8,9 @@ Keypoints (PCK)
 
     * ``img``  — ``max(H, W)`` of that image;
     * ``bbox`` — ``max(w, h)`` of that image's object box;
-    * ``kps``  — ``max(w, h)`` of the tight box around that image's keypoints.
+    * ``kps``  — ``max(w, h)`` of the tight box around that image's keypoints;
+    * ``kps-diag`` — ``0.6 · √(w² + h²)`` of that box (the person box of the
+      JHMDB keypoint-propagation evaluation, TimeCycle/UVC ``eval_pck.py``).
 
     Keypoints whose ground truth (or query) is missing — NaN, or ``-1``
     padding turned into NaN by the readers — are *ignored*: they count neither
@@ -38,7 +40,9 @@ from collections.abc import Sequence
 import numpy as np
 
 DEFAULT_ALPHAS = (0.05, 0.1, 0.15)
-THRESHOLD_KINDS = ("img", "bbox", "kps")
+THRESHOLD_KINDS = ("img", "bbox", "kps", "kps-diag")
+#: Factor of the box diagonal in the ``kps-diag`` reference length.
+DIAGONAL_FACTOR = 0.6
 #: The α grid of PCK curves (0.01 … 0.30).
 CURVE_ALPHAS = tuple(round(0.01 * i, 2) for i in range(1, 31))
 
@@ -99,13 +103,22 @@ def keypoint_box_side(points: np.ndarray) -> float:
     return float((pts.max(axis=0) - pts.min(axis=0)).max())
 
 
+def keypoint_box_diagonal(points: np.ndarray, factor: float = DIAGONAL_FACTOR) -> float:
+    """``factor · √(w² + h²)`` of the tight box around the finite rows of ``(N, 2)``; NaN when none."""
+    pts = _points(points, "points")
+    pts = pts[np.isfinite(pts).all(axis=1)]
+    if len(pts) == 0:
+        return float("nan")
+    return float(factor * np.linalg.norm(pts.max(axis=0) - pts.min(axis=0)))
+
+
 def threshold_length(
     kind: str,
     size: Sequence[int] | None = None,
     bbox: Sequence[float] | None = None,
     kps: np.ndarray | None = None,
 ) -> float:
-    """The PCK reference length ``L`` of ``kind`` (``img``, ``bbox`` or ``kps``) for one image."""
+    """The PCK reference length ``L`` of ``kind`` (``img``, ``bbox``, ``kps`` or ``kps-diag``) for one image."""
     if kind == "img":
         if size is None:
             raise ValueError("the 'img' threshold needs the image size")
@@ -118,6 +131,10 @@ def threshold_length(
         if kps is None:
             raise ValueError("the 'kps' threshold needs the keypoints")
         return keypoint_box_side(kps)
+    if kind == "kps-diag":
+        if kps is None:
+            raise ValueError("the 'kps-diag' threshold needs the keypoints")
+        return keypoint_box_diagonal(kps)
     raise ValueError(f"unknown threshold kind {kind!r}; choose one of {', '.join(THRESHOLD_KINDS)}")
 
 
@@ -241,6 +258,7 @@ __all__ = [
     "image_side",
     "bbox_side",
     "keypoint_box_side",
+    "keypoint_box_diagonal",
     "threshold_length",
     "correct_keypoints",
     "pck",

@@ -323,6 +323,13 @@ def flow_record(
     return rec
 
 
+def coseg_from_matches(m, flow_st: np.ndarray, flow_ts: np.ndarray, src_size: tuple[int, int], trg_size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Co-segmentation masks ``(H_src, W_src)``, ``(H_trg, W_trg)`` from a model's grid masks (first pair of the batch) and pixel flows."""
+    from .coseg import cosegment, upsample_mask
+
+    return cosegment(upsample_mask(m.mask_src[0], src_size), upsample_mask(m.mask_trg[0], trg_size), flow_st, flow_ts)
+
+
 def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu", keep_inputs: bool = False) -> PairRecord:
     """Run a learned model's head on a features record; add flows (and the model's extras)."""
     needed = list(model.required_layers)
@@ -341,6 +348,8 @@ def model_flow_record(rec: PairRecord, model, device: torch.device | str = "cpu"
         rec.confidence["src_to_trg"] = _upsample_confidence(m.confidence_src, rec.src_size)
     if m.confidence_trg is not None:
         rec.confidence["trg_to_src"] = _upsample_confidence(m.confidence_trg, rec.trg_size)
+    if m.mask_src is not None and m.mask_trg is not None:
+        rec.mask["src"], rec.mask["trg"] = coseg_from_matches(m, rec.flow["src_to_trg"], rec.flow["trg_to_src"], rec.src_size, rec.trg_size)
     for key, value in m.extra.items():
         rec.extra[f"{model.name}/{key}"] = _to_numpy(value[0])
     if not keep_inputs:
@@ -404,6 +413,32 @@ class NearestNeighbourPredictor:
         return flows_from_matches(st, ts, (src.height, src.width), (trg.height, trg.width))
 
 
+def identity_flow(from_size: tuple[int, int], to_size: tuple[int, int]) -> np.ndarray:
+    """The flow that keeps every pixel where it is, in the shared normalised frame: ``(H, W, 2)``.
+
+    Pixel ``(x, y)`` of an ``H × W`` image goes to ``(x·(W'−1)/(W−1), y·(H'−1)/(H−1))``
+    of an ``H' × W'`` one (:mod:`core.geometry`); for images of one size it is
+    the pixel identity.
+    """
+    from .geometry import normalized_to_pixels, pixels_to_normalized, pixel_grid
+
+    grid = pixel_grid(*from_size, dtype=torch.float64)
+    return _to_numpy(normalized_to_pixels(pixels_to_normalized(grid, from_size), to_size))
+
+
+class IdentityPredictor:
+    """The *Identity* baseline: no motion (points keep their coordinates; JHMDB's copy of the first frame's joints)."""
+
+    name = "identity"
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": "identity"}
+
+    def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
+        src_size, trg_size = (src.height, src.width), (trg.height, trg.width)
+        return identity_flow(src_size, trg_size), identity_flow(trg_size, src_size)
+
+
 class ModelPredictor:
     """A learned model (backbone + head) as a predictor of pixel flows.
 
@@ -422,15 +457,19 @@ class ModelPredictor:
         return dict(self.model.config(), size=list(self.size), weights=getattr(self.model, "weights_id", "unknown"))
 
     @torch.no_grad()
+    def _run(self, src, trg):
+        """The model's :class:`Matches` on the resized pair, and the original sizes ``((H_s, W_s), (H_t, W_t))``."""
+        resize = getattr(self.model, "input_resize", "pil")
+        a = image_to_tensor(src, self.size, resize).to(self.device)
+        b = image_to_tensor(trg, self.size, resize).to(self.device)
+        return self.model(a, b), ((src.height, src.width), (trg.height, trg.width))
+
+    @torch.no_grad()
     def predict_with_transfer(self, src, trg, flows: bool = True):
         """``(flow_src_to_trg, flow_trg_to_src, transfer)``: ``transfer(points (N, 2), direction)``
         gives the model's own transferred pixels ``(N, 2)``, or is None when the model has no
         rule of its own. ``flows=False`` skips the flows (None) when there is such a rule."""
-        resize = getattr(self.model, "input_resize", "pil")
-        a = image_to_tensor(src, self.size, resize).to(self.device)
-        b = image_to_tensor(trg, self.size, resize).to(self.device)
-        m = self.model(a, b)
-        sizes = (src.height, src.width), (trg.height, trg.width)
+        m, sizes = self._run(src, trg)
 
         @torch.no_grad()
         def transfer(points: np.ndarray, direction: str) -> np.ndarray:
@@ -446,6 +485,16 @@ class ModelPredictor:
     def predict(self, src, trg) -> tuple[np.ndarray, np.ndarray]:
         st, ts, _ = self.predict_with_transfer(src, trg)
         return st, ts
+
+    @torch.no_grad()
+    def predict_coseg(self, src, trg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Flows and co-segmentation masks: ``(flow_st, flow_ts, mask_src (H_s, W_s), mask_trg (H_t, W_t))``."""
+        m, sizes = self._run(src, trg)
+        if m.mask_src is None or m.mask_trg is None:
+            raise UsageError(f"{self.name} predicts no masks here; co-segmentation needs SFNet with mask_head=true")
+        st, ts = model_pixel_flows(self.model, m, *sizes)
+        ms, mt = coseg_from_matches(m, st, ts, *sizes)
+        return st, ts, ms, mt
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -479,8 +528,11 @@ def build_predictor(
 
     ``model="nn"``: training-free matching: centred hypercolumn features,
     cosine correlation, NC-Net's soft mutual filter, then ``method``;
+    ``model="identity"``: the no-motion baseline (:class:`IdentityPredictor`);
     otherwise a learned model from :mod:`core.models` with ``weights``.
     """
+    if model == "identity":
+        return IdentityPredictor()
     dev = resolve_device(device)
     if model == "nn":
         ext = FeatureExtractor.create(backbone, backbone_weights, layers, size or NN_DEFAULT_SIZE, dev)

@@ -24,10 +24,11 @@ from typing import Any
 from .errors import UsageError
 from .metrics import DEFAULT_ALPHAS, THRESHOLD_KINDS
 
-TASKS = ("keypoints", "flow", "mask")
+TASKS = ("keypoints", "flow", "mask", "propagation", "coseg")
 DIRECTIONS = ("src->trg", "trg->src", "both")
 SAMPLINGS = ("bilinear", "nearest")
-AVERAGES = ("pair", "keypoint")
+AVERAGES = ("pair", "keypoint", "joint")
+PROPAGATIONS = ("first", "chain")
 FLIP_MODES = ("none", "gt")
 
 
@@ -35,7 +36,9 @@ FLIP_MODES = ("none", "gt")
 class Protocol:
     """One evaluation protocol (see the module doc).
 
-    * ``task``: ``keypoints`` (PCK), ``flow`` (dense PCK, TSS) or ``mask`` (Caltech-101);
+    * ``task``: ``keypoints`` (PCK), ``flow`` (dense PCK, TSS), ``mask`` (Caltech-101)
+      ``propagation`` (first-frame keypoints carried through a video, JHMDB)
+      or ``coseg`` (co-segmentation masks against the ground truth, TSS);
     * ``alphas``: the reported α values; ``headline_alpha``: the one in the paper's table;
     * ``threshold``: ``img``, ``bbox`` or ``kps`` (:mod:`core.metrics`);
     * ``direction``: ``src->trg``, ``trg->src`` or ``both``;
@@ -49,8 +52,11 @@ class Protocol:
       :mod:`core.datasets.base`);
     * ``sampling``: how the flow is read at a keypoint: ``bilinear``, or
       ``nearest`` (rounded to the nearest pixel, SFNet's code);
-    * ``average``: the headline average, ``pair`` (mean of per-pair PCK) or
-      ``keypoint`` (pooled); both are always reported;
+    * ``average``: the headline average, ``pair`` (mean of per-pair PCK),
+      ``keypoint`` (pooled) or ``joint`` (mean over keypoint indices of each
+      index's pooled PCK; propagation only); all are always reported;
+    * ``propagation``: ``first`` (every frame matched to the first) or
+      ``chain`` (frame to frame), :mod:`core.propagate`; propagation only;
     * ``flip``: ``gt`` runs the model on a mirrored source image for pairs the
       dataset flags as flipped (TSS), ``none`` never;
     * ``dataset_options``: reader options the protocol needs (e.g. the pair list).
@@ -71,6 +77,7 @@ class Protocol:
     average: str = "pair"
     flip: str = "none"
     split: str | None = None
+    propagation: str = "first"
     dataset_options: tuple[tuple[str, Any], ...] = ()
     papers: tuple[str, ...] = ()
     notes: str = ""
@@ -85,6 +92,7 @@ class Protocol:
             ("average", self.average, AVERAGES),
             ("flip", self.flip, FLIP_MODES),
             ("coords", self.coords, ("one-based", "raw")),
+            ("propagation", self.propagation, PROPAGATIONS),
         )
         for what, value, allowed in checks:
             if value not in allowed:
@@ -93,11 +101,15 @@ class Protocol:
             raise UsageError(f"protocol alphas must be numbers in (0, 1), got {list(self.alphas)}")
         if self.task == "keypoints" and self.direction == "both":
             raise UsageError("a keypoint protocol transfers in one direction: src->trg or trg->src")
+        if self.task == "propagation" and self.direction != "src->trg":
+            raise UsageError("a propagation protocol carries points from each frame to the next one (src->trg)")
+        if self.average == "joint" and self.task != "propagation":
+            raise UsageError("the 'joint' average is defined for propagation protocols only")
 
     def options(self) -> dict[str, Any]:
         """Reader options this protocol needs: ``coords`` and ``dataset_options``."""
         opts = dict(self.dataset_options)
-        if self.task != "flow":
+        if self.task not in ("flow", "coseg"):  # TSS reads no coordinates
             opts["coords"] = self.coords
         return opts
 
@@ -108,6 +120,8 @@ class Protocol:
         d["measure_size"] = list(self.measure_size) if self.measure_size else None
         d["dataset_options"] = dict(self.dataset_options)
         d["papers"] = list(self.papers)
+        if self.task != "propagation":
+            del d["propagation"]  # results files of the other tasks keep their earlier header
         return d
 
     @classmethod
@@ -125,6 +139,8 @@ class Protocol:
 NCNET = "Rocco et al., Neighbourhood Consensus Networks (NC-Net), NeurIPS 2018"
 DCCNET = "Huang et al., Dynamic Context Correspondence Network (DCCNet), ICCV 2019"
 SFNET = "Lee et al., SFNet: Learning Object-aware Semantic Correspondence, CVPR 2019"
+SFNET_TPAMI = "Lee et al., Learning Semantic Correspondence Exploiting an Object-level Prior (SFNet), TPAMI 2020"
+TIMECYCLE = "Wang et al., Learning Correspondence from the Cycle-consistency of Time (TimeCycle), CVPR 2019"
 WEAKALIGN = "Rocco et al., End-to-end weakly-supervised semantic alignment (weakalign), CVPR 2018"
 PROPOSAL_FLOW = "Ham et al., Proposal Flow, CVPR 2016 / TPAMI 2018"
 SPAIR = "Min et al., SPair-71k: A Large-scale Benchmark for Semantic Correspondence, 2019"
@@ -279,6 +295,27 @@ PRESETS: dict[str, Protocol] = {
             notes="PCK counted over the ground-truth foreground of each flow map (flow1 and flow2); per subset, then averaged over FG3DCar, JODS and PASCAL.",
         ),
         Protocol(
+            name="tss-coseg",
+            dataset="tss",
+            task="coseg",
+            alphas=(0.1,),
+            headline_alpha=0.1,
+            threshold="img",
+            direction="both",
+            resize_rule=(
+                "masks and flows at the original resolution; each image's co-segmentation = its predicted mask × "
+                "the other image's predicted mask read through the flow, foreground above 0.5"
+            ),
+            flip="gt",
+            split="test",
+            papers=(SFNET_TPAMI, TSS_PAPER),
+            notes=(
+                "IoU of each image's co-segmentation with mask1.png / mask2.png, averaged over the images of a "
+                "subset, then over FG3DCar, JODS and PASCAL (α unused). Needs a model that predicts masks "
+                "(SFNet with mask_head=true) or records holding mask/src and mask/trg."
+            ),
+        ),
+        Protocol(
             name="caltech-101",
             dataset="caltech-101",
             task="mask",
@@ -290,6 +327,49 @@ PRESETS: dict[str, Protocol] = {
             split="test",
             papers=(WEAKALIGN,),
             notes="LT-ACC and IoU per pair, averaged over pairs (α unused).",
+        ),
+        Protocol(
+            name="cub-mmnet",
+            dataset="cub",
+            task="keypoints",
+            threshold="bbox",
+            direction="src->trg",
+            resize_rule="errors measured in the original target image, L = max(w, h) of the target bird's box (bounding_boxes.txt)",
+            coords="raw",
+            average="pair",
+            split="test",
+            papers=(MMNET,),
+            notes=(
+                "CUB-200-2011 test split, parts visible in both images only; per-pair PCK averaged over pairs "
+                "(MMNet's Evaluator). MMNet's code names a 'cub' benchmark but ships no reader or pair list: the "
+                "default list is semcorr's (10,000 seeded pairs of test images), or give the papers' list with pairs=FILE."
+            ),
+        ),
+        Protocol(
+            name="jhmdb-sfnet",
+            dataset="jhmdb",
+            task="propagation",
+            alphas=(0.1, 0.2),
+            headline_alpha=0.1,
+            threshold="kps-diag",
+            direction="src->trg",
+            size=320,
+            resize_rule=(
+                "model input 320×320; errors in the original frame, L = 0.6·√(w² + h²) of the box around the "
+                "frame's ground-truth joints (TimeCycle/UVC eval_pck.py)"
+            ),
+            coords="one-based",
+            average="joint",
+            split="test",
+            propagation="first",
+            dataset_options=(("fold", 1),),
+            papers=(SFNET_TPAMI, TIMECYCLE),
+            notes=(
+                "split 1 test clips; the first frame's 15 joints carried to every later frame (each frame matched "
+                "to the first), the first frame not scored; PCK per joint pooled over all frames, averaged over the "
+                "15 joints (eval_pck.py's computePCK), which equals the pooled figure when every joint is annotated "
+                "in every frame; --model identity is the Identity baseline."
+            ),
         ),
         Protocol(
             name="custom",
@@ -311,6 +391,8 @@ DEFAULT_PROTOCOL = {
     "spair": "spair-71k",
     "tss": "tss",
     "caltech-101": "caltech-101",
+    "cub": "cub-mmnet",
+    "jhmdb": "jhmdb-sfnet",
     "custom": "custom",
 }
 
@@ -360,4 +442,5 @@ __all__ = [
     "customize",
     "DIRECTIONS",
     "TASKS",
+    "PROPAGATIONS",
 ]

@@ -79,3 +79,43 @@ def heatmap_image(scores: np.ndarray, size: tuple[int, int] | None = None) -> Im
     if size is not None:
         img = img.resize(size, Image.BILINEAR)
     return img
+
+
+def contact_sheet(
+    frames: list[Image.Image],
+    points: np.ndarray,
+    columns: int = 5,
+    thumb_width: int = 240,
+    labels: list[str] | None = None,
+) -> Image.Image:
+    """Every frame as a thumbnail with its points drawn, in a grid of ``columns``.
+
+    frames: ``T`` images; points ``(T, N, 2)`` pixel ``(x, y)`` in each frame
+    (NaN rows not drawn), point ``i`` in the same colour on every frame;
+    ``labels``: a caption per frame (default: its 1-based index).
+    """
+    if not frames:
+        raise ValueError("a contact sheet needs at least one frame")
+    pts = np.asarray(points, dtype=np.float64)
+    if pts.ndim != 3 or pts.shape[0] != len(frames) or pts.shape[2] != 2:
+        raise ValueError(f"points must be (T, N, 2) with T = {len(frames)}, got {pts.shape}")
+    scale = thumb_width / frames[0].width
+    th = max(1, round(frames[0].height * scale))
+    caption = 14
+    cols = max(1, min(columns, len(frames)))
+    rows = -(-len(frames) // cols)
+    sheet = Image.new("RGB", (cols * (thumb_width + 4) + 4, rows * (th + caption + 4) + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    n = pts.shape[1]
+    for t, frame in enumerate(frames):
+        x0 = 4 + (t % cols) * (thumb_width + 4)
+        y0 = 4 + (t // cols) * (th + caption + 4)
+        sheet.paste(frame.convert("RGB").resize((thumb_width, th), Image.BILINEAR), (x0, y0 + caption))
+        draw.text((x0, y0), labels[t] if labels else str(t + 1), fill=(0, 0, 0))
+        fs = thumb_width / frame.width
+        for i, p in enumerate(pts[t]):
+            if not np.isfinite(p).all():
+                continue
+            cx, cy = x0 + p[0] * fs, y0 + caption + p[1] * (th / frame.height)
+            draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=_colour(i, n), outline=(0, 0, 0))
+    return sheet

@@ -190,3 +190,17 @@ __all__ = [
     "DataError",
     "UsageError",
 ]
+
+
+def parse_model_options(items: list[str] | None) -> dict:
+    """``["key=value", ...]`` (``--model-opt``) → dict; values parsed as JSON when they can be (numbers, true/false, lists)."""
+    out: dict = {}
+    for item in items or []:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise UsageError(f"--model-opt takes KEY=VALUE, got '{item}'")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from core.errors import UsageError
 
-from .common import console, err_console, handle_errors, parse_float_list, parse_str_list, progress, resolve_device
+from .common import console, err_console, handle_errors, parse_float_list, parse_model_options, parse_str_list, progress, resolve_device
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
 
@@ -19,6 +19,8 @@ HELP = """Score a model, or precomputed flows, on a benchmark under a named prot
   semcorr evaluate --dataset tss --root TSS_CVPR2016 --flows my_flows.h5 --json tss.json
 
   semcorr evaluate --dataset spair --root SPair-71k --shard 1/4 --results s1.jsonl   (then --merge s*.jsonl)
+
+  semcorr evaluate --dataset jhmdb --root JHMDB --protocol jhmdb-sfnet --model identity   (the Identity baseline)
 
 Protocols (--protocol) fix α, the threshold length, the transfer direction,
 coordinate reading and averaging of a published table; see docs/protocols.md.
@@ -34,10 +36,18 @@ def protocol_line(p: dict[str, Any]) -> str:
     """One line describing a protocol, printed above the tables."""
     if p["task"] == "mask":
         return f"protocol {p['name']}: LT-ACC and IoU, mask transferred {p['direction']}, coords {p['coords']}"
+    if p["task"] == "coseg":
+        return f"protocol {p['name']}: co-segmentation IoU (foreground > 0.5), mirrored source for flipped pairs: {p['flip'] == 'gt'}"
     if p["task"] == "flow":
         return (
             f"protocol {p['name']}: dense PCK over the foreground, L = max(H, W) of the flow's image, "
             f"both flow directions, mirrored source for flipped pairs: {p['flip'] == 'gt'}"
+        )
+    if p["task"] == "propagation":
+        anchor = "every frame matched to the first" if p["propagation"] == "first" else "frame to frame"
+        return (
+            f"protocol {p['name']}: first-frame keypoints propagated ({anchor}), α_{p['threshold']} of each frame's "
+            f"own keypoints, coords {p['coords']}, headline average over {p['average']}s"
         )
     where = f"rescaled to {p['measure_size'][1]}×{p['measure_size'][0]}" if p.get("measure_size") else "original images"
     return (
@@ -46,33 +56,84 @@ def protocol_line(p: dict[str, Any]) -> str:
     )
 
 
+AVERAGE_NAMES = {"pair": "pair", "keypoint": "kp", "joint": "jnt"}
+
+
+def _pck_columns(alphas: list[str], headline: dict[str, Any] | None, joints: bool = False) -> list[tuple[str, str, str]]:
+    """``(header, field, α)`` of both averages (and the mean over joints) at every α; the headline column is starred."""
+    fields = [("pck_pair", "pair"), ("pck_keypoint", "kp")] + ([("pck_joint", "jnt")] if joints else [])
+    cols = []
+    for a in alphas:
+        for field, short in fields:
+            star = headline is not None and float(a) == float(headline["alpha"]) and AVERAGE_NAMES[headline["average"]] == short
+            cols.append((f"@{a}\n{short}{'*' if star else ''}", field, a))
+    return cols
+
+
+def _pck_cells(block: dict[str, Any], cols: list[tuple[str, str, str]], bold: bool = False) -> list[str]:
+    cells = [_fmt(block[field][a]) for _, field, a in cols]
+    return [f"[bold]{c}[/]" for c in cells] if bold else cells
+
+
+LEGEND = "PCK (%): pair = mean of each pair's PCK, kp = pooled over keypoints; * = the preset's headline"
+LEGEND_PROPAGATION = (
+    "PCK (%) of the propagated keypoints: pair = mean of each frame's PCK, kp = pooled over keypoints, "
+    "jnt = mean over joints of each joint's pooled PCK; pairs = frames scored; * = the preset's headline"
+)
+
+
 def keypoint_tables(s: dict[str, Any]) -> list[Table]:
     alphas = list(s["overall"]["pck_pair"])
-    t = Table(title="PCK (%) per category — mean over pairs", title_justify="left")
-    t.add_column("category")
-    t.add_column("pairs", justify="right")
-    for a in alphas:
-        t.add_column(f"PCK@{a}", justify="right")
+    joints = "pck_joint" in s["overall"]
+    cols = _pck_columns(alphas, s.get("headline"), joints)
+    legend = LEGEND_PROPAGATION if joints else LEGEND
+    t = Table(title=f"{legend}; per {s.get('group_name', 'category')}", title_justify="left")
+    t.add_column(s.get("group_name", "category"), min_width=9, max_width=22, overflow="fold")
+    t.add_column("pairs", justify="right", no_wrap=True)
+    t.add_column("kps", justify="right", no_wrap=True)
+    for header, _, _ in cols:
+        t.add_column(header, justify="right", min_width=5, no_wrap=True)
     for c, b in s["categories"].items():
-        t.add_row(c, str(b["n_pairs"]), *[_fmt(b["pck_pair"][a]) for a in alphas])
+        t.add_row(c, str(b["n_pairs"]), str(b["n_keypoints"]), *_pck_cells(b, cols))
     t.add_section()
     o = s["overall"]
-    t.add_row("[bold]all (mean over pairs)[/]", str(o["n_pairs"]), *[f"[bold]{_fmt(o['pck_pair'][a])}[/]" for a in alphas])
-    t.add_row("all (pooled keypoints)", str(o["n_keypoints"]) + " kp", *[_fmt(o["pck_keypoint"][a]) for a in alphas])
-    t.add_row("mean over categories", str(len(s["categories"])), *[_fmt(s["category_mean"]["pck_pair"][a]) for a in alphas])
+    label = f"[bold]all ({o['n_clips']} clips)[/]" if joints else "[bold]all[/]"
+    t.add_row(label, str(o["n_pairs"]), str(o["n_keypoints"]), *_pck_cells(o, cols, bold=True))
+    t.add_row("cat. mean", str(len(s["categories"])), "", *_pck_cells(s["category_mean"], cols))
     tables = [t]
     if s.get("breakdown"):
-        b = Table(title="PCK (%) by difficulty (SPair-71k Table 4) — mean over pairs", title_justify="left")
-        b.add_column("factor")
-        b.add_column("level")
-        b.add_column("pairs", justify="right")
-        for a in alphas:
-            b.add_column(f"PCK@{a}", justify="right")
-        for factor, levels in s["breakdown"].items():
-            for level, g in levels.items():
-                b.add_row(factor, level, str(g["n_pairs"]), *[_fmt(g["pck_pair"][a]) for a in alphas])
-        tables.append(b)
+        tables.append(breakdown_table(s))
     return tables
+
+
+def breakdown_table(s: dict[str, Any]) -> Table:
+    """SPair-71k Table 4 (all pairs at a factor's level) beside Table 5 (that factor alone, the others at easy/none).
+
+    Only the headline α is printed; every α is in the JSON and CSV reports.
+    """
+    h = s["headline"]
+    a = f"{float(h['alpha']):g}"
+    mark = {"pair": ("*", ""), "keypoint": ("", "*")}[h["average"]]
+    b = Table(
+        title=(
+            f"PCK@{a} (%) by difficulty: Table 4 = every pair at the level; Table 5 = the factor alone, "
+            "the others easy (view-point, scale) / none (truncation, occlusion)"
+        ),
+        title_justify="left",
+    )
+    for col in ("factor", "level"):
+        b.add_column(col, no_wrap=True)
+    for table in ("T4", "T5"):
+        b.add_column(f"{table}\npairs", justify="right")
+        b.add_column(f"{table}\npair{mark[0]}", justify="right")
+        b.add_column(f"{table}\nkp{mark[1]}", justify="right")
+    controlled = s.get("breakdown_controlled", {})
+    for factor, levels in s["breakdown"].items():
+        for level, g in levels.items():
+            c = controlled.get(factor, {}).get(level)
+            alone = [str(c["n_pairs"]), _fmt(c["pck_pair"][a]), _fmt(c["pck_keypoint"][a])] if c else ["0", "–", "–"]
+            b.add_row(factor, level, str(g["n_pairs"]), _fmt(g["pck_pair"][a]), _fmt(g["pck_keypoint"][a]), *alone)
+    return b
 
 
 def flow_tables(s: dict[str, Any]) -> list[Table]:
@@ -103,10 +164,24 @@ def mask_tables(s: dict[str, Any]) -> list[Table]:
     return [t]
 
 
+def coseg_tables(s: dict[str, Any]) -> list[Table]:
+    t = Table(title="Co-segmentation IoU (%) per subset: each image's mask × the other's read through the flow", title_justify="left")
+    for col, j in (("subset", "left"), ("pairs", "right"), ("IoU", "right"), ("image1", "right"), ("image2", "right")):
+        t.add_column(col, justify=j)
+    for name, b in s["subsets"].items():
+        t.add_row(name, str(b["n_pairs"]), _fmt(b["iou"]), _fmt(b["iou_src"]), _fmt(b["iou_trg"]))
+    t.add_section()
+    o = s["overall"]
+    t.add_row("all images", str(o["n_pairs"]), _fmt(o["iou"]), _fmt(o["iou_src"]), _fmt(o["iou_trg"]))
+    t.add_row("[bold]mean over subsets*[/]", "", f"[bold]{_fmt(s['average']['iou'])}[/]", "", "")
+    return [t]
+
+
 def print_summary(run) -> None:
     s = run.summary
     console.print(protocol_line(run.header["protocol"]), highlight=False)
-    for t in {"keypoints": keypoint_tables, "flow": flow_tables, "mask": mask_tables}[s["task"]](s):
+    tables = {"keypoints": keypoint_tables, "propagation": keypoint_tables, "flow": flow_tables, "mask": mask_tables, "coseg": coseg_tables}
+    for t in tables[s["task"]](s):
         console.print(t)
 
 
@@ -138,12 +213,19 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
         "backbone_weights": args["backbone_weights"],
         "weights": args["weights"],
         # a protocol's working size is its papers' input size for their models; nn keeps its own default
-        "size": args["size"] or (protocol.size if (args["model"] or "nn") != "nn" else None),
+        "size": args["size"] or (protocol.size if (args["model"] or "nn") not in ("nn", "identity") else None),
         "device": resolve_device(args["device"]),
         "method": args["method"],
         "layers": parse_str_list(args["layers"]),
     }
-    return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None}), None
+    model_options = parse_model_options(args["model_opt"])
+    if model_options and (args["model"] or "nn") in ("nn", "identity"):
+        raise UsageError("--model-opt is for learned models (--model sfnet, ncnet, dccnet or mmnet)")
+    opts.update(model_options)
+    try:
+        return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None}), None
+    except TypeError as exc:
+        raise UsageError(f"model '{args['model']}' does not take these --model-opt options ({exc})") from None
 
 
 def _write_outputs(run, json_path: Path | None, csv_path: Path | None, plot_path: Path | None, quiet: bool) -> None:
@@ -175,7 +257,10 @@ def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool)
         raise UsageError("--resume needs --results FILE (the per-pair results file to continue)")
     name = dataset_class(args["dataset"]).name
     protocol = get_protocol(args["protocol"]) if args["protocol"] else default_protocol(name)
-    protocol = customize(protocol, alphas=alphas, threshold=args["threshold"], direction=args["direction"], coords=args["coords"])
+    protocol = customize(
+        protocol, alphas=alphas, threshold=args["threshold"], direction=args["direction"], coords=args["coords"],
+        propagation=args["propagation"],
+    )  # fmt: skip
     options = protocol.options()
     options.update(parse_options(args["option"]))
     if args["pairs"] is not None:
@@ -212,20 +297,22 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def evaluate_cmd(
         files: list[Path] = typer.Argument(None, help="With --merge: the per-pair results files to combine.", show_default=False),
-        dataset: str = typer.Option(None, "--dataset", "-d", help="pf-willow, pf-pascal, spair, tss, caltech-101 or custom."),
+        dataset: str = typer.Option(None, "--dataset", "-d", help="pf-willow, pf-pascal, spair, tss, caltech-101, cub, jhmdb or custom."),
         root: Path = typer.Option(None, "--root", help="The dataset's folder, in its published layout."),
         split: str = typer.Option(None, "--split", help="Split (default: the protocol's, usually test)."),
         pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
         option: list[str] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE, repeatable: layout=small (spair), lists=DIR or pair_list=sfnet (pf-pascal), keypoints=mat (pf-willow), subsets=JODS,PASCAL (tss)."),
-        model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default) or a learned model: sfnet, ncnet, dccnet, mmnet."),
+        model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default), identity (no-motion baseline) or a learned model: sfnet, ncnet, dccnet, mmnet."),
         weights: str = typer.Option(None, "--weights", help="The learned model's checkpoint."),
+        model_opt: list[str] = typer.Option(None, "--model-opt", help="Learned model builder option KEY=VALUE, repeatable (e.g. mask_head=true for sfnet)."),
         backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
         backbone_weights: str = typer.Option(None, "--backbone-weights", help="Backbone weights (name or file)."),
         layers: str = typer.Option(None, "--layers", help="nn: comma-separated backbone layers."),
         method: str = typer.Option(None, "--method", help="nn: argmax, soft-argmax or kernel-soft-argmax."),
         protocol: str = typer.Option(None, "--protocol", "-p", help="Protocol preset (default: the dataset's; see docs/protocols.md)."),
         alpha: str = typer.Option(None, "--alpha", help="Comma-separated α values replacing the protocol's."),
-        threshold: str = typer.Option(None, "--threshold", help="Override the reference length: img, bbox or kps."),
+        threshold: str = typer.Option(None, "--threshold", help="Override the reference length: img, bbox, kps or kps-diag."),
+        propagation: str = typer.Option(None, "--propagation", help="jhmdb: first (every frame matched to the first, the preset) or chain (frame to frame)."),
         direction: str = typer.Option(None, "--direction", help="Override the transfer direction: src->trg or trg->src."),
         coords: str = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
         size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: a learned model gets the protocol's, nn its own)."),
@@ -250,9 +337,9 @@ def register(app: typer.Typer) -> None:
             if files:
                 raise UsageError(f"unexpected argument '{files[0]}' (results files are given with --merge)")
             args = dict(
-                dataset=dataset, root=root, split=split, pairs=pairs, option=option, model=model, weights=weights, backbone=backbone,
+                dataset=dataset, root=root, split=split, pairs=pairs, option=option, model=model, weights=weights, model_opt=model_opt, backbone=backbone,
                 backbone_weights=backbone_weights, layers=layers, method=method, protocol=protocol, threshold=threshold,
-                direction=direction, coords=coords, size=size, device=device, results=results, resume=resume, limit=limit,
+                direction=direction, coords=coords, propagation=propagation, size=size, device=device, results=results, resume=resume, limit=limit,
                 shard=shard, flows=flows,
             )  # fmt: skip
             run = _run_evaluate(args, alphas, quiet)

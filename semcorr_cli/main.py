@@ -33,6 +33,7 @@ COMMAND_MODULES = [
     "inspect_cmd",
     "show",
     "evaluate",
+    "propagate",
     "train",
     "convert",
 ]

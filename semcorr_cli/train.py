@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 import sys
 from pathlib import Path
@@ -12,11 +11,11 @@ import typer
 
 from core.errors import UsageError
 
-from .common import err_console, handle_errors, print_json
+from .common import err_console, handle_errors, parse_model_options, print_json
 
 HELP = """Train a correspondence model; every option not given comes from the model's paper defaults.
 
-Data SPEC: folder:PATH[,masks=DIR] (a class-per-folder tree such as Caltech-101's 101_ObjectCategories), voc:ROOT[:split], pf-pascal:ROOT[:split] or spair:ROOT[:split].
+Data SPEC: folder:PATH[,masks=DIR] (a class-per-folder tree such as Caltech-101's 101_ObjectCategories), voc:ROOT[:split], pf-pascal:ROOT[:split], spair:ROOT[:split] or cub:ROOT[:split].
 
 The model's supervision picks the pairs: weak → two images of one class; synthetic → two random affine warps of one image; keypoints → annotated pairs (synthetic pairs from a folder tree).
 
@@ -29,20 +28,6 @@ RUN_DIR receives run.json, log.jsonl, last.safetensors (+ .json), best.safetenso
 def command_line() -> str:
     """The command as typed (recorded in run.json)."""
     return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
-
-
-def parse_model_options(items: list[str] | None) -> dict:
-    """``["key=value", ...]`` → dict; values parsed as JSON when they can be (numbers, true/false, lists)."""
-    out: dict = {}
-    for item in items or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--model-opt takes KEY=VALUE, got '{item}'")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 def parse_int_list(text: str | None, name: str) -> list[int] | None:

@@ -19,6 +19,9 @@ HELP = """Apply a flow record to an image, a binary mask or keypoints.
             (NaN where a point is outside the image).
 --overlay   blend the warped image with the other image.
 --matches   draw a grid of matches side by side instead of warping.
+--coseg src|trg   writes the record's co-segmentation mask of that image
+            (mask/src or mask/trg, from `semcorr flow --model sfnet` with a
+            mask head) as a 0/255 PNG, foreground above 0.5.
 
 Examples:
 
@@ -30,7 +33,7 @@ Examples:
 """
 
 
-def _select(records, pair: str | None):
+def _select(records, pair: str | None, need: str = "flow"):
     from core.errors import DataError, UsageError
 
     chosen = None
@@ -43,7 +46,13 @@ def _select(records, pair: str | None):
                 break
     if chosen is None:
         raise DataError(f"no pair '{pair}' in the input" if pair else "the input holds no pairs")
-    if not chosen.flow:
+    if need == "mask":
+        if not chosen.mask:
+            raise DataError(
+                f"record '{chosen.pair_id}' has no co-segmentation masks; make them with "
+                "'semcorr flow --model sfnet --weights W' on a checkpoint with mask regression layers"
+            )
+    elif not chosen.flow:
         raise DataError(
             f"record '{chosen.pair_id}' has no flow (it is a '{chosen.stage}' record); pipe it through 'semcorr flow' first"
         )
@@ -67,6 +76,7 @@ def warp_cmd(
     image: Path = typer.Option(None, "--image", help="Image to warp into the other image's frame."),
     mask: Path = typer.Option(None, "--mask", help="Binary mask to warp."),
     keypoints: Path = typer.Option(None, "--keypoints", help="CSV of x,y points to transfer."),
+    coseg: str = typer.Option(None, "--coseg", help="src or trg: write that image's co-segmentation mask (mask/src, mask/trg) as PNG."),
     output: Path = typer.Option(..., "-o", "--output", help="Output .png (image, mask, drawing) or .csv (keypoints)."),
     pair: str = typer.Option(None, "--pair", help="Pair id to use when the input holds several."),
     direction: str = typer.Option("auto", "--direction", help="auto, src (the input is the source image) or trg."),
@@ -79,17 +89,32 @@ def warp_cmd(
     import torch
 
     from core.csvtable import read_points_csv
-    from core.errors import UsageError
+    from core.errors import DataError, UsageError
     from core.images import float_to_image, image_to_float, load_image, load_mask
     from core.io.stream import iter_records
     from core.warp import transfer_keypoints, warp_image, warp_mask
     from core.weights import atomic_write_bytes, atomic_write_text
 
-    given = [x for x in (image, mask, keypoints) if x is not None]
+    given = [x for x in (image, mask, keypoints, coseg) if x is not None]
     if len(given) != 1:
-        raise UsageError("give exactly one of --image, --mask or --keypoints")
+        raise UsageError("give exactly one of --image, --mask, --keypoints or --coseg")
     if direction not in ("auto", "src", "trg"):
         raise UsageError(f"--direction must be auto, src or trg, not '{direction}'")
+    if coseg is not None:
+        from PIL import Image
+
+        from core.coseg import THRESHOLD
+
+        if coseg not in ("src", "trg"):
+            raise UsageError(f"--coseg must be src or trg, not '{coseg}'")
+        rec = _select(iter_records(input), pair, need="mask")
+        if coseg not in rec.mask:
+            raise DataError(f"record '{rec.pair_id}' has no mask/{coseg}")
+        fg = np.asarray(rec.mask[coseg]) > THRESHOLD
+        _save_png(Image.fromarray(fg.astype(np.uint8) * 255, mode="L"), output, atomic_write_bytes)
+        if not quiet:
+            typer.echo(f"co-segmentation of the {'source' if coseg == 'src' else 'target'}: {int(fg.sum())} foreground pixels → {output}", err=True)
+        return
     rec = _select(iter_records(input), pair)
     side = _direction(rec, given[0], direction)
     # An input on side S is read in its own frame; the flow defined on the other frame points into it.

@@ -36,6 +36,51 @@ def test_spair_breakdown_by_difficulty():
     assert s["overall"]["pck_pair"]["0.1"] == pytest.approx(50.0) and s["overall"]["pck_keypoint"]["0.1"] == 60.0
 
 
+def test_spair_controlled_breakdown_keeps_only_pairs_whose_other_factors_are_easy():
+    # Table 5 of the SPair-71k paper: one factor varies, the others at easy (view-point, scale) / none.
+    f = dict(viewpoint_variation=0, scale_variation=0, truncation=0, occlusion=0)
+    recs = [
+        kp_record("cat", [1.0, 20.0], **f),  # r1, every factor easy: 50 %
+        kp_record("cat", [1.0, 1.0], **dict(f, viewpoint_variation=2)),  # r2, view-point hard alone: 100 %
+        kp_record("cat", [30.0, None], **dict(f, viewpoint_variation=2, scale_variation=1)),  # r3, two factors: in no T5 cell
+        kp_record("dog", [1.0, 30.0, 30.0, 30.0], **dict(f, occlusion=1)),  # r4, occlusion src alone: 25 %
+        kp_record("dog", [1.0], **dict(f, truncation=2)),  # r5, truncation tgt alone: 100 %
+        kp_record("dog", [1.0, 1.0], viewpoint_variation=0, scale_variation=0, truncation=0),  # r6, no occlusion field: T4 only
+    ]
+    s = summarize(recs, SPAIR, alphas=[0.1])
+    t4, t5 = s["breakdown"], s["breakdown_controlled"]
+    assert t4["viewpoint_variation"]["easy"]["n_pairs"] == 4 and t4["viewpoint_variation"]["hard"]["n_pairs"] == 2
+    assert {lv: g["n_pairs"] for lv, g in t5["viewpoint_variation"].items()} == {"easy": 1, "hard": 1}
+    assert t5["viewpoint_variation"]["easy"]["pck_pair"]["0.1"] == 50.0
+    assert t5["viewpoint_variation"]["hard"]["pck_pair"]["0.1"] == 100.0
+    assert set(t5["scale_variation"]) == {"easy"}  # r3's medium scale comes with a hard view-point
+    assert t5["truncation"]["tgt"]["n_pairs"] == 1 and t5["truncation"]["tgt"]["pck_pair"]["0.1"] == 100.0
+    assert t5["occlusion"]["src"]["pck_pair"]["0.1"] == 25.0 and t5["occlusion"]["src"]["n_keypoints"] == 4
+    assert t5["occlusion"]["none"]["n_pairs"] == 1  # r1 only; r6 lacks the field
+
+
+def test_spair_tables_and_reports_show_both_breakdowns_with_counts(tmp_path):
+    from rich.console import Console
+
+    from semcorr_cli.evaluate import keypoint_tables
+
+    f = dict(viewpoint_variation=0, scale_variation=0, truncation=0, occlusion=0)
+    recs = [kp_record("cat", [1.0, 20.0], **f), kp_record("cat", [1.0, 1.0], **dict(f, viewpoint_variation=2, occlusion=3))]
+    s = summarize(recs, SPAIR, alphas=[0.1])
+    con = Console(width=200, record=True)
+    for t in keypoint_tables(s):
+        con.print(t)
+    text = con.export_text()
+    assert "pair*" in text and "T5" in text
+    hard = next(line for line in text.splitlines() if "viewpoint_variation" in line and "hard" in line)
+    assert [c.strip() for c in hard.split("│")[3:9]] == ["1", "100.0", "100.0", "0", "–", "–"]  # T4: 1 pair; T5: none alone
+    header = make_header({"dataset": "spair"}, SPAIR.to_dict(), {"model": "test"}, {"limit": None, "shard": None}, 2)
+    write_csv(tmp_path / "r.csv", EvaluationRun(header, recs, s))
+    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    alone = [r for r in rows if r["section"] == "viewpoint_variation alone"]
+    assert {(r["group"], r["metric"], r["n_pairs"]) for r in alone} == {("easy", "pck_pair", "1"), ("easy", "pck_keypoint", "1")}
+
+
 def test_mask_summary():
     recs = [
         {"index": 0, "category": "Faces", "lt_acc": 0.9, "iou": 0.5},

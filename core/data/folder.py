@@ -37,6 +37,11 @@ def is_image_file(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
+def list_image_files(folder: str | Path) -> list[Path]:
+    """The image files directly inside ``folder``, in name order (hidden files skipped)."""
+    return sorted(p for p in Path(folder).iterdir() if is_image_file(p))
+
+
 def scan_class_tree(root: str | Path) -> ClassTree:
     """List the images of ``root``: one class per immediate sub-folder (searched recursively).
 

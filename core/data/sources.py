@@ -1,7 +1,7 @@
 """Choosing the training data source a model needs from a data SPEC.
 
 =================  =====================================  ===================================
-model train_data   folder:/voc: (images)                  pf-pascal:/spair: (annotated pairs)
+model train_data   folder:/voc: (images)                  pf-pascal:/spair:/cub: (annotated pairs)
 =================  =====================================  ===================================
 ``weak``           same-class pairs (folder only)         the benchmark's pairs, images only
 ``synthetic``      warped single images (+ masks)         warped single images (+ box masks)
@@ -26,11 +26,11 @@ from .spec import DataSpec, parse_data_spec
 from .synthetic import SyntheticConfig, SyntheticPairs
 
 TRAIN_DATA_KINDS = ("weak", "synthetic", "keypoints")
-PCK_REFERENCE = {"pf-pascal": "image", "spair": "bbox"}
+PCK_REFERENCE = {"pf-pascal": "image", "spair": "bbox", "cub": "bbox"}
 
 
 def open_keypoint_dataset(kind: str, root: Path, split: str | None):
-    """The :mod:`core.datasets` reader for ``kind`` (``pf-pascal`` or ``spair``) on ``root``/``split``."""
+    """The :mod:`core.datasets` reader for ``kind`` (``pf-pascal``, ``spair`` or ``cub``) on ``root``/``split``."""
     from ..datasets import open_dataset
 
     dataset = open_dataset(kind, root, split=split)
@@ -111,7 +111,7 @@ def open_training_source(
     if spec.kind in ("folder", "voc"):
         if train_data == "weak":
             if spec.kind != "folder":
-                raise UsageError(f"a weakly supervised model needs class labels: use folder:PATH, pf-pascal: or spair:, not {spec.kind}:")
+                raise UsageError(f"a weakly supervised model needs class labels: use folder:PATH, pf-pascal:, spair: or cub:, not {spec.kind}:")
             tree = scan_class_tree(spec.root)
             source = SameClassPairs(tree, size, seed, seeded_subset(len(tree.images), limit, seed))
         else:

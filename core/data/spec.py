@@ -9,6 +9,8 @@
                                 SegmentationClass/, ImageSets/Segmentation/SPLIT.txt)
     pf-pascal:ROOT[:SPLIT]      PF-PASCAL keypoint pairs (core.datasets reader)
     spair:ROOT[:SPLIT]          SPair-71k keypoint pairs (core.datasets reader)
+    cub:ROOT[:SPLIT]            CUB-200-2011 keypoint pairs drawn from the split
+                                (core.datasets reader; train or test)
     PATH                        shorthand for folder:PATH
 
 SPLIT defaults to ``train`` for ``--data`` and ``val`` for ``--val``.
@@ -27,11 +29,12 @@ DATA_KINDS = {
     "voc": "PASCAL VOC segmentation images and masks",
     "pf-pascal": "PF-PASCAL keypoint-annotated pairs",
     "spair": "SPair-71k keypoint-annotated pairs",
+    "cub": "CUB-200-2011 keypoint-annotated pairs",
 }
 #: Kinds whose ROOT may be followed by ``:SPLIT``.
-SPLIT_KINDS = ("voc", "pf-pascal", "spair")
+SPLIT_KINDS = ("voc", "pf-pascal", "spair", "cub")
 #: Options accepted after the path as ``,key=value``.
-SPEC_OPTIONS = {"folder": ("masks",), "voc": (), "pf-pascal": (), "spair": ()}
+SPEC_OPTIONS = {"folder": ("masks",), "voc": (), "pf-pascal": (), "spair": (), "cub": ()}
 KNOWN_SPLITS = ("train", "trn", "val", "test", "trainval")
 
 

@@ -10,6 +10,8 @@ name                      reader                                       records
 ``spair``                 :class:`~.spair.SPair71k`                    :class:`KeypointPair`
 ``tss``                   :class:`~.tss.TSS`                           :class:`FlowPair`
 ``caltech-101``           :class:`~.caltech.Caltech101`                :class:`MaskPair`
+``cub``                   :class:`~.cub.CUB200`                        :class:`KeypointPair`
+``jhmdb``                 :class:`~.jhmdb.JHMDB`                       :class:`~.jhmdb.Clip`
 ``custom``                :class:`~.custom.CustomPairs`                :class:`KeypointPair`
 ========================  ===========================================  =================
 
@@ -26,9 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UsageError
-from .base import COORDS, PASCAL_CLASSES, FlowPair, KeypointPair, MaskPair, PairDataset, PairEntry, keypoint_bbox
+from .base import COORDS, PASCAL_CLASSES, FlowPair, ImagePair, KeypointPair, MaskPair, PairDataset, PairEntry, keypoint_bbox
 from .caltech import CALTECH_CLASSES, Caltech101, polygon_mask
+from .cub import CUB200
 from .custom import CustomPairs
+from .jhmdb import JHMDB, Clip
 from .pf_pascal import PFPascal
 from .pf_willow import PFWillow
 from .spair import SPair71k
@@ -40,9 +44,11 @@ DATASETS: dict[str, type[PairDataset]] = {
     "spair": SPair71k,
     "tss": TSS,
     "caltech-101": Caltech101,
+    "cub": CUB200,
+    "jhmdb": JHMDB,
     "custom": CustomPairs,
 }
-ALIASES = {"spair-71k": "spair", "caltech": "caltech-101", "caltech101": "caltech-101", "pfwillow": "pf-willow", "pfpascal": "pf-pascal"}
+ALIASES = {"spair-71k": "spair", "caltech": "caltech-101", "caltech101": "caltech-101", "pfwillow": "pf-willow", "pfpascal": "pf-pascal", "cub-200-2011": "cub", "cub200": "cub"}
 
 
 def dataset_class(name: str) -> type[PairDataset]:
@@ -85,6 +91,10 @@ __all__ = [
     "SPair71k",
     "TSS",
     "Caltech101",
+    "CUB200",
+    "JHMDB",
+    "Clip",
+    "ImagePair",
     "CustomPairs",
     "keypoint_bbox",
     "polygon_mask",

@@ -129,6 +129,18 @@ class MaskPair:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass
+class ImagePair:
+    """Two images to match and nothing else: what a flow source needs (paths, names as written, no mirroring)."""
+
+    pair_id: str
+    src_path: Path
+    trg_path: Path
+    src_name: str
+    trg_name: str
+    flip: bool = False
+
+
 @dataclass(frozen=True)
 class PairEntry:
     """What a reader knows of a pair without opening any file: its id, category and list row."""
@@ -147,8 +159,11 @@ class PairDataset(ABC):
     """
 
     name: ClassVar[str] = "base"
-    #: ``"keypoints"`` (KeypointPair), ``"flow"`` (FlowPair) or ``"mask"`` (MaskPair).
+    #: ``"keypoints"`` (KeypointPair), ``"flow"`` (FlowPair), ``"mask"`` (MaskPair) or
+    #: ``"propagation"`` (:class:`~.jhmdb.Clip`).
     task: ClassVar[str] = "keypoints"
+    #: Every task a protocol may score on this dataset (``task`` first).
+    tasks: ClassVar[tuple[str, ...]] = ()
     #: Where the dataset is normally obtained (quoted in errors about a wrong root).
     source: ClassVar[str] = ""
 

@@ -66,6 +66,7 @@ class TSS(PairDataset):
 
     name = "tss"
     task = "flow"
+    tasks = ("flow", "coseg")
     source = "TSS comes from taniai.space/projects/cvpr16_dccs (TSS_CVPR2016.zip); a sample is in the evaluation kit github.com/t-taniai/TSS_CVPR2016_EvaluationKit"
 
     def __init__(self, root: str | Path, split: str | None = None, subsets: str | list[str] | tuple[str, ...] | None = None):

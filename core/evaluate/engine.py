@@ -17,7 +17,7 @@ from typing import Any
 from ..errors import UsageError
 from ..protocols import Protocol
 from .results import ResultsWriter, make_header
-from .scoring import score_pair
+from .scoring import score_item
 from .sources import PredictorSource, RecordFlows
 from .summary import summarize
 
@@ -64,7 +64,7 @@ def check_protocol(dataset, protocol: Protocol) -> None:
     """A protocol scores only the dataset (and task) it was defined for."""
     if protocol.dataset != dataset.name:
         raise UsageError(f"protocol '{protocol.name}' is for {protocol.dataset}, not {dataset.name}")
-    if protocol.task != dataset.task:
+    if protocol.task not in (dataset.task, *getattr(dataset, "tasks", ())):
         raise UsageError(f"protocol '{protocol.name}' scores {protocol.task} but {dataset.name} provides {dataset.task}")
 
 
@@ -110,9 +110,7 @@ def evaluate(
             if i in done:
                 continue
             pair = dataset[i]
-            outputs = getattr(source, "outputs", None)
-            st, ts, transfer = outputs(pair, flows=protocol.task != "keypoints") if outputs else (*source.flows(pair), None)
-            record = _pair_record(i, pair, score_pair(pair, (st, ts), protocol, transfer))
+            record = _pair_record(i, pair, score_item(pair, source, protocol))
             done[i] = record
             if writer:
                 writer.write(record)

@@ -33,8 +33,8 @@ def _rows_keypoints(s: dict[str, Any]) -> list[list[Any]]:
     rows = []
 
     def block(section: str, group: str, b: dict[str, Any]) -> None:
-        for field in ("pck_pair", "pck_keypoint"):
-            for a, v in b[field].items():
+        for field in ("pck_pair", "pck_keypoint", "pck_joint"):
+            for a, v in b.get(field, {}).items():
                 rows.append([section, group, field, a, v, b.get("n_pairs"), b.get("n_keypoints")])
 
     block("overall", "all", s["overall"])
@@ -44,6 +44,12 @@ def _rows_keypoints(s: dict[str, Any]) -> list[list[Any]]:
     for factor, levels in s.get("breakdown", {}).items():
         for level, b in levels.items():
             block(factor, level, b)
+    for factor, levels in s.get("breakdown_controlled", {}).items():
+        for level, b in levels.items():
+            block(f"{factor} alone", level, b)
+    for j, b in enumerate(s.get("joints", [])):
+        for a, v in b.items():
+            rows.append(["joint", str(j + 1), "pck_keypoint", a, v, s["overall"]["n_pairs"], None])
     for field in ("pck_pair", "pck_keypoint"):
         for a, v in zip(s["curve"]["alphas"], s["curve"][field]):
             rows.append(["curve", "all", field, f"{a:g}", v, s["overall"]["n_pairs"], s["overall"]["n_keypoints"]])
@@ -71,6 +77,15 @@ def _rows_mask(s: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
+def _rows_coseg(s: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for group, b in list(s["subsets"].items()) + [("all", s["overall"])]:
+        for field in ("iou", "iou_src", "iou_trg"):
+            rows.append(["overall" if group == "all" else "subset", group, field, None, b[field], b["n_pairs"], None])
+    rows.append(["subset_mean", "all", "iou", None, s["average"]["iou"], s["overall"]["n_pairs"], None])
+    return rows
+
+
 def write_csv(path: str | Path, run: EvaluationRun) -> None:
     """Long-format CSV: ``section,group,metric,alpha,value,n_pairs,n_keypoints`` (values in percent),
     preceded by ``protocol`` rows (one per protocol field, JSON-encoded value) and ``run`` rows."""
@@ -81,7 +96,7 @@ def write_csv(path: str | Path, run: EvaluationRun) -> None:
     for k in ("dataset", "source", "selection"):
         rows.append(["run", k, "", "", json.dumps(run.header.get(k), sort_keys=True), "", ""])
     rows.append(["run", "pairs_scored", "", "", len(run.records), "", ""])
-    rows += {"keypoints": _rows_keypoints, "flow": _rows_flow, "mask": _rows_mask}[s["task"]](s)
+    rows += {"keypoints": _rows_keypoints, "propagation": _rows_keypoints, "flow": _rows_flow, "mask": _rows_mask, "coseg": _rows_coseg}[s["task"]](s)
     with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["section", "group", "metric", "alpha", "value", "n_pairs", "n_keypoints"])

@@ -31,8 +31,12 @@ def run_curves(run: EvaluationRun) -> dict[str, list[float]]:
     """``{label: PCK % at each α of CURVE_ALPHAS}``: the whole run first, then each category/subset."""
     p = run.protocol
     records = run.records
-    if p.task == "keypoints":
-        curve = lambda rs: _keypoint_curve(rs, p.average)  # noqa: E731
+    if p.task == "propagation":
+        from .summary import frame_records
+
+        records = frame_records(records)
+    if p.task in ("keypoints", "propagation"):
+        curve = lambda rs: _keypoint_curve(rs, "pair" if p.average == "pair" else "keypoint")  # noqa: E731
     elif p.task == "flow":
         curve = lambda rs: [float(v) * 100 for v in dense_rates(rs, ("src_to_trg", "trg_to_src"), CURVE_ALPHAS)]  # noqa: E731
     else:

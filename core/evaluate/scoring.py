@@ -3,7 +3,10 @@
 * keypoints → ``{"L": reference length, "errors": [pixel error or None], "n": evaluated}``
   (errors are kept, so PCK at any α can be recomputed when summarising or merging);
 * dense flow → ``{"alphas": [...], "src_to_trg": {"correct": [...], "n": …}, "trg_to_src": {...}}``;
-* masks → ``{"lt_acc": …, "iou": …}`` (fractions).
+* masks → ``{"lt_acc": …, "iou": …}`` (fractions);
+* co-segmentation → ``{"iou_src": …, "iou_trg": …}`` (fractions, :func:`score_coseg`);
+* propagation (a clip) → ``{"frames": [{"t": …, "L": …, "errors": [...], "n": …}, …], "n": …}``,
+  one entry per frame after the first (:func:`score_propagation`).
 
 A missing prediction (a keypoint transferred from outside the flow's frame, a
 NaN flow) is stored as the error :data:`MISSING_ERROR`, larger than any threshold.
@@ -179,6 +182,66 @@ def score_pair(pair, flows: tuple[np.ndarray | None, np.ndarray | None], protoco
     return SCORERS[protocol.task](pair, flows[0], flows[1], protocol)
 
 
+def score_propagation(clip, source, protocol: Protocol) -> dict[str, Any]:
+    """Carry the first frame's keypoints through ``clip`` with ``source``'s flows and measure every later frame.
+
+    ``protocol.propagation`` picks the frame pairs (:func:`core.propagate.propagate`);
+    each frame ``t ≥ 1`` is measured against its own ground truth with ``L``
+    from that frame (``protocol.threshold``). A joint is scored where it is
+    annotated in both the first frame and frame ``t``.
+    """
+    from ..propagate import propagate
+
+    if protocol.threshold == "bbox":
+        raise DataError(f"clip '{clip.pair_id}' has no object box for the bbox threshold; use kps-diag, kps or img")
+    size = clip.size
+
+    def flow_between(a: int, b: int) -> np.ndarray:
+        nonlocal size
+        flow = source.flows(clip.frame_pair(a, b))[0]
+        if flow is None:
+            raise DataError(f"clip '{clip.pair_id}': no flow/src_to_trg for frames {a + 1} → {b + 1}")
+        size = _size(size, flow, "source", f"{clip.pair_id}:{a + 1}")
+        return flow
+
+    first = clip.keypoints[0]
+    pred = propagate(first, len(clip), flow_between, protocol.propagation)
+    frames = []
+    for t in range(1, len(clip)):
+        gt = clip.keypoints[t]
+        valid = np.isfinite(first).all(axis=1) & np.isfinite(gt).all(axis=1)
+        errors = keypoint_errors(pred[t], gt, valid)
+        length = threshold_length(protocol.threshold, size=size, kps=np.where(np.isfinite(gt), gt, np.nan))
+        frames.append({"t": t, "L": float(length), "errors": _errors_json(errors), "n": int((~np.isnan(errors)).sum())})
+    return {"frames": frames, "n": sum(f["n"] for f in frames)}
+
+
+def score_coseg(pair, masks: tuple[np.ndarray | None, np.ndarray | None], protocol: Protocol) -> dict[str, Any]:
+    """IoU of each image's co-segmentation mask ``(H, W)`` (foreground above :data:`core.coseg.THRESHOLD`) with its ground truth."""
+    from ..coseg import THRESHOLD
+
+    out = {}
+    for side, pred, gt, size in (("src", masks[0], pair.src_mask, pair.src_size), ("trg", masks[1], pair.trg_mask, pair.trg_size)):
+        if pred is None:
+            raise DataError(f"pair '{pair.pair_id}': no mask/{side}, which the {protocol.name} protocol scores")
+        pred = np.asarray(pred)
+        if pred.shape != tuple(size):
+            raise DataError(f"pair '{pair.pair_id}': mask/{side} is {pred.shape[1]}x{pred.shape[0]} but the image is {size[1]}x{size[0]}")
+        out[f"iou_{side}"] = mask_iou(pred > THRESHOLD, gt)
+    return out
+
+
+def score_item(item, source, protocol: Protocol) -> dict[str, Any]:
+    """The figures of one dataset item (a pair, or a clip for propagation) with flows (or masks) from ``source``."""
+    if protocol.task == "propagation":
+        return score_propagation(item, source, protocol)
+    if protocol.task == "coseg":
+        return score_coseg(item, source.coseg(item), protocol)
+    outputs = getattr(source, "outputs", None)
+    st, ts, transfer = outputs(item, flows=protocol.task != "keypoints") if outputs else (*source.flows(item), None)
+    return score_pair(item, (st, ts), protocol, transfer)
+
+
 __all__ = [
     "MISSING_ERROR",
     "sample_flow",
@@ -188,5 +251,8 @@ __all__ = [
     "score_flow",
     "score_mask",
     "score_pair",
+    "score_propagation",
+    "score_coseg",
+    "score_item",
     "dense_alphas",
 ]

@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from ..images import load_image
 from ..io.records import FLOW_KEYS, check_root, refuse_non_finite
 from ..io.stream import iter_records
@@ -94,6 +94,23 @@ class PredictorSource:
         st, ts, _ = self.outputs(pair)
         return st, ts
 
+    def coseg(self, pair) -> tuple[np.ndarray, np.ndarray]:
+        """Co-segmentation masks ``(H_src, W_src)``, ``(H_trg, W_trg)`` from a predictor with ``predict_coseg``
+        (a mirrored source's mask is mirrored back)."""
+        if not callable(getattr(self.predictor, "predict_coseg", None)):
+            raise UsageError(
+                f"{getattr(self.predictor, 'name', 'this predictor')} predicts no masks; co-segmentation needs "
+                "--model sfnet --model-opt mask_head=true (or --flows records with mask/src and mask/trg)"
+            )
+        src: Image.Image = load_image(pair.src_path)
+        trg: Image.Image = load_image(pair.trg_path)
+        mirrored = self.flip == "gt" and bool(getattr(pair, "flip", False))
+        _, _, ms, mt = self.predictor.predict_coseg(ImageOps.mirror(src) if mirrored else src, trg)
+        ms, mt = np.asarray(ms, dtype=np.float32), np.asarray(mt, dtype=np.float32)
+        if mirrored:
+            ms = np.ascontiguousarray(ms[:, ::-1])
+        return ms, mt
+
 
 def read_record_flows(g: h5py.Group, where: str) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Only the flows of a record group (features and correlations are not read): ``(H, W, 2)`` each, or None."""
@@ -140,6 +157,7 @@ class RecordFlows:
             raise DataError(f"flows file '{self.path}' does not exist")
         self._index: dict[tuple[str, str], str] = {}
         self._loaded: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
+        self._masks: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._h5: h5py.File | None = None
         with open(self.path, "rb") as fh:
             is_h5 = fh.read(8) == HDF5_MAGIC
@@ -149,6 +167,7 @@ class RecordFlows:
             for rec in iter_records(self.path, nan_flows=True):
                 self._add(rec.pair_id, rec.src_path, rec.trg_path)
                 self._loaded[rec.pair_id] = (rec.flow.get("src_to_trg"), rec.flow.get("trg_to_src"))
+                self._masks[rec.pair_id] = (rec.mask.get("src"), rec.mask.get("trg"))
         if not self._index:
             raise DataError(f"flows file '{self.path}' holds no records")
 
@@ -196,6 +215,14 @@ class RecordFlows:
         if self._h5 is not None:
             return read_record_flows(self._h5["pairs"][pid], f"'{self.path}' record '{pid}'")
         return self._loaded[pid]
+
+    def coseg(self, pair) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The record's co-segmentation masks ``mask/src``, ``mask/trg`` (None where absent)."""
+        pid = self.find(pair)
+        if self._h5 is not None:
+            g = self._h5["pairs"][pid]
+            return tuple(np.asarray(g["mask"][k][()], dtype=np.float32) if "mask" in g and k in g["mask"] else None for k in ("src", "trg"))  # type: ignore[return-value]
+        return self._masks.get(pid, (None, None))
 
 
 __all__ = ["PredictorSource", "RecordFlows", "mirror_flows"]

@@ -6,11 +6,20 @@ Keypoint protocols::
      "overall":    {"pck_pair": {α: %}, "pck_keypoint": {α: %}, "n_pairs": P, "n_keypoints": K},
      "categories": {category: same fields},
      "category_mean": {"pck_pair": {α: %}, "pck_keypoint": {α: %}},   # unweighted mean over categories
-     "breakdown":  {factor: {level: {"pck_pair": …, "n_pairs": …}}},  # SPair-71k only
+     "breakdown":  {factor: {level: {"pck_pair": …, "n_pairs": …}}},  # SPair-71k Table 4
+     "breakdown_controlled": {factor: {level: same fields}},          # SPair-71k Table 5
      "curve": {"alphas": [...], "pck_pair": [...], "pck_keypoint": [...]}}
 
 ``pck_pair`` is the mean of per-pair PCK (pairs with no evaluated keypoint
 are left out); ``pck_keypoint`` pools every keypoint of the group.
+
+Propagation (JHMDB): every scored frame is one "pair" of the keypoint
+figures, grouped by action (``categories``), plus ``pck_joint``: each
+keypoint index's PCK pooled over all frames, averaged over the indices
+(``joints`` holds the per-index figures); ``n_clips`` counts the clips.
+
+Co-segmentation (TSS): IoU per subset over its images (two per pair, also
+per side), the overall mean over images, and the mean over subsets (headline).
 
 Dense (TSS): per subset, per direction and both directions together
 (every flow map one sample), then the mean over subsets. Masks: LT-ACC and IoU
@@ -87,11 +96,72 @@ def spair_breakdown(records: list[dict[str, Any]], alphas: Sequence[float]) -> d
     return out
 
 
+def spair_controlled_breakdown(records: list[dict[str, Any]], alphas: Sequence[float]) -> dict[str, dict[str, Any]]:
+    """PCK by level of each SPair-71k factor *alone* (the benchmark paper's Table 5).
+
+    For factor ``F`` at level ``l`` only the pairs with ``F = l`` whose other
+    factors are all at their first level (view-point and scale ``easy``,
+    truncation and occlusion ``none``) are kept; pairs lacking a factor in
+    their ``meta`` are left out. Levels without pairs are absent.
+    """
+    known = [r for r in records if all(r.get("meta", {}).get(f) is not None for f in SPAIR_FACTORS)]
+    out: dict[str, dict[str, Any]] = {}
+    for factor in SPAIR_FACTORS:
+        others = [f for f in SPAIR_FACTORS if f != factor]
+        held = [r for r in known if all(int(r["meta"][f]) == 0 for f in others)]
+        groups = group_records(held, lambda r: int(r["meta"][factor]))
+        if groups:
+            out[factor] = {spair_level(factor, level): _keypoint_group(groups[level], alphas) for level in sorted(groups)}
+    return out
+
+
 def headline(summary_block: dict[str, Any], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
     """The figure a paper's table shows: the protocol's α (or the first one) with its average."""
     a = protocol.headline_alpha if protocol.headline_alpha in alphas else alphas[0]
-    field = "pck_pair" if protocol.average == "pair" else "pck_keypoint"
+    field = {"pair": "pck_pair", "keypoint": "pck_keypoint", "joint": "pck_joint"}[protocol.average]
     return {"alpha": a, "average": protocol.average, "value": summary_block[field][alpha_key(a)]}
+
+
+def frame_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Propagation records (one per clip) → one keypoint record per scored frame (category = the clip's)."""
+    return [
+        {"category": r["category"], "pair_id": f"{r['pair_id']}:{f['t']}", "L": f["L"], "errors": f["errors"], "n": f["n"], "meta": {}}
+        for r in records
+        for f in r["frames"]
+    ]
+
+
+def joint_pck(records: list[dict[str, Any]], alphas: Sequence[float]) -> tuple[dict[str, float | None], list[dict[str, float | None]]]:
+    """Mean over keypoint indices of each index's pooled PCK, and the per-index figures (``(A,)`` in %)."""
+    if not records:
+        return _percent(np.full(len(alphas), np.nan), alphas), []
+    n_joints = max(len(r["errors"]) for r in records)
+    per_joint = []
+    for j in range(n_joints):
+        column = [{"L": r["L"], "errors": [r["errors"][j] if j < len(r["errors"]) else None]} for r in records]
+        c, n = keypoint_counts(column, alphas)
+        per_joint.append(pooled_over_keypoints(c, n))
+    table = np.array(per_joint)  # (J, A)
+    with np.errstate(invalid="ignore"):
+        mean = np.array([np.nanmean(table[:, k]) if np.isfinite(table[:, k]).any() else np.nan for k in range(len(alphas))])
+    return _percent(mean, alphas), [_percent(v, alphas) for v in per_joint]
+
+
+def summarize_propagation(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
+    frames = frame_records(records)
+    out = summarize_keypoints(frames, protocol, alphas)
+    out["task"] = "propagation"
+    out["group_name"] = "action"
+    out["overall"]["pck_joint"], per_joint = joint_pck(frames, alphas)
+    out["overall"]["n_clips"] = len(records)
+    out["joints"] = per_joint
+    clips = group_records(records, lambda r: r["category"])
+    for action, block in out["categories"].items():
+        block["pck_joint"], _ = joint_pck([f for f in frames if f["category"] == action], alphas)
+        block["n_clips"] = len(clips.get(action, []))
+    out["category_mean"]["pck_joint"] = _mean_of(out["categories"], "pck_joint", alphas)
+    out["headline"] = headline(out["overall"], protocol, alphas)
+    return out
 
 
 def summarize_keypoints(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float]) -> dict[str, Any]:
@@ -104,7 +174,7 @@ def summarize_keypoints(records: list[dict[str, Any]], protocol: Protocol, alpha
         "overall": overall,
         "categories": cats,
         "category_mean": {"pck_pair": _mean_of(cats, "pck_pair", alphas), "pck_keypoint": _mean_of(cats, "pck_keypoint", alphas)},
-        "headline": headline(overall, protocol, alphas),
+        "headline": headline(overall, protocol, alphas) if protocol.average != "joint" else None,  # joint: set by the caller
         "curve": {
             "alphas": list(CURVE_ALPHAS),
             "pck_pair": [None if np.isnan(v) else float(v) * 100 for v in mean_over_pairs(curve_c, curve_n)],
@@ -114,6 +184,7 @@ def summarize_keypoints(records: list[dict[str, Any]], protocol: Protocol, alpha
     breakdown = spair_breakdown(records, alphas)
     if breakdown:
         out["breakdown"] = breakdown
+        out["breakdown_controlled"] = spair_controlled_breakdown(records, alphas)
     return out
 
 
@@ -181,14 +252,38 @@ def summarize_mask(records: list[dict[str, Any]], protocol: Protocol) -> dict[st
     return {"task": "mask", "overall": overall, "categories": cats, "headline": {"metric": "lt_acc", "value": overall["lt_acc"]}}
 
 
+def _coseg_group(records: list[dict[str, Any]]) -> dict[str, Any]:
+    src = [r["iou_src"] for r in records]
+    trg = [r["iou_trg"] for r in records]
+    mean = lambda v: float(np.mean(v)) * 100 if v else None  # noqa: E731
+    return {"iou": mean(src + trg), "iou_src": mean(src), "iou_trg": mean(trg), "n_pairs": len(records), "n_images": 2 * len(records)}
+
+
+def summarize_coseg(records: list[dict[str, Any]], protocol: Protocol) -> dict[str, Any]:
+    subsets = {c: _coseg_group(rs) for c, rs in sorted(group_records(records, lambda r: r["category"]).items())}
+    vals = [g["iou"] for g in subsets.values() if g["iou"] is not None]
+    average = float(np.mean(vals)) if vals else None
+    return {
+        "task": "coseg",
+        "subsets": subsets,
+        "overall": _coseg_group(records),
+        "average": {"iou": average},
+        "headline": {"metric": "iou", "average": "subset", "value": average},
+    }
+
+
 def summarize(records: list[dict[str, Any]], protocol: Protocol, alphas: Sequence[float] | None = None) -> dict[str, Any]:
     """Every figure of a run (see the module doc); ``alphas`` overrides the protocol's."""
     alphas = [float(a) for a in (alphas or protocol.alphas)]
     if protocol.task == "keypoints":
         return summarize_keypoints(records, protocol, alphas)
+    if protocol.task == "propagation":
+        return summarize_propagation(records, protocol, alphas)
+    if protocol.task == "coseg":
+        return summarize_coseg(records, protocol)
     if protocol.task == "flow":
         return summarize_flow(records, protocol, alphas)
     return summarize_mask(records, protocol)
 
 
-__all__ = ["summarize", "alpha_key", "keypoint_counts", "dense_rates", "group_records", "spair_breakdown"]
+__all__ = ["summarize", "frame_records", "joint_pck", "alpha_key", "keypoint_counts", "dense_rates", "group_records", "spair_breakdown", "spair_controlled_breakdown"]

@@ -11,6 +11,8 @@ The full specification is ``docs/format.md``. In short, a record is the group
 * ``flow/src_to_trg`` ``(H_src, W_src, 2)`` and ``flow/trg_to_src``
   ``(H_trg, W_trg, 2)``, float32 absolute pixel ``(x, y)`` in the other image;
 * optional ``confidence/src_to_trg`` ``(H_src, W_src)`` / ``confidence/trg_to_src``;
+* optional ``mask/src`` ``(H_src, W_src)`` / ``mask/trg`` ``(H_trg, W_trg)``: float32
+  co-segmentation masks in [0, 1] (:mod:`core.coseg`);
 * any other dataset under ``extra/`` (e.g. DCCNet's fusion weights).
 """
 
@@ -69,7 +71,8 @@ class PairRecord:
     """Everything the pipeline knows about one image pair.
 
     Arrays are numpy: features ``(C, h, w)``, ``corr`` ``(h_src, w_src, h_trg, w_trg)``,
-    flows ``(H, W, 2)`` float32, confidences ``(H, W)``.
+    flows ``(H, W, 2)`` float32, confidences ``(H, W)``, co-segmentation masks
+    ``mask["src"]`` ``(H_src, W_src)`` / ``mask["trg"]`` ``(H_trg, W_trg)``.
     """
 
     pair_id: str
@@ -84,6 +87,7 @@ class PairRecord:
     flow: dict[str, np.ndarray] = field(default_factory=dict)
     flow_attrs: dict[str, Any] = field(default_factory=dict)
     confidence: dict[str, np.ndarray] = field(default_factory=dict)
+    mask: dict[str, np.ndarray] = field(default_factory=dict)
     extra: dict[str, np.ndarray] = field(default_factory=dict)
     extra_attrs: dict[str, dict[str, Any]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
@@ -174,6 +178,10 @@ def write_record(
         cg = g.create_group("confidence")
         for key, arr in rec.confidence.items():
             cg.create_dataset(key, data=np.asarray(arr, dtype=np.float32))
+    if rec.mask:
+        mg = g.create_group("mask")
+        for key, arr in rec.mask.items():
+            mg.create_dataset(key, data=np.asarray(arr, dtype=np.float32))
     for path, arr in rec.extra.items():
         ds = _dataset(g, f"extra/{path}", arr, dtype, compression)
         write_attrs(ds, rec.extra_attrs.get(path, {}))
@@ -293,6 +301,13 @@ def read_record(g: h5py.Group, history: list[str] | None = None, nan_flows: bool
         if "confidence" in g:
             for key, ds in g["confidence"].items():
                 rec.confidence[key] = ds[()]
+        if "mask" in g:
+            for key, size in (("src", rec.src_size), ("trg", rec.trg_size)):
+                if key in g["mask"]:
+                    arr = g["mask"][key][()]
+                    if arr.shape != tuple(size):
+                        raise DataError(f"{where}: mask/{key} has shape {arr.shape}, expected {tuple(size)}")
+                    rec.mask[key] = arr.astype(np.float32)
         if "extra" in g:
             for path, (arr, a) in _read_group_arrays(g["extra"]).items():
                 rec.extra[path] = arr

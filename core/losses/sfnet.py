@@ -15,6 +15,10 @@ Terms, each summed over both directions (source→target and target→source):
   and the two forward differences (x and y), the last column/row having zero
   difference (replicate padding).
 
+With the mask regression layers (object co-segmentation, SFNet TPAMI 2020)
+an L2 term is added: ``mean_p (M̂_s(p) − M_s(p))²`` for each image's predicted
+mask ``M̂`` (:func:`mask_regression_loss`, weight ``lambda_mask_regression``).
+
 Warping samples bilinearly with ``align_corners=True`` and zeros outside.
 """
 
@@ -29,6 +33,8 @@ from ..geometry import cell_grid
 LAMBDA_MASK = 3.0
 LAMBDA_FLOW = 16.0
 LAMBDA_SMOOTH = 0.5
+#: Weight of the mask regression (L2) term when SFNet predicts masks (semcorr's choice; not in the public code).
+LAMBDA_MASK_REGRESSION = 1.0
 #: Threshold on the bilinearly downsampled masks.
 MASK_THRESHOLD = 0.1
 
@@ -156,3 +162,13 @@ def sfnet_objective(
         "smooth": float(l_smooth.detach()),
     }
     return total, logs
+
+
+def mask_regression_loss(predicted: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The L2 mask term of one image: ``mean (predicted − mask)²``.
+
+    predicted ``(B, 1, h, w)`` in [0, 1], mask ``(B, 1, h, w)`` binary on the same grid → scalar.
+    """
+    if predicted.shape != mask.shape or predicted.dim() != 4:
+        raise ValueError(f"predicted {tuple(predicted.shape)} and mask {tuple(mask.shape)} must both be (B, 1, h, w)")
+    return ((predicted - mask.to(predicted.dtype)) ** 2).mean()

@@ -40,6 +40,8 @@ class Matches:
     * ``corr_trg_to_src``: optional target→source scores ``(B, hB, wB, hA, wA)``
       when they are not the transpose of ``corr`` (DCCNet's second merge);
     * ``confidence_src`` / ``confidence_trg``: optional ``(B, hA, wA)`` / ``(B, hB, wB)``;
+    * ``mask_src`` / ``mask_trg``: optional predicted foreground ``(B, hA, wA)`` / ``(B, hB, wB)``
+      in [0, 1] on the grids (SFNet with its mask regression layers);
     * ``extra``: any other tensor worth saving (e.g. DCCNet's fusion weights).
     """
 
@@ -49,6 +51,8 @@ class Matches:
     corr_trg_to_src: torch.Tensor | None = None
     confidence_src: torch.Tensor | None = None
     confidence_trg: torch.Tensor | None = None
+    mask_src: torch.Tensor | None = None
+    mask_trg: torch.Tensor | None = None
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
@@ -167,10 +171,12 @@ def load_matching_shapes(
     model.load_state_dict(state, strict=False)
 
 
-def load_project_checkpoint(model: CorrespondenceModel, path) -> dict[str, Any]:
+def load_project_checkpoint(model: CorrespondenceModel, path, optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a project checkpoint (``.safetensors`` + JSON sidecar) into ``model``; return its metadata.
 
     Checks the sidecar's sha256 and that it was made for the same model name.
+    ``optional``: prefixes of a part the checkpoint may lack altogether (see
+    :func:`fill_optional_part`); ``meta["kept_own"]`` then lists the prefixes kept.
     """
     from ..errors import WeightsError
     from ..weights import load_checkpoint
@@ -179,5 +185,32 @@ def load_project_checkpoint(model: CorrespondenceModel, path) -> dict[str, Any]:
     cfg = meta.get("config", {})
     if cfg.get("model") not in (None, model.name):
         raise WeightsError(f"'{path}' holds {cfg.get('model')} weights, not {model.name}")
+    state, kept = fill_optional_part(model, state, optional)
     load_head_weights(model, state, str(path))
+    meta["kept_own"] = kept
     return meta
+
+
+def fill_optional_part(
+    model: CorrespondenceModel, state: dict[str, torch.Tensor], prefixes: tuple[str, ...]
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Weights ``state`` for ``model`` when a part may be absent from them.
+
+    For each prefix the model has but ``state`` has no key under, the model's
+    own (freshly initialised) values are used; a prefix ``state`` has but the
+    model lacks is dropped. Returns the completed state and the prefixes for
+    which the model's own values were kept.
+    """
+    own = model.state_dict()
+    out = dict(state)
+    kept = []
+    for prefix in prefixes:
+        in_model = [k for k in own if k.startswith(prefix)]
+        in_state = [k for k in state if k.startswith(prefix)]
+        if in_model and not in_state:
+            out.update({k: own[k] for k in in_model})
+            kept.append(prefix)
+        elif in_state and not in_model:
+            for k in in_state:
+                out.pop(k)
+    return out, kept

@@ -24,6 +24,16 @@ synthetic pairs (:mod:`core.losses.sfnet`). Only the adaptation layers learn;
 the frozen backbone stays in eval mode (fixed batch-norm statistics) even in
 ``model.train()``.
 
+Object co-segmentation (``mask_head=True``, SFNet TPAMI 2020, Table 8): a
+mask regression layer on each adapted map (:class:`core.adaptation.MaskRegression`,
+``mask_reg_feat3`` / ``mask_reg_feat4``); the image's predicted foreground is
+the product of the two (the stride-32 one upsampled to the stride-16 grid, as
+the correlations are combined), trained with an extra L2 loss against the
+mask on the grid. The authors' public code has no such layers, so their form
+(one 3×3 convolution and a sigmoid each, multiplied; L2 weight 1) is
+semcorr's. Off by default: the default model, its weights and its flows are
+exactly those without the option.
+
 Weights: a project checkpoint (``.safetensors`` + sidecar), the authors'
 released ``best_checkpoint.pt`` (``{'state_dict1': adap_layer_feat3,
 'state_dict2': adap_layer_feat4}``, ResNet-101 only), or ``"default"`` for
@@ -41,15 +51,15 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image, ImageOps
 
-from ..adaptation import AdaptationLayer
+from ..adaptation import AdaptationLayer, MaskRegression
 from ..backbones import FeatureBackbone, build_backbone
 from ..correlation import correlate, normalize_over_target, transpose_corr
 from ..errors import UsageError, WeightsError
 from ..weights import weights_file_id
 from ..flow import kernel_soft_argmax_matches, match_confidence, matches_to_flow
 from ..images import image_to_tensor
-from ..losses.sfnet import masks_on_grid, sfnet_objective
-from .base import CorrespondenceModel, Matches, load_head_weights, load_project_checkpoint
+from ..losses.sfnet import LAMBDA_MASK_REGRESSION, mask_regression_loss, masks_on_grid, sfnet_objective
+from .base import CorrespondenceModel, Matches, fill_optional_part, load_head_weights, load_project_checkpoint
 
 #: Backbone layers SFNet reads: (stride-16 map, stride-32 map).
 SFNET_LAYERS: dict[str, tuple[str, str]] = {
@@ -61,6 +71,10 @@ SFNET_LAYERS: dict[str, tuple[str, str]] = {
 ADAPTATION_KERNELS = (5, 3)
 #: Names of the two adaptation layers, as in the authors' code.
 ADAPTATION_NAMES = ("adap_layer_feat3", "adap_layer_feat4")
+#: Names of the optional mask regression layers (``mask_head=True``), one per adaptation layer.
+MASK_NAMES = ("mask_reg_feat3", "mask_reg_feat4")
+#: Seed of the mask regression layers' initialisation (a fresh head is the same on every run).
+MASK_INIT_SEED = 0
 #: Keys of the authors' released checkpoint, in the order of ``ADAPTATION_NAMES``.
 RELEASED_KEYS = ("state_dict1", "state_dict2")
 
@@ -96,6 +110,8 @@ class SFNet(CorrespondenceModel):
         backbone_weights: str = "default",
         beta: float | None = DEFAULT_BETA,
         kernel_sigma: float = DEFAULT_SIGMA,
+        mask_head: bool = False,
+        mask_weight: float = LAMBDA_MASK_REGRESSION,
     ):
         super().__init__()
         if backbone.name not in SFNET_LAYERS:
@@ -113,6 +129,17 @@ class SFNet(CorrespondenceModel):
         self.layers = SFNET_LAYERS[backbone.name]
         for attr, layer, k in zip(ADAPTATION_NAMES, self.layers, ADAPTATION_KERNELS):
             self.add_module(attr, AdaptationLayer(backbone.channels(layer), k))
+        if not mask_weight >= 0:
+            raise UsageError(f"SFNet's mask_weight must be 0 or more, got {mask_weight}")
+        self.mask_head = bool(mask_head)
+        self.mask_weight = float(mask_weight)
+        #: "trained" (from the weights file), "fresh" (initialised here) or "none".
+        self.mask_head_state = "fresh" if self.mask_head else "none"
+        if self.mask_head:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(MASK_INIT_SEED)
+                for attr, layer in zip(MASK_NAMES, self.layers):
+                    self.add_module(attr, MaskRegression(backbone.channels(layer)))
 
     # ------------------------------------------------------------------ pieces
 
@@ -145,19 +172,36 @@ class SFNet(CorrespondenceModel):
         product = correlate(list(src), list(trg), mode="product", normalize=True, relu=True)
         return normalize_over_target(product), normalize_over_target(transpose_corr(product))
 
+    def predict_mask(self, adapted: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Adapted ``(fine (B, C3, h, w), coarse (B, C4, h', w'))`` → foreground ``(B, 1, h, w)`` in [0, 1].
+
+        The product of the two mask regressions, the coarse one upsampled to
+        the fine grid (bilinear, ``align_corners=True``).
+        """
+        if not self.mask_head:
+            raise UsageError("this SFNet has no mask regression layers (build it with mask_head=True)")
+        fine, coarse = adapted
+        m3 = self.mask_reg_feat3(fine)
+        m4 = torch.nn.functional.interpolate(self.mask_reg_feat4(coarse), size=fine.shape[-2:], mode="bilinear", align_corners=True)
+        return m3 * m4
+
     def match(self, corr: torch.Tensor) -> torch.Tensor:
         """Kernel soft-argmax (or argmax when ``beta`` is None) of already normalised scores → ``(B, h, w, 2)``."""
         return kernel_soft_argmax_matches(corr, self.beta, self.kernel_sigma, normalize=False)
 
     def head(self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]) -> Matches:
-        corr_s2t, corr_t2s = self.correlation(self.adapt(feats_src), self.adapt(feats_trg))
-        return Matches(
+        src, trg = self.adapt(feats_src), self.adapt(feats_trg)
+        corr_s2t, corr_t2s = self.correlation(src, trg)
+        m = Matches(
             src_to_trg=self.match(corr_s2t),
             trg_to_src=self.match(corr_t2s),
             corr=corr_s2t,
             confidence_src=match_confidence(corr_s2t),
             confidence_trg=match_confidence(corr_t2s),
         )
+        if self.mask_head:
+            m.mask_src, m.mask_trg = self.predict_mask(src)[:, 0], self.predict_mask(trg)[:, 0]
+        return m
 
     # ------------------------------------------------------------------ training
 
@@ -167,7 +211,9 @@ class SFNet(CorrespondenceModel):
         batch: ``src_image``/``trg_image`` ``(B, 3, H, W)`` ImageNet-normalised,
         ``src_mask``/``trg_mask`` ``(B, 1, H, W)`` in {0, 1}. Masks are resized
         to the feature grids and thresholded at 0.1. Returns the weighted sum
-        (λ mask 3, flow 16, smooth 0.5) and the unweighted terms.
+        (λ mask 3, flow 16, smooth 0.5) and the unweighted terms; with the mask
+        head, plus ``mask_weight`` × the L2 mask regression of both images
+        (logged as ``mask_regression``).
         """
         missing = [k for k in ("src_image", "trg_image", "src_mask", "trg_mask") if k not in batch]
         if missing:
@@ -175,7 +221,12 @@ class SFNet(CorrespondenceModel):
         m = self(batch["src_image"], batch["trg_image"])
         mask_src = masks_on_grid(batch["src_mask"].to(m.src_to_trg.dtype), tuple(m.src_to_trg.shape[1:3]))
         mask_trg = masks_on_grid(batch["trg_mask"].to(m.trg_to_src.dtype), tuple(m.trg_to_src.shape[1:3]))
-        return sfnet_objective(m.src_to_trg, m.trg_to_src, mask_src, mask_trg)
+        total, logs = sfnet_objective(m.src_to_trg, m.trg_to_src, mask_src, mask_trg)
+        if self.mask_head:
+            l_reg = mask_regression_loss(m.mask_src.unsqueeze(1), mask_src) + mask_regression_loss(m.mask_trg.unsqueeze(1), mask_trg)
+            total = total + self.mask_weight * l_reg
+            logs = dict(logs, loss=float(total.detach()), mask_regression=float(l_reg.detach()))
+        return total, logs
 
     def train(self, mode: bool = True) -> SFNet:
         """Like :meth:`nn.Module.train`, but a frozen backbone stays in eval mode."""
@@ -186,13 +237,16 @@ class SFNet(CorrespondenceModel):
 
     def config(self) -> dict[str, Any]:
         """Architecture options; every key but ``model`` is a keyword argument of :func:`build_sfnet`."""
-        return {
+        cfg = {
             "model": self.name,
             "backbone": self.backbone.name,
             "backbone_weights": self.backbone_weights,
             "beta": self.beta,
             "kernel_sigma": self.kernel_sigma,
         }
+        if self.mask_head:  # absent otherwise: the default model's config is unchanged
+            cfg.update(mask_head=True, mask_weight=self.mask_weight)
+        return cfg
 
 
 # ----------------------------------------------------------------------------- released checkpoint
@@ -296,19 +350,20 @@ def shipped_weights_path(backbone: str) -> Path:
     return shipped("sfnet", backbone)
 
 
-def _checkpoint_backbone(path: Path) -> str | None:
-    """The backbone named in a project checkpoint's sidecar, if any."""
+def _checkpoint_config(path: Path) -> dict[str, Any]:
+    """The config in a project checkpoint's sidecar (empty when there is none)."""
     import json
 
     from ..weights import sidecar_path
 
     side = sidecar_path(path)
     if not side.is_file():
-        return None
+        return {}
     try:
-        return json.loads(side.read_text()).get("config", {}).get("backbone")
+        cfg = json.loads(side.read_text()).get("config", {})
     except (json.JSONDecodeError, AttributeError):
-        return None
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
 
 
 def build_sfnet(
@@ -317,6 +372,8 @@ def build_sfnet(
     weights: str | Path | None = None,
     beta: float | None = DEFAULT_BETA,
     kernel_sigma: float = DEFAULT_SIGMA,
+    mask_head: bool | None = None,
+    mask_weight: float | None = None,
 ) -> SFNet:
     """Build SFNet.
 
@@ -330,9 +387,19 @@ def build_sfnet(
       released ``best_checkpoint.pt`` (ResNet-101 only).
     * ``beta``: softmax temperature of the kernel soft-argmax (None: argmax);
       ``kernel_sigma``: Gaussian window std in feature cells.
+    * ``mask_head``: add the mask regression layers (co-segmentation); None
+      means what a project checkpoint's sidecar says, else no. Weights without
+      them (the shipped file, the authors' file) load with a *fresh* mask head
+      (``model.mask_head_state == "fresh"``, ``+fresh-mask-head`` in the
+      weights id); ``mask_weight``: the L2 mask term's weight in training
+      (None: the sidecar's, else :data:`~core.losses.sfnet.LAMBDA_MASK_REGRESSION`).
     """
     released: dict[str, torch.Tensor] | None = None
     path: Path | None = None
+    if isinstance(mask_head, str):
+        mask_head = {"true": True, "false": False}.get(mask_head.lower(), mask_head)  # type: ignore[arg-type]
+    if mask_head not in (None, True, False):
+        raise UsageError(f"SFNet's mask_head must be true or false, not '{mask_head}'")
     if weights is not None and str(weights) == "default":
         name = backbone or "mobilenet_v2"
         path = shipped_weights_path(name)
@@ -361,20 +428,35 @@ def build_sfnet(
                 )
             backbone = "resnet101"
             released = released_state_dict(obj, str(path))
-        elif backbone is None:
-            backbone = _checkpoint_backbone(path)
+        else:
+            cfg = _checkpoint_config(path)
+            backbone = backbone or cfg.get("backbone")
+            if mask_head is None:
+                mask_head = bool(cfg.get("mask_head", False))
+            if mask_weight is None and cfg.get("mask_weight") is not None:
+                mask_weight = float(cfg["mask_weight"])
     backbone = backbone or "mobilenet_v2"
     if backbone not in SFNET_LAYERS:
         raise UsageError(f"SFNet has no layer choice for backbone '{backbone}' (use {', '.join(SFNET_LAYERS)})")
     if released is not None:
         check_head_state(released, backbone, str(path))
-    model = SFNet(build_backbone(backbone, backbone_weights), backbone_weights, beta=beta, kernel_sigma=kernel_sigma)
+    model = SFNet(
+        build_backbone(backbone, backbone_weights), backbone_weights, beta=beta, kernel_sigma=kernel_sigma,
+        mask_head=bool(mask_head), mask_weight=LAMBDA_MASK_REGRESSION if mask_weight is None else mask_weight,
+    )  # fmt: skip
     if released is not None:
-        load_head_weights(model, released, str(path))
+        state, kept = fill_optional_part(model, released, MASK_NAMES)
+        load_head_weights(model, state, str(path))
         model.weights_id = "released-" + weights_file_id(path)
     elif path is not None:
-        load_project_checkpoint(model, path)
+        kept = load_project_checkpoint(model, path, optional=MASK_NAMES)["kept_own"]
         model.weights_id = weights_file_id(path)
+    else:
+        kept = []
+    if model.mask_head and path is not None:
+        model.mask_head_state = "fresh" if kept else "trained"
+        if kept:
+            model.weights_id += "+fresh-mask-head"
     model.eval()
     return model
 
