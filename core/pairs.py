@@ -73,6 +73,8 @@ def read_pair_list(path: str | Path, root: str | Path | None = None, limit: int 
     path = Path(path)
     base = pairs_root(path, root)
     table = read_csv(path, "pair list")
+    if images and not base.is_dir():  # rather than every image of every row
+        raise DataError(f"the image folder '{base}' of pair list '{path}' does not exist")
     si = table.require_column(SOURCE_COLUMNS)
     ti = table.require_column(TARGET_COLUMNS)
     rows = table.rows[:limit] if limit is not None else table.rows

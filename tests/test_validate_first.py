@@ -100,6 +100,13 @@ def test_a_long_list_of_bad_rows_shows_the_first_five_and_counts_the_rest(tmp_pa
     assert lines[6:] == ["  … and 2 more"]
 
 
+def test_a_missing_root_is_one_sentence_not_one_per_row(tmp_path):
+    csv = pair_list(tmp_path / "pairs.csv", ["a.png,b.png"] * 9)
+    r = run(["extract", "--pairs", csv, "--root", tmp_path / "nowhere", "-o", tmp_path / "f.h5"])
+    assert r.exit_code == 1
+    assert r.stderr == f"semcorr: error: the image folder '{tmp_path / 'nowhere'}' of pair list '{csv}' does not exist\n"
+
+
 def test_a_list_with_only_bad_rows_is_refused_even_with_skip_bad(tmp_path):
     csv = pair_list(tmp_path / "pairs.csv", [f"{A},gone.png"])
     r = run(["extract", "--pairs", csv, "--skip-bad", "-o", tmp_path / "f.h5"])
