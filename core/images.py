@@ -3,6 +3,10 @@
 Every image goes through :func:`load_image`, which turns any readable format
 (grayscale, RGBA, palette, 16-bit) into 8-bit RGB and rejects everything else
 with a :class:`~core.errors.DataError` naming the file.
+
+Reading images needs only PIL: torch is imported by the functions that make
+tensors, so checking and reading inputs (``semcorr`` validates them before it
+loads any model) stays quick.
 """
 
 from __future__ import annotations
@@ -10,12 +14,16 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
+from .checks import not_an_image, require_file
 from .errors import DataError, UsageError
+
+if TYPE_CHECKING:
+    import torch
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,11 +60,7 @@ def load_image(path: str | Path, reduce_to: int | None = None) -> Image.Image:
     as ``(H, W)``. Raises :class:`DataError` with one sentence naming the file
     when it is missing, not an image, truncated, or implausibly large.
     """
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"image '{path}' does not exist")
-    if path.is_dir():
-        raise DataError(f"'{path}' is a folder, not an image")
+    path = require_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -73,7 +77,7 @@ def load_image(path: str | Path, reduce_to: int | None = None) -> Image.Image:
     except DataError:
         raise
     except UnidentifiedImageError:
-        raise DataError(f"'{path}' is not an image file PIL can read") from None
+        raise not_an_image(path) from None
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise DataError(f"image '{path}' is unreadable or truncated ({exc})") from None
 
@@ -85,9 +89,7 @@ def original_size(img: Image.Image) -> tuple[int, int]:
 
 def load_mask(path: str | Path) -> np.ndarray:
     """Read a mask image as a boolean array (H, W): every non-zero pixel is foreground."""
-    path = Path(path)
-    if not path.exists():
-        raise DataError(f"mask '{path}' does not exist")
+    path = require_file(path, "mask")
     try:
         with Image.open(path) as img:
             img.load()
@@ -130,6 +132,8 @@ def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None,
     the normalised full-size tensor (MMNet's dataset code); ``None`` keeps the
     image size.
     """
+    import torch
+
     if resize not in RESIZE_MODES:
         raise UsageError(f"resize must be one of {', '.join(RESIZE_MODES)}, not '{resize}'")
     target = parse_size(size) if size is not None else None
@@ -147,6 +151,8 @@ def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None,
 
 def image_to_float(img: Image.Image) -> torch.Tensor:
     """PIL RGB image → float tensor ``(1, 3, H, W)`` in [0, 1] (no normalisation)."""
+    import torch
+
     arr = np.asarray(img, dtype=np.float32) / 255.0
     return torch.from_numpy(arr).permute(2, 0, 1).unsqueeze(0).contiguous()
 
@@ -161,6 +167,8 @@ def float_to_image(t: torch.Tensor) -> Image.Image:
 
 def normalize_imagenet(x: torch.Tensor) -> torch.Tensor:
     """Float images ``(B, 3, H, W)`` in [0, 1] → ImageNet-normalised ``(B, 3, H, W)``."""
+    import torch
+
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
@@ -168,4 +176,6 @@ def normalize_imagenet(x: torch.Tensor) -> torch.Tensor:
 
 def resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize of ``(B, C, H, W)`` to ``(B, C, *size)`` (antialiased when shrinking)."""
+    import torch.nn.functional as F
+
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

@@ -9,6 +9,12 @@ managers that only rename their temporary file into place on success):
 * the reader of stdout went away (``| head``): no message, exit status
   :data:`EXIT_SIGPIPE` (141 = 128 + SIGPIPE, as the shell reports Unix tools);
 * Ctrl-C (SIGINT): ``semcorr: error: interrupted`` once, exit status 130.
+
+Commands check what they are given before any work, and before they import
+torch or load a model (:mod:`core.checks`): input files, the rows of a list
+(:func:`bad_rows_gate`, :func:`report_skipped`) and output locations
+(:func:`check_outputs`); an operating-system error that still escapes (a disk
+that fills up) is one sentence too.
 """
 
 from __future__ import annotations
@@ -86,8 +92,60 @@ def handle_errors(fn: F) -> F:
             fail("interrupted", EXIT_SIGINT)
         except MemoryError:
             fail("out of memory; try a smaller --size or --batch-size", 1)
+        except OSError as exc:  # the file system refused (full disk, lost permission): one sentence, not a traceback
+            where = f"'{exc.filename}': " if exc.filename else ""
+            fail(f"{where}{exc.strerror or exc}", 1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def warn(text: str) -> None:
+    """``semcorr: warning: <text>`` on stderr."""
+    err_console.print(f"semcorr: warning: {text}", highlight=False, soft_wrap=True)
+
+
+def check_outputs(*files: str | os.PathLike | None, folder: str | os.PathLike | None = None) -> None:
+    """Before any work: every output file (None and ``-``, standard output, are skipped) and ``folder`` can be written.
+
+    One helper for every command, so an unwritable output is the same one
+    sentence everywhere (see :func:`core.checks.check_output_file`).
+    """
+    from core.checks import check_output_dir, check_output_file
+
+    for f in files:
+        if f is not None and str(f) != "-":
+            check_output_file(f)
+    if folder is not None:
+        check_output_dir(folder)
+
+
+def check_records_input(source: str | os.PathLike | None) -> None:
+    """Before any work: a records input file (None and ``-`` are standard input) exists and is a file."""
+    from core.checks import require_file
+
+    if source is not None and str(source) != "-":
+        require_file(source, "input")
+
+
+def bad_rows_gate(bad, total: int, skip_bad: bool, quiet: bool = False) -> None:
+    """Before the work on a list: refuse its ``bad`` rows (:class:`core.checks.BadRow`), or with ``--skip-bad`` announce them."""
+    from core.checks import BadRowsError, plural
+
+    if not bad:
+        return
+    good = total - len(bad)
+    if not skip_bad or good == 0:
+        raise BadRowsError(bad, total, f"--skip-bad computes the {plural(good, 'other pair')}" if good else None)
+    if not quiet:
+        warn(f"skipping {plural(len(bad), 'bad pair')} of {total}; they are listed at the end")
+
+
+def report_skipped(bad, total: int, outcome: str) -> None:
+    """After the work: list the skipped rows and exit with status 1 (nothing when none was skipped)."""
+    from core.checks import skipped_rows_report
+
+    if bad:
+        fail(skipped_rows_report(bad, total, outcome), 1)
 
 
 def _current_context():
@@ -176,12 +234,21 @@ QuietOpt = typer.Option(False, "-q", "--quiet", help="No progress bar or summary
 DtypeOpt = typer.Option(None, "--dtype", help="Store volumes as float16 or float32 (default: as computed).")
 CompressionOpt = typer.Option("none", "--compression", help="Compression of stored volumes: gzip, lzf or none.")
 BatchOpt = typer.Option(1, "--batch-size", min=1, help="Pairs processed together on the device.")
+SkipBadOpt = typer.Option(
+    False, "--skip-bad",
+    help="A list with bad rows (missing images, empty cells): compute the good pairs, list the skipped rows at the end and exit with status 1 (default: stop before any work).",
+)  # fmt: skip
 
 __all__ = [
     "console",
     "err_console",
     "fail",
     "handle_errors",
+    "bad_rows_gate",
+    "check_outputs",
+    "check_records_input",
+    "report_skipped",
+    "warn",
     "history_line",
     "resolve_device",
     "layer_filler",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import err_console, handle_errors
+from .common import check_outputs, err_console, handle_errors
 
 HELP = """Convert a released checkpoint into semcorr's own format (.safetensors + JSON sidecar).
 
@@ -30,13 +30,16 @@ def convert_cmd(
     backbone: str = typer.Option("resnet101", "--backbone", help="The backbone the checkpoint was trained with."),
     quiet: bool = typer.Option(False, "-q", "--quiet"),
 ) -> None:
-    import core
     from core.errors import UsageError
-    from core.models import build_model
-    from core.weights import save_checkpoint, sha256_file
 
     if output.suffix != ".safetensors":
         raise UsageError("the output must end in .safetensors")
+    check_outputs(output)  # before torch is imported
+
+    import core
+    from core.models import build_model
+    from core.weights import save_checkpoint, sha256_file
+
     m = build_model(model, backbone=backbone, backbone_weights="random", weights=str(source))
     config = dict(m.config(), backbone_weights="default")  # the backbone it was built on here is a placeholder
     meta = {

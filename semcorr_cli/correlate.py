@@ -10,6 +10,8 @@ from .common import (
     DtypeOpt,
     OutputOpt,
     QuietOpt,
+    check_outputs,
+    check_records_input,
     handle_errors,
     history_line,
     parse_str_list,
@@ -48,11 +50,15 @@ def correlate_cmd(
     quiet: bool = QuietOpt,
 ) -> None:
     from core.errors import UsageError
-    from core.io.stream import RecordWriter, iter_records
-    from core.pipeline import correlate_record
 
     if mode not in ("hypercolumn", "product"):
         raise UsageError(f"--mode must be hypercolumn or product, not '{mode}'")
+    check_outputs(output)  # before torch is imported
+    check_records_input(input)
+
+    from core.io.stream import RecordWriter, iter_records
+    from core.pipeline import correlate_record
+
     dev = resolve_device(device)
     layer_list = parse_str_list(layers)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:

@@ -10,7 +10,20 @@ from rich.table import Table
 
 from core.errors import UsageError
 
-from .common import console, err_console, handle_errors, parse_float_list, parse_model_options, parse_str_list, progress, resolve_device
+from .common import (
+    SkipBadOpt,
+    bad_rows_gate,
+    check_outputs,
+    console,
+    err_console,
+    handle_errors,
+    parse_float_list,
+    parse_model_options,
+    parse_str_list,
+    progress,
+    report_skipped,
+    resolve_device,
+)
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
 
@@ -25,6 +38,11 @@ HELP = """Score a model, or precomputed flows, on a benchmark under a named prot
 Protocols (--protocol) fix α, the threshold length, the transfer direction,
 coordinate reading and averaging of a published table; see docs/protocols.md.
 Figures are percentages.
+
+Every chosen pair is checked before the model is loaded (its list row, its
+annotations, its images' headers): bad pairs are listed by file and row and
+nothing is scored, or, with --skip-bad, the others are scored and the
+skipped ones listed at the end (exit 1).
 """
 
 
@@ -248,7 +266,7 @@ def _run_merge(files: list[Path], alphas: list[float] | None):
 
 def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool):
     from core.datasets import dataset_class, open_dataset
-    from core.evaluate import evaluate, parse_shard
+    from core.evaluate import evaluate, parse_shard, select_indices
     from core.protocols import customize, default_protocol, get_protocol
 
     if not args["dataset"] or not args["root"]:
@@ -265,9 +283,13 @@ def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool)
     options.update(parse_options(args["option"]))
     if args["pairs"] is not None:
         options["pairs"] = args["pairs"]
-    dataset = open_dataset(name, args["root"], split=args["split"] or protocol.split, **options)
-    predictor, flows = _build_source(args, protocol, dataset.root)
     shard = parse_shard(args["shard"])
+    dataset = open_dataset(name, args["root"], split=args["split"] or protocol.split, **options)
+    # every chosen pair is checked before a model is loaded (or torch imported)
+    indices = select_indices(len(dataset), args["limit"], shard)
+    bad = dataset.bad_pairs(indices, images=args["flows"] is None)
+    bad_rows_gate(bad, len(indices), args["skip_bad"], quiet)
+    predictor, flows = _build_source(args, protocol, dataset.root)
     bar = progress(quiet)
     task = None
 
@@ -282,7 +304,7 @@ def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool)
         with bar:
             run = evaluate(
                 dataset, protocol, predictor=predictor, flows=flows, results=args["results"], resume=args["resume"],
-                limit=args["limit"], shard=shard, on_start=on_start, on_pair=on_pair,
+                limit=args["limit"], shard=shard, on_start=on_start, on_pair=on_pair, skip_bad=args["skip_bad"], bad=bad,
             )  # fmt: skip
     finally:
         if flows is not None:
@@ -326,9 +348,11 @@ def register(app: typer.Typer) -> None:
         shard: str = typer.Option(None, "--shard", help="i/n: every n-th pair from the i-th (1 ≤ i ≤ n)."),
         flows: Path = typer.Option(None, "--flows", help="Score precomputed flow records (.h5 or stream) instead of a model."),
         merge: bool = typer.Option(False, "--merge", help="Combine per-pair results files (FILES) and report them."),
+        skip_bad: bool = SkipBadOpt,
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or tables."),
     ) -> None:
         alphas = parse_float_list(alpha, "--alpha") if alpha else None
+        check_outputs(json_path, csv_path, plot_path, results)
         if merge:
             if not files:
                 raise UsageError("--merge needs the results files to combine")
@@ -340,9 +364,10 @@ def register(app: typer.Typer) -> None:
                 dataset=dataset, root=root, split=split, pairs=pairs, option=option, model=model, weights=weights, model_opt=model_opt, backbone=backbone,
                 backbone_weights=backbone_weights, layers=layers, method=method, protocol=protocol, threshold=threshold,
                 direction=direction, coords=coords, propagation=propagation, size=size, device=device, results=results, resume=resume, limit=limit,
-                shard=shard, flows=flows,
+                shard=shard, flows=flows, skip_bad=skip_bad,
             )  # fmt: skip
             run = _run_evaluate(args, alphas, quiet)
         if not quiet:
             print_summary(run)
         _write_outputs(run, json_path, csv_path, plot_path, quiet)
+        report_skipped(run.skipped, len(run.records) + len(run.skipped), f"the figures are of the other {len(run.records)}")

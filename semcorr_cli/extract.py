@@ -6,17 +6,23 @@ from pathlib import Path
 
 import typer
 
+from core.checks import plural
+
 from .common import (
     CompressionOpt,
     DeviceOpt,
     DtypeOpt,
     OutputOpt,
     QuietOpt,
+    SkipBadOpt,
+    bad_rows_gate,
+    check_outputs,
     err_console,
     handle_errors,
     history_line,
     parse_str_list,
     progress,
+    report_skipped,
     resolve_device,
 )
 
@@ -33,6 +39,10 @@ Examples:
   semcorr extract --pairs pairs.csv --root images/ -o feats.h5
 
   semcorr extract a.jpg b.jpg --model sfnet | semcorr flow --model sfnet -o flow.h5
+
+Every row of --pairs is checked first (cells, image files): bad rows are
+listed with their row numbers and nothing is computed, or, with --skip-bad,
+the good pairs are written and the skipped rows listed at the end (exit 1).
 
 The default backbone is MobileNetV2 with offline ImageNet weights; ResNets need
 torchvision's weights (cached or downloadable) or --backbone-weights FILE.
@@ -55,39 +65,46 @@ def extract_features(
     compression: str = CompressionOpt,
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N pairs of --pairs."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Pairs passed through the backbone together."),
+    skip_bad: bool = SkipBadOpt,
     quiet: bool = QuietOpt,
 ) -> None:
+    from core.checks import check_image_file
     from core.errors import UsageError
-    from core.io.stream import RecordWriter
-    from core.io.records import IMAGE_ROOT_ATTR
-    from core.pairs import pairs_root, read_pairs_csv
-    from core.images import parse_size
-    from core.pipeline import FeatureExtractor
+    from core.pairs import ImagePair, pairs_root, read_pair_list
 
+    # Everything given is checked before torch is imported or a model is built.
     if pairs is not None and images:
         raise UsageError("give either two images or --pairs, not both")
+    if weights is not None and model is None:
+        raise UsageError("--weights goes with --model")
+    if model is not None and layers:
+        raise UsageError("--model chooses the layers; drop --layers")
+    if pairs is None and (not images or len(images) != 2):
+        raise UsageError("extract needs exactly two images (source and target), or --pairs FILE")
+    check_outputs(output)
+    listing = None
     if pairs is None:
-        if not images or len(images) != 2:
-            raise UsageError("extract needs exactly two images (source and target), or --pairs FILE")
-        from core.pairs import ImagePair
-
+        for path in images:
+            check_image_file(path)
         todo = [ImagePair("000000", str(images[0]), str(images[1]), images[0], images[1])]
         image_root = Path.cwd()
     else:
-        todo = read_pairs_csv(pairs, root)
+        listing = read_pair_list(pairs, root, limit)
+        todo = listing.pairs
+        bad_rows_gate(listing.bad, listing.total, skip_bad, quiet)
         image_root = pairs_root(pairs, root).resolve()
-        if limit:
-            todo = todo[:limit]
+
+    from core.images import parse_size
+    from core.io.records import IMAGE_ROOT_ATTR
+    from core.io.stream import RecordWriter
+    from core.pipeline import FeatureExtractor
+
     dev = resolve_device(device)
     layer_list = parse_str_list(layers)
     extractor = None
-    if weights is not None and model is None:
-        raise UsageError("--weights goes with --model")
     if model is not None:
         from core.models import build_model
 
-        if layers:
-            raise UsageError("--model chooses the layers; drop --layers")
         if weights is None:
             from core.weights import shipped_weights_path
 
@@ -106,15 +123,49 @@ def extract_features(
         extractor = FeatureExtractor.create(backbone or "mobilenet_v2", backbone_weights, layer_list, size, dev)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet or len(todo) < 2) as bar:
         task = bar.add_task("extract", total=len(todo))
-        for start in range(0, len(todo), batch_size):
-            chunk = todo[start : start + batch_size]
-            for rec in extractor.extract_records([(p.pair_id, p.src_path, p.trg_path, p.src_name, p.trg_name) for p in chunk]):
-                rec.attrs[IMAGE_ROOT_ATTR] = str(image_root)  # later stages find relative image paths with it
-                writer.write(rec)
-                bar.advance(task)
+        for rec in _records(extractor, todo, batch_size, listing, skip_bad):
+            rec.attrs[IMAGE_ROOT_ATTR] = str(image_root)  # later stages find relative image paths with it
+            writer.write(rec)
+            bar.advance(task)
     if not quiet and writer.is_file:
         err_console.print(f"wrote {writer.count} pair(s) to {output}")
+    if listing is not None:
+        where = output if output not in (None, "-") else "standard output"
+        report_skipped(listing.bad, listing.total, f"the {plural(writer.count, 'other pair')} went to {where}")
 
+
+def _records(extractor, todo, batch_size: int, listing, skip_bad: bool):
+    """Features records of the pairs ``todo``, ``batch_size`` at a time.
+
+    A batch that fails (an image that is truncated past its header) is redone
+    pair by pair, so the error names the pair list's row; with ``skip_bad``
+    the pair joins ``listing.bad`` and the others go on.
+    """
+    from core.checks import BadRow
+    from core.errors import DataError
+
+    def items(chunk):
+        return [(p.pair_id, p.src_path, p.trg_path, p.src_name, p.trg_name) for p in chunk]
+
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        try:
+            records = extractor.extract_records(items(chunk)) if len(chunk) > 1 else None
+        except DataError:
+            records = None
+        if records is None:
+            records = []
+            for pair in chunk:
+                try:
+                    records += extractor.extract_records(items([pair]))
+                except DataError as exc:
+                    if listing is None:
+                        raise
+                    bad = BadRow(int(pair.pair_id), f"{listing.where(pair)}: {exc}")
+                    if not skip_bad:
+                        raise DataError(f"{bad.message} (--skip-bad goes on past bad pairs)") from None
+                    listing.bad.append(bad)
+        yield from records
 
 def register(app: typer.Typer) -> None:
     fn = handle_errors(extract_features)

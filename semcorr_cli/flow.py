@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from .common import DeviceOpt, OutputOpt, QuietOpt, handle_errors, history_line, layer_filler, progress, resolve_device
+from .common import DeviceOpt, OutputOpt, QuietOpt, check_outputs, check_records_input, handle_errors, history_line, layer_filler, progress, resolve_device
 
 HELP = """Dense flow at the original image resolution, in both directions.
 
@@ -58,14 +58,18 @@ def flow_cmd(
     quiet: bool = QuietOpt,
 ) -> None:
     from core.errors import UsageError
+
+    if beta <= 0 or sigma <= 0:
+        raise UsageError("--beta and --sigma must be positive")
+    check_outputs(output)  # before torch is imported
+    check_records_input(input)
+
     from core.flow import METHODS
     from core.io.stream import RecordWriter, iter_records
     from core.pipeline import flow_record, model_flow_record
 
     if method is not None and method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
-    if beta <= 0 or sigma <= 0:
-        raise UsageError("--beta and --sigma must be positive")
     dev = resolve_device(device)
     if model is not None:
         from core.models import get_builder

@@ -12,6 +12,8 @@ from .common import (
     DtypeOpt,
     OutputOpt,
     QuietOpt,
+    check_outputs,
+    check_records_input,
     err_console,
     handle_errors,
     history_line,
@@ -143,6 +145,9 @@ def refine_cmd(
     compression: str = CompressionOpt,
     quiet: bool = QuietOpt,
 ) -> None:
+    check_outputs(output)  # before torch is imported
+    check_records_input(input)
+
     from core.io.stream import RecordWriter, iter_records
 
     dev = resolve_device(device)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .common import DeviceOpt, QuietOpt, console, handle_errors, layer_filler, resolve_device
+from .common import DeviceOpt, QuietOpt, check_outputs, check_records_input, console, handle_errors, layer_filler, resolve_device
 
 HELP = """Heatmaps of a source point's matching scores over the target image.
 
@@ -249,16 +249,28 @@ def show_cmd(
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ) -> None:
+    from core.checks import check_image_file
+    from core.errors import DataError, UsageError
+
+    xy = _parse_point(point)
+    inputs = list(inputs or [])
+    if len(inputs) > 2:
+        raise UsageError(f"give two images or one records file, not {len(inputs)} inputs")
+    # what is given is checked before torch is imported or a model is built
+    check_outputs(output)
+    if len(inputs) == 2:
+        for path in inputs:
+            check_image_file(path)
+    else:
+        check_records_input(inputs[0] if inputs else None)
+
     import torch
 
-    from core.errors import DataError, UsageError
     from core.images import image_to_tensor, load_image
     from core.models import build_model
 
     dev = resolve_device(device)
-    xy = _parse_point(point)
     w = None if weights.lower() == "none" else weights
-    inputs = list(inputs or [])
     if len(inputs) == 2:
         src_img, trg_img = load_image(inputs[0]), load_image(inputs[1])
         _check_point(xy, (src_img.height, src_img.width))
@@ -269,7 +281,7 @@ def show_cmd(
             feats_src = net.backbone(image_to_tensor(src_img, side).to(dev), layers)
             feats_trg = net.backbone(image_to_tensor(trg_img, side).to(dev), layers)
         src_size = (src_img.height, src_img.width)
-    elif len(inputs) <= 1:
+    else:
         from core.io.stream import iter_records
         from core.pipeline import record_features
 
@@ -290,8 +302,6 @@ def show_cmd(
         feats_src, feats_trg = dict(zip(layers, fa)), dict(zip(layers, fb))
         src_size = rec.src_size
         src_img, trg_img = _image_or_blank(rec.image_path("src"), rec.src_size), _image_or_blank(rec.image_path("trg"), rec.trg_size)
-    else:
-        raise UsageError(f"give two images or one records file, not {len(inputs)} inputs")
     panels = model_panels(net, feats_src, feats_trg, point_to_normalized(xy, src_size))
     fig = heatmap_figure(src_img, xy, trg_img, panels)
     import io

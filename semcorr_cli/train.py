@@ -11,7 +11,7 @@ import typer
 
 from core.errors import UsageError
 
-from .common import err_console, handle_errors, parse_model_options, print_json
+from .common import check_outputs, err_console, handle_errors, parse_model_options, print_json
 
 HELP = """Train a correspondence model; every option not given comes from the model's paper defaults.
 
@@ -82,10 +82,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or messages."),
     ) -> None:
-        from core.train import TrainOptions, train
-
         if workers is not None and workers < 0:
             raise UsageError("--workers must be 0 or more")
+        check_outputs(folder=out)  # before torch is imported
+
+        from core.train import TrainOptions, train
+
         options = TrainOptions(
             model=model, data=data, out=out, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
             optimizer=optimizer, lr_schedule=lr_schedule, lr_milestones=parse_int_list(lr_milestones, "--lr-milestones"),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import handle_errors
+from .common import check_outputs, check_records_input, handle_errors
 
 HELP = """Apply a flow record to an image, a binary mask or keypoints.
 
@@ -85,15 +85,9 @@ def warp_cmd(
     matches: bool = typer.Option(False, "--matches", help="Draw a grid of matches side by side."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary line."),
 ) -> None:
-    import numpy as np
-    import torch
-
+    from core.checks import check_image_file
     from core.csvtable import read_points_csv
     from core.errors import DataError, UsageError
-    from core.images import float_to_image, image_to_float, load_image, load_mask
-    from core.io.stream import iter_records
-    from core.warp import transfer_keypoints, warp_image, warp_mask
-    from core.weights import atomic_write_bytes, atomic_write_text
 
     given = [x for x in (image, mask, keypoints, coseg) if x is not None]
     if len(given) != 1:
@@ -101,7 +95,11 @@ def warp_cmd(
     if direction not in ("auto", "src", "trg"):
         raise UsageError(f"--direction must be auto, src or trg, not '{direction}'")
     if coseg is not None:
+        import numpy as np
         from PIL import Image
+
+        from core.io.stream import iter_records
+        from core.weights import atomic_write_bytes
 
         from core.coseg import THRESHOLD
 
@@ -115,6 +113,22 @@ def warp_cmd(
         if not quiet:
             typer.echo(f"co-segmentation of the {'source' if coseg == 'src' else 'target'}: {int(fg.sum())} foreground pixels → {output}", err=True)
         return
+    # what is given is checked before torch is imported
+    check_outputs(output)
+    check_records_input(input)
+    for path, what in ((image, "image"), (mask, "mask"), (other, "image")):
+        if path is not None:
+            check_image_file(path, what)
+    pts = read_points_csv(keypoints) if keypoints is not None else None
+
+    import numpy as np
+    import torch
+
+    from core.images import float_to_image, image_to_float, load_image, load_mask
+    from core.io.stream import iter_records
+    from core.warp import transfer_keypoints, warp_image, warp_mask
+    from core.weights import atomic_write_bytes, atomic_write_text
+
     rec = _select(iter_records(input), pair)
     side = _direction(rec, given[0], direction)
     # An input on side S is read in its own frame; the flow defined on the other frame points into it.
@@ -124,7 +138,6 @@ def warp_cmd(
     other_path = other or rec.image_path("trg" if side == "src" else "src")
 
     if keypoints is not None:
-        pts = read_points_csv(keypoints)
         moved = transfer_keypoints(torch.from_numpy(pts), torch.from_numpy(rec.flow[own_flow])).numpy()
         lines = ["x,y"] + [f"{x:.3f},{y:.3f}" for x, y in moved]
         atomic_write_text(output, "\n".join(lines) + "\n")

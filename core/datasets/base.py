@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 from PIL import Image
 
+from ..checks import BadRow, check_image_file
 from ..errors import DataError, UsageError
 
 COORDS = ("one-based", "raw")
@@ -199,6 +200,51 @@ class PairDataset(ABC):
     def missing(self, path: Path, what: str) -> DataError:
         """The error for a file the dataset should contain."""
         return DataError(f"{self.name}: {what} '{path}' does not exist; is the root right? ({self.source})")
+
+    # ------------------------------------------------------------------ checks before any work
+
+    def image_columns(self) -> tuple[int, int] | None:
+        """For a list read from a CSV (``self.table``): the columns of the source and target image names."""
+        return None
+
+    def where(self, entry: PairEntry) -> str:
+        """Where a pair is written: ``'FILE' row N`` for a CSV list, else ``NAME pair 'ID'``."""
+        table = getattr(self, "table", None)
+        number = getattr(entry.row, "number", None)
+        if table is not None and number is not None:
+            return f"'{table.path}' row {number}"
+        return f"{self.name} pair '{entry.pair_id}'"
+
+    def locate(self, entry: PairEntry, message: str) -> str:
+        """``message`` about ``entry``, starting with :meth:`where` (unless it already does)."""
+        where = self.where(entry)
+        return message if message.startswith(where) else f"{where}: {message}"
+
+    def check(self, entry: PairEntry, images: bool = True) -> None:
+        """Raise :class:`DataError` when a pair cannot be scored: its annotations do not read, or
+        (``images``) an image is missing or not an image (its header is read, nothing is decoded)."""
+        pair = self.load(entry)
+        if not images:
+            return
+        columns = self.image_columns()
+        for k, path in enumerate((pair.src_path, pair.trg_path)):
+            try:
+                check_image_file(path)
+            except DataError as exc:
+                if columns is None:
+                    raise
+                raise self.table.error(entry.row, columns[k], str(exc)) from None
+
+    def bad_pairs(self, indices: Sequence[int], images: bool = True) -> list[BadRow]:
+        """The pairs among ``indices`` that :meth:`check` refuses, each named by :meth:`where`."""
+        bad = []
+        for i in indices:
+            entry = self.entries[i]
+            try:
+                self.check(entry, images)
+            except DataError as exc:
+                bad.append(BadRow(i, self.locate(entry, str(exc))))
+        return bad
 
 
 # ----------------------------------------------------------------------------- small helpers

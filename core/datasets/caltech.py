@@ -104,6 +104,9 @@ class Caltech101(PairDataset):
     def describe(self) -> dict:
         return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords)
 
+    def image_columns(self) -> tuple[int, int]:
+        return 0, 1
+
     def _polygon(self, row: list[str], ix: int, iy: int, where: str) -> np.ndarray:
         """The polygon of columns ``ix`` (X list) and ``iy`` (Y list), ``(N, 2)`` with ``coords`` applied."""
         x = parse_number_list(row[ix], ",", self.table.where(row, ix))

@@ -77,14 +77,17 @@ class CustomPairs(PairDataset):
         self.col["src_bbox"] = table.column(("source_bbox",))
         self.col["trg_bbox"] = table.column(("target_bbox",))
         self.entries = []
-        for i, row in enumerate(table.rows):
+        for i, row in enumerate(table.rows):  # a short row is a bad pair, refused when it is checked or loaded
             c = self.col["category"]
             category = row[c] if c is not None and c < len(row) and row[c] else "all"
-            src, trg = table.cell(row, self.col["src"]), table.cell(row, self.col["trg"])
+            src, trg = (table.cell(row, self.col[k]) if self.col[k] < len(row) else "" for k in ("src", "trg"))
             self.entries.append(PairEntry(list_pair_id(i, src, trg), category, row))
 
     def describe(self) -> dict:
         return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords)
+
+    def image_columns(self) -> tuple[int, int]:
+        return self.col["src"], self.col["trg"]
 
     def _numbers(self, row: list[str], key: str) -> np.ndarray:
         """The ``;``-separated values of column ``key`` (errors name the file, row and column)."""
@@ -103,6 +106,7 @@ class CustomPairs(PairDataset):
 
     def load(self, entry: PairEntry) -> KeypointPair:
         row = entry.row
+        names = self.table.cell(row, self.col["src"]), self.table.cell(row, self.col["trg"])
         where = f"custom pair '{entry.pair_id}' of '{self.pairs_file}'"
         src_raw = points_from_xy(self._numbers(row, "xa"), self._numbers(row, "ya"), where)
         trg_raw = points_from_xy(self._numbers(row, "xb"), self._numbers(row, "yb"), where)
@@ -110,7 +114,7 @@ class CustomPairs(PairDataset):
         return keypoint_pair(
             entry,
             self.root,
-            (row[self.col["src"]], row[self.col["trg"]]),
+            names,
             (src_raw, trg_raw),
             (self._bbox(row, "src_bbox"), self._bbox(row, "trg_bbox")),
             self.coords,

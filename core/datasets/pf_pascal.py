@@ -175,6 +175,9 @@ class PFPascal(PairDataset):
     def describe(self) -> dict:
         return dict(super().describe(), split=self.split, pairs=str(self.pairs_file), pair_list=self.pair_list, coords=self.coords)
 
+    def image_columns(self) -> tuple[int, int]:
+        return self.col["src"], self.col["trg"]
+
     def _numbers(self, row: list[str], key: str) -> np.ndarray:
         """The ``;``-separated numbers of column ``key`` (errors name the file, row and column)."""
         i = self.col[key]

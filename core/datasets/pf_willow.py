@@ -103,6 +103,9 @@ class PFWillow(PairDataset):
     def describe(self) -> dict:
         return dict(super().describe(), pairs=str(self.pairs_file), coords=self.coords, keypoints=self.keypoints)
 
+    def image_columns(self) -> tuple[int, int]:
+        return 0, 1
+
     def _csv_points(self, row: list[str], first: int, where: str) -> np.ndarray:
         n = self.n_points
         xs = np.array([self.table.number(row, i) for i in range(first, first + n)])

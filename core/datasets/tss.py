@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..checks import check_image_file
 from ..errors import DataError, UsageError
 from ..flo import displacement_to_absolute, read_flo
 from ..images import load_mask
@@ -97,6 +98,15 @@ class TSS(PairDataset):
 
     def describe(self) -> dict:
         return dict(super().describe(), subsets=self.subsets)
+
+    def check(self, entry: PairEntry, images: bool = True) -> None:
+        """A pair's files are all there and its images are images (the flows are read when scored)."""
+        d: Path = entry.row
+        for f in PAIR_FILES:
+            if not (d / f).is_file():
+                raise self.missing(d / f, "pair file")
+        for name in ("image1.png", "image2.png"):  # their sizes are needed even with precomputed flows
+            check_image_file(d / name)
 
     def load(self, entry: PairEntry) -> FlowPair:
         d: Path = entry.row

@@ -5,16 +5,23 @@ flows=RecordFlows(…))`` runs over the pairs chosen by ``limit`` (the first N)
 and ``shard`` (every n-th pair starting at i − 1, ``i`` in 1..n), writes each
 pair's figures to ``results`` as it goes (``resume`` skips the pairs already
 there), and returns an :class:`EvaluationRun` with the records and summary.
+
+Every chosen pair is checked before any work (its annotations read, its
+images' headers, :meth:`core.datasets.base.PairDataset.bad_pairs`): bad pairs
+stop the run before it starts (:class:`core.checks.BadRowsError`, naming each
+by file and row), or with ``skip_bad`` are left out and listed in
+``run.skipped``, as is a pair that fails later, when it is scored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import UsageError
+from ..checks import BadRow, BadRowsError
+from ..errors import DataError, UsageError
 from ..protocols import Protocol
 from .results import ResultsWriter, make_header
 from .scoring import score_item
@@ -30,6 +37,8 @@ class EvaluationRun:
     records: list[dict[str, Any]]
     summary: dict[str, Any]
     resumed: int = 0
+    #: The pairs left out as bad (:class:`core.checks.BadRow`), with ``skip_bad``.
+    skipped: list[BadRow] = field(default_factory=list)
 
     @property
     def protocol(self) -> Protocol:
@@ -84,16 +93,26 @@ def evaluate(
     shard: tuple[int, int] | None = None,
     on_start: Callable[[int, int], None] | None = None,
     on_pair: Callable[[dict[str, Any]], None] | None = None,
+    skip_bad: bool = False,
+    bad: list[BadRow] | None = None,
 ) -> EvaluationRun:
     """Score ``dataset`` under ``protocol`` with flows from ``predictor`` or ``flows`` (exactly one).
 
     ``on_start(total, already_done)`` and ``on_pair(record)`` report progress.
+    ``skip_bad``: leave bad pairs out (see the module doc) instead of stopping;
+    ``bad``: the result of :meth:`~core.datasets.base.PairDataset.bad_pairs`
+    on the chosen pairs when the caller has already checked them.
     """
     if (predictor is None) == (flows is None):
         raise UsageError("give either a predictor (a model) or precomputed flows, not both or neither")
     check_protocol(dataset, protocol)
     source = PredictorSource(predictor, protocol.flip) if predictor is not None else flows
     indices = select_indices(len(dataset), limit, shard)
+    if bad is None:
+        bad = dataset.bad_pairs(indices, images=predictor is not None)
+    if bad and (not skip_bad or len(bad) == len(indices)):
+        raise BadRowsError(bad, len(indices))
+    skipped = list(bad)
     header = make_header(
         dataset.describe(),
         protocol.to_dict(),
@@ -106,11 +125,19 @@ def evaluate(
     if on_start:
         on_start(len(indices), sum(1 for i in indices if i in done))
     try:
+        left_out = {b.index for b in skipped}
         for i in indices:
-            if i in done:
+            if i in done or i in left_out:
                 continue
-            pair = dataset[i]
-            record = _pair_record(i, pair, score_item(pair, source, protocol))
+            try:
+                pair = dataset[i]
+                record = _pair_record(i, pair, score_item(pair, source, protocol))
+            except DataError as exc:  # e.g. an image truncated past its header
+                late = BadRow(i, dataset.locate(dataset.entries[i], str(exc)))
+                if not skip_bad:
+                    raise DataError(late.message) from None
+                skipped.append(late)
+                continue
             done[i] = record
             if writer:
                 writer.write(record)
@@ -120,8 +147,10 @@ def evaluate(
         if writer:
             writer.close()
     records = [done[i] for i in indices if i in done]
+    if not records and skipped:
+        raise BadRowsError(skipped, len(indices))
     resumed = len(writer.done) if writer else 0
-    return EvaluationRun(header, records, summarize(records, protocol), resumed)
+    return EvaluationRun(header, records, summarize(records, protocol), resumed, skipped)
 
 
 def run_from_results(header: dict[str, Any], records: list[dict[str, Any]], alphas: list[float] | None = None) -> EvaluationRun:

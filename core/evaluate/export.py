@@ -13,7 +13,7 @@ from .engine import EvaluationRun
 def report_dict(run: EvaluationRun) -> dict[str, Any]:
     """Everything about a run except the per-pair records: protocol, dataset, source, selection, figures."""
     h = run.header
-    return {
+    report: dict[str, Any] = {
         "protocol": h["protocol"],
         "dataset": h["dataset"],
         "source": h.get("source"),
@@ -22,6 +22,9 @@ def report_dict(run: EvaluationRun) -> dict[str, Any]:
         "pairs_scored": len(run.records),
         "summary": run.summary,
     }
+    if run.skipped:  # left out as bad (evaluate's skip_bad): not in the figures
+        report["skipped"] = [{"index": b.index, "problem": b.message} for b in run.skipped]
+    return report
 
 
 def write_json(path: str | Path, run: EvaluationRun) -> None:

@@ -10,6 +10,9 @@
 
 A missing prediction (a keypoint transferred from outside the flow's frame, a
 NaN flow) is stored as the error :data:`MISSING_ERROR`, larger than any threshold.
+
+torch (for bilinear sampling and mask warping) is imported when a pair is
+scored, so that opening a benchmark and checking its pairs stays quick.
 """
 
 from __future__ import annotations
@@ -18,12 +21,10 @@ import sys
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import DataError
 from ..metrics import CURVE_ALPHAS, correct_keypoints, dense_errors, keypoint_errors, label_transfer_accuracy, mask_iou, threshold_length
 from ..protocols import Protocol
-from ..warp import transfer_keypoints, warp_mask
 
 #: Stored error of a keypoint the method gave no position for (finite, so results stay strict JSON).
 MISSING_ERROR = sys.float_info.max
@@ -55,6 +56,10 @@ def sample_flow(points: np.ndarray, flow: np.ndarray, sampling: str = "bilinear"
         iy = np.rint(q[:, 1]).astype(np.int64)
         out = flow[iy, ix].astype(np.float64)
     elif sampling == "bilinear":
+        import torch
+
+        from ..warp import transfer_keypoints
+
         out = transfer_keypoints(torch.from_numpy(q), torch.from_numpy(flow).double()).numpy()
     else:
         raise ValueError(f"unknown sampling {sampling!r}")
@@ -163,6 +168,10 @@ def score_mask(pair, flow_st: np.ndarray | None, flow_ts: np.ndarray | None, pro
     if flow is None:
         raise DataError(f"pair '{pair.pair_id}': no flow/{key}, which the {protocol.name} protocol scores")
     _size(size, flow, side, pair.pair_id)
+    import torch
+
+    from ..warp import warp_mask
+
     f = torch.from_numpy(np.nan_to_num(np.asarray(flow, dtype=np.float32), nan=-1e6)).unsqueeze(0)
     m = torch.from_numpy(np.asarray(mask_from, dtype=np.float32))[None, None]
     warped = warp_mask(m, f)[0, 0].numpy()

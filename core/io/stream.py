@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import h5py
 
+from ..checks import require_file
 from ..errors import DataError, UsageError
 from .records import PairRecord, check_root, read_record, write_record, write_root_attrs
 
@@ -144,9 +145,7 @@ def iter_records(
             raise UsageError("no input: give a file, or pipe the output of another semcorr command into this one")
         yield from _iter_binary(src, "standard input", nan_flows)
         return
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"input '{path}' does not exist")
+    path = require_file(source, "input")
     with open(path, "rb") as fh:
         head = fh.read(8)
     if head == HDF5_MAGIC:
