@@ -133,6 +133,7 @@ def image_to_tensor(img: Image.Image, size: int | tuple[int, int] | None = None,
     image size.
     """
     import torch
+    import torch.nn.functional as F
 
     if resize not in RESIZE_MODES:
         raise UsageError(f"resize must be one of {', '.join(RESIZE_MODES)}, not '{resize}'")

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from ..data.folder import list_image_files
 from ..errors import DataError, UsageError
 from .base import ImagePair, PairDataset, PairEntry, apply_coords, check_coords, image_size
 
@@ -109,6 +108,16 @@ class JHMDB(PairDataset):
     task = "propagation"
     source = "JHMDB comes from jhmdb.is.tue.mpg.de (Rename_Images, joint_positions and splits)"
 
+    def check(self, entry: PairEntry, images: bool = True) -> None:
+        """Raise :class:`DataError` when a clip cannot be scored: its joints do not read, or
+        (``images``) a frame is missing or not an image (headers only; nothing is decoded)."""
+        from ..checks import check_image_file
+
+        clip = self.load(entry)
+        if images:
+            for path in clip.frame_paths:
+                check_image_file(path, "frame")
+
     def __init__(
         self,
         root: str | Path,
@@ -170,7 +179,7 @@ class JHMDB(PairDataset):
             raise self.missing(folder, "frame folder")
         if not mat.is_file():
             raise self.missing(mat, "joint file")
-        frames = list_image_files(folder)
+        frames = _frames(folder)
         joints = read_joint_positions(mat)
         joints[~np.isfinite(joints).all(axis=-1)] = np.nan
         n = min(len(frames), len(joints))
@@ -190,3 +199,10 @@ class JHMDB(PairDataset):
 
 
 __all__ = ["JHMDB", "Clip", "JOINTS", "read_joint_positions", "read_split_file"]
+
+
+def _frames(folder):
+    """A clip's frame files in name order (imported here: ``core.data`` imports torch, which a reader must not)."""
+    from ..data.folder import list_image_files
+
+    return list_image_files(folder)
