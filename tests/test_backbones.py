@@ -110,3 +110,14 @@ def test_pickled_object_is_refused(tmp_path):
     torch.save({"weight": Evil()}, tmp_path / "evil.pth")
     with pytest.raises(WeightsError, match="weights only"):
         load_state_dict_file(tmp_path / "evil.pth")
+
+
+def test_loading_the_stages_does_not_import_torchvision():
+    # torchvision's package init pulls torch._dynamo (seconds of start-up); stages that never build
+    # a backbone (correlate, flow on correlations, warp, evaluate --flows) must not pay for it.
+    import subprocess
+    import sys
+
+    code = "import sys, core.pipeline, core.io.stream, core.evaluate, core.flow, core.warp; print('torchvision' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
