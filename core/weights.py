@@ -143,16 +143,24 @@ def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, to
         if path.name not in SHIPPED_SHA256:
             raise WeightsError(f"'{path.name}' is not one of the weights files shipped with semcorr")
         verify_sha256(path, SHIPPED_SHA256[path.name])
-    side = sidecar_path(path)
-    meta: dict[str, Any] = {}
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except json.JSONDecodeError as exc:
-            raise WeightsError(f"sidecar '{side}' is not valid JSON ({exc})") from None
-        if verify and "sha256" in meta:
-            verify_sha256(path, meta["sha256"])
+    meta = read_sidecar(path)
+    if verify and "sha256" in meta:
+        verify_sha256(path, meta["sha256"])
     return load_state_dict_file(path), meta
+
+
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The JSON sidecar of checkpoint ``path`` (``{}`` when it has none)."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
+    try:
+        meta = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"sidecar '{side}' is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"sidecar '{side}' does not hold a JSON object")
+    return meta
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -97,7 +98,7 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or messages."),
     ) -> None:
-        from core.train import TrainOptions, train
+        from core.train import TrainingInterrupted, TrainOptions, train
 
         if workers is not None and workers < 0:
             raise UsageError("--workers must be 0 or more")
@@ -112,8 +113,15 @@ def register(app: typer.Typer) -> None:
             limit_pairs=limit_pairs, tensorboard=tensorboard, quiet=quiet, deterministic=deterministic,
             find_unused_parameters=find_unused, command=command_line(),
         )  # fmt: skip
-        result = train(options)
-        import os
+        try:
+            result = train(options)
+        except TrainingInterrupted as exc:
+            # everything is saved; end at once, without waiting for an abandoned step still inside torch
+            # (exc.worker_alive) or for the interpreter's slow teardown
+            err_console.print(f"[bold red]semcorr: error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
 
         if int(os.environ.get("RANK", "0")) != 0:
             return
