@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..images import upright
 
 #: PASCAL VOC's colour for "void" (object boundaries, 255 in the palette index images).
 VOC_VOID_RGB = (224, 224, 192)
@@ -47,8 +48,9 @@ def segmentation_foreground(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as opened:
+            opened.load()
+            img = upright(opened)
             arr = np.asarray(img.convert("RGB") if img.mode not in ("P", "L", "I", "I;16") else img)
     except FileNotFoundError:
         raise DataError(f"mask '{path}' does not exist") from None

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from ..errors import DataError, UsageError
+from ..images import image_file_size
 
 COORDS = ("one-based", "raw")
 
@@ -291,15 +291,10 @@ def keypoint_pair(
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """``(H, W)`` read from the image header (no decoding); None when the file is absent."""
+    """``(H, W)`` of the upright image, read from the header (no decoding); None when the file is absent."""
     if not path.is_file():
         return None
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except Exception:  # noqa: BLE001 - an unreadable image is reported when it is loaded
-        return None
-    return int(h), int(w)
+    return image_file_size(path)
 
 
 def read_csv_table(path: Path, dataset: str) -> tuple[list[str], list[list[str]]]:
