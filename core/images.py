@@ -159,6 +159,15 @@ def load_mask(path: str | Path) -> np.ndarray:
     return arr > 0
 
 
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a bool mask ``(h, w)`` to ``size = (H, W)`` → bool ``(H, W)``."""
+    h, w = size
+    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.NEAREST)
+    return np.asarray(img) > 127
+
+
 def parse_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
     """Normalise a working-size option to ``(H, W)``.
 

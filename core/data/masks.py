@@ -14,7 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
-from ..images import upright
+from ..images import resize_mask, upright
 
 #: PASCAL VOC's colour for "void" (object boundaries, 255 in the palette index images).
 VOC_VOID_RGB = (224, 224, 192)
@@ -64,11 +64,7 @@ def segmentation_foreground(path: str | Path) -> np.ndarray:
 
 def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour resize of a bool ``(h, w)`` to float ``(1, H, W)`` for ``size = (H, W)``."""
-    h, w = size
-    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.NEAREST)
-    return torch.from_numpy((np.asarray(img) > 127).astype(np.float32)).unsqueeze(0)
+    return torch.from_numpy(resize_mask(mask, size).astype(np.float32)).unsqueeze(0)
 
 
 def box_mask(box: tuple[float, float, float, float], orig_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
