@@ -104,7 +104,10 @@ def mask_tables(s: dict[str, Any]) -> list[Table]:
 
 
 def print_summary(run) -> None:
+    from core.evaluate.export import run_label
+
     s = run.summary
+    console.print(f"scored: {run_label(run.header)}", highlight=False)
     console.print(protocol_line(run.header["protocol"]), highlight=False)
     for t in {"keypoints": keypoint_tables, "flow": flow_tables, "mask": mask_tables}[s["task"]](s):
         console.print(t)
@@ -157,10 +160,18 @@ def _write_outputs(run, json_path: Path | None, csv_path: Path | None, plot_path
                 err_console.print(f"wrote {path}", highlight=False)
 
 
-def _run_merge(files: list[Path], alphas: list[float] | None):
+def _run_merge(files: list[Path], alphas: list[float] | None, partial: bool, quiet: bool):
+    """The merged run; refused when the files are not a whole run (missing shards, cut-off files) unless ``partial``."""
+    from core.errors import DataError
     from core.evaluate import merge_results, run_from_results
+    from core.evaluate.results import coverage_problem
 
     header, records = merge_results(files)
+    problem = coverage_problem(header["coverage"])
+    if problem and not partial:
+        raise DataError(f"the merged results are not a whole run ({problem}); merge every shard, or give --partial to report the {len(records)} pairs at hand as a partial score")
+    if problem:
+        err_console.print(f"[yellow]semcorr: warning:[/] partial score over {len(records)} pairs ({problem})", highlight=False, soft_wrap=True)
     return run_from_results(header, records, alphas)
 
 
@@ -237,15 +248,16 @@ def register(app: typer.Typer) -> None:
         resume: bool = typer.Option(False, "--resume", help="Continue the --results file, skipping the pairs it has."),
         limit: int = typer.Option(None, "--limit", help="Only the first N pairs."),
         shard: str = typer.Option(None, "--shard", help="i/n: every n-th pair from the i-th (1 ≤ i ≤ n)."),
-        flows: Path = typer.Option(None, "--flows", help="Score precomputed flow records (.h5 or stream) instead of a model."),
+        flows: Path = typer.Option(None, "--flows", help="Score precomputed flow records (.h5, a stream file, or '-' for stdin) instead of a model."),
         merge: bool = typer.Option(False, "--merge", help="Combine per-pair results files (FILES) and report them."),
+        partial: bool = typer.Option(False, "--partial", help="With --merge: report files that are not a whole run (shards missing), marked partial."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or tables."),
     ) -> None:
         alphas = parse_float_list(alpha, "--alpha") if alpha else None
         if merge:
             if not files:
                 raise UsageError("--merge needs the results files to combine")
-            run = _run_merge(files, alphas)
+            run = _run_merge(files, alphas, partial, quiet)
         else:
             if files:
                 raise UsageError(f"unexpected argument '{files[0]}' (results files are given with --merge)")

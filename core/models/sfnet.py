@@ -298,17 +298,9 @@ def shipped_weights_path(backbone: str) -> Path:
 
 def _checkpoint_backbone(path: Path) -> str | None:
     """The backbone named in a project checkpoint's sidecar, if any."""
-    import json
+    from ..weights import read_sidecar
 
-    from ..weights import sidecar_path
-
-    side = sidecar_path(path)
-    if not side.is_file():
-        return None
-    try:
-        return json.loads(side.read_text()).get("config", {}).get("backbone")
-    except (json.JSONDecodeError, AttributeError):
-        return None
+    return read_sidecar(path).get("config", {}).get("backbone")
 
 
 def build_sfnet(
