@@ -29,6 +29,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 #: decompression bombs (a small file that claims a huge size). Anything below is decoded (a large
 #: JPEG at a reduced scale when the caller needs fewer pixels) and resized by the caller.
 MAX_PIXELS = 268_435_456
+#: The working sizes (a side, in pixels) images may be resized to.
+MIN_SIZE, MAX_SIZE = 16, 4096
 #: The EXIF tag of the orientation; orientations 5–8 swap width and height.
 EXIF_ORIENTATION = 0x0112
 SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
@@ -180,8 +182,8 @@ def parse_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
         if len(size) != 2:
             raise UsageError(f"size must be N or (H, W), got {size!r}")
         h, w = int(size[0]), int(size[1])
-    if h < 16 or w < 16 or h > 4096 or w > 4096:
-        raise UsageError(f"working size {h}x{w} is outside 16..4096 pixels")
+    if min(h, w) < MIN_SIZE or max(h, w) > MAX_SIZE:
+        raise UsageError(f"working size {h}x{w} is outside {MIN_SIZE}..{MAX_SIZE} pixels")
     return h, w
 
 

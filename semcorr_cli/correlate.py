@@ -8,12 +8,14 @@ from .common import (
     CompressionOpt,
     DeviceOpt,
     DtypeOpt,
+    KeepInputsOpt,
     OutputOpt,
     QuietOpt,
     handle_errors,
     history_line,
     parse_str_list,
     progress,
+    renamed,
     resolve_device,
 )
 
@@ -28,7 +30,7 @@ Examples:
 
   semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow -o flow.h5
 
-  semcorr correlate feats.h5 --layers features.13,features.17 --mode product --relu -o corr.h5
+  semcorr correlate feats.h5 --layers features.13,features.16 --mode product --relu -o corr.h5
 """
 
 
@@ -40,7 +42,8 @@ def correlate_cmd(
     relu: bool = typer.Option(False, "--relu", help="Clamp negative scores to zero."),
     center: bool = typer.Option(True, "--center/--no-center", help="Subtract each channel's image mean before normalising (better training-free matches)."),
     mutual_matching: bool = typer.Option(False, "--mutual-matching", help="Re-weight scores with NC-Net's soft mutual nearest-neighbour filter."),
-    keep_features: bool = typer.Option(False, "--keep-features", help="Keep the features in the output records."),
+    keep_inputs: bool = KeepInputsOpt,
+    keep_features: bool = typer.Option(False, "--keep-features", hidden=True),  # the old spelling of --keep-inputs
     output: str = OutputOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -53,12 +56,13 @@ def correlate_cmd(
 
     if mode not in ("hypercolumn", "product"):
         raise UsageError(f"--mode must be hypercolumn or product, not '{mode}'")
+    keep = bool(renamed(keep_inputs, keep_features, "--keep-inputs", "--keep-features", unset=False))
     dev = resolve_device(device)
     layer_list = parse_str_list(layers)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:
         task = bar.add_task("correlate", total=None)
         for rec in iter_records(input):
-            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep_features, dev, center, mutual_matching))
+            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep, dev, center, mutual_matching))
             bar.advance(task)
 
 

@@ -10,20 +10,42 @@ from rich.table import Table
 
 from core.errors import UsageError
 
-from .common import console, err_console, handle_errors, parse_float_list, parse_str_list, progress, resolve_device
+from .common import (
+    console,
+    err_console,
+    handle_errors,
+    model_weights,
+    parse_float_list,
+    parse_str_list,
+    progress,
+    resolve_device,
+    working_size,
+)
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
 
-  semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --model nn
-
-  semcorr evaluate --dataset tss --root TSS_CVPR2016 --flows my_flows.h5 --json tss.json
-
-  semcorr evaluate --dataset spair --root SPair-71k --shard 1/4 --results s1.jsonl   (then --merge s*.jsonl)
-
 Protocols (--protocol) fix α, the threshold length, the transfer direction,
 coordinate reading and averaging of a published table; see docs/protocols.md.
-Figures are percentages.
+Figures are percentages. -o FILE (repeatable) saves them: .json (every figure
+and the protocol), .csv (the same, long format) or .png (PCK against α).
+
+Examples:
+
+  semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --model nn
+
+  semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --model ncnet -o ncnet.json -o ncnet.csv -o ncnet.png
+
+  semcorr extract --pairs ../shared/data/pf-willow-dev/test_pairs_pf.csv --limit 4 | semcorr correlate | semcorr flow | semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --flows - --limit 4
+
+  for i in 1 2 3 4; do semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --shard $i/4 --results s$i.jsonl -q; done
+
+  semcorr evaluate --merge s1.jsonl s2.jsonl s3.jsonl s4.jsonl -o willow.json
+
+  semcorr evaluate --dataset spair --root SPair-71k --model sfnet -o spair.json
 """
+
+#: What ``-o FILE`` writes, by the file's extension.
+OUTPUT_KINDS = {".json": "json", ".csv": "csv", ".png": "plot"}
 
 
 def _fmt(v: Any) -> str:
@@ -139,25 +161,37 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
     opts = {
         "backbone": args["backbone"],
         "backbone_weights": args["backbone_weights"],
-        "weights": args["weights"],
+        "weights": model_weights(args["weights"]),
         # a protocol's working size is its papers' input size for their models; nn keeps its own default
         "size": args["size"] or (protocol.size if (args["model"] or "nn") != "nn" else None),
         "device": resolve_device(args["device"]),
         "method": args["method"],
         "layers": parse_str_list(args["layers"]),
     }
-    return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None}), None
+    return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None or k == "weights"}), None
 
 
-def _write_outputs(run, json_path: Path | None, csv_path: Path | None, plot_path: Path | None, quiet: bool) -> None:
+def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> list[tuple[str, Path]]:
+    """``-o FILE`` (repeatable; the kind from the extension) and the old ``--json/--csv/--plot FILE`` → ``[(kind, path)]``."""
+    out = []
+    for path in outputs or []:
+        kind = OUTPUT_KINDS.get(path.suffix.lower())
+        if kind is None:
+            raise UsageError(f"-o '{path}': evaluate writes .json, .csv or .png files")
+        out.append((kind, path))
+    out += [(kind, p) for kind, p in (("json", json_path), ("csv", csv_path), ("plot", plot_path)) if p is not None]
+    return out
+
+
+def _write_outputs(run, files: list[tuple[str, Path]], quiet: bool) -> None:
     from core.evaluate import write_csv, write_json, write_plot
 
-    for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer(path, run)
-            if not quiet:
-                err_console.print(f"wrote {path}", highlight=False)
+    writers = {"json": write_json, "csv": write_csv, "plot": write_plot}
+    for kind, path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers[kind](path, run)
+        if not quiet:
+            err_console.print(f"wrote {path}", highlight=False)
 
 
 def _run_merge(files: list[Path], alphas: list[float] | None, partial: bool, quiet: bool):
@@ -229,7 +263,7 @@ def register(app: typer.Typer) -> None:
         pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
         option: list[str] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE, repeatable: layout=small (spair), lists=DIR or pair_list=sfnet (pf-pascal), keypoints=mat (pf-willow), subsets=JODS,PASCAL (tss)."),
         model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default) or a learned model: sfnet, ncnet, dccnet, mmnet."),
-        weights: str = typer.Option(None, "--weights", help="The learned model's checkpoint."),
+        weights: str = typer.Option(None, "--weights", help="The learned model's weights: default (shipped), none (untrained), a checkpoint or the authors' file."),
         backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
         backbone_weights: str = typer.Option(None, "--backbone-weights", help="Backbone weights (name or file)."),
         layers: str = typer.Option(None, "--layers", help="nn: comma-separated backbone layers."),
@@ -241,9 +275,10 @@ def register(app: typer.Typer) -> None:
         coords: str = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
         size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: a learned model gets the protocol's, nn its own)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
-        json_path: Path = typer.Option(None, "--json", help="Write every figure and the protocol as JSON."),
-        csv_path: Path = typer.Option(None, "--csv", help="Write every figure and the protocol as CSV."),
-        plot_path: Path = typer.Option(None, "--plot", help="Draw PCK against α (0.01–0.3) into a PNG."),
+        outputs: list[Path] = typer.Option(None, "-o", "--output", help="Save the figures: FILE.json, FILE.csv or FILE.png (PCK against α); repeatable."),
+        json_path: Path = typer.Option(None, "--json", hidden=True),  # old spelling of -o FILE.json
+        csv_path: Path = typer.Option(None, "--csv", hidden=True),  # old spelling of -o FILE.csv
+        plot_path: Path = typer.Option(None, "--plot", hidden=True),  # old spelling of -o FILE.png
         results: Path = typer.Option(None, "--results", help="Per-pair results file (JSON lines), written as the run goes."),
         resume: bool = typer.Option(False, "--resume", help="Continue the --results file, skipping the pairs it has."),
         limit: int = typer.Option(None, "--limit", help="Only the first N pairs."),
@@ -254,6 +289,8 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or tables."),
     ) -> None:
         alphas = parse_float_list(alpha, "--alpha") if alpha else None
+        files_out = output_files(outputs, json_path, csv_path, plot_path)
+        working_size(size)
         if merge:
             if not files:
                 raise UsageError("--merge needs the results files to combine")
@@ -270,4 +307,4 @@ def register(app: typer.Typer) -> None:
             run = _run_evaluate(args, alphas, quiet)
         if not quiet:
             print_summary(run)
-        _write_outputs(run, json_path, csv_path, plot_path, quiet)
+        _write_outputs(run, files_out, quiet)

@@ -18,6 +18,7 @@ from .common import (
     parse_str_list,
     progress,
     resolve_device,
+    working_size,
 )
 
 HELP = """Extract backbone features of image pairs.
@@ -48,7 +49,7 @@ def extract_features(
     layers: str = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer3,layer4 or features.13 (default: the backbone's hypercolumn)."),
     model: str = typer.Option(None, "--model", help="Extract exactly the layers (and backbone) this model needs: sfnet, ncnet, dccnet, mmnet."),
     weights: str = typer.Option(None, "--weights", help="With --model: a checkpoint whose (fine-tuned) backbone extracts the features, as MMNet's does."),
-    size: int = typer.Option(400, "--size", min=16, max=4096, help="Working size: images are resized to SIZE x SIZE."),
+    size: int = typer.Option(400, "--size", help="Working size: images are resized to SIZE x SIZE (16 to 4096)."),
     output: str = OutputOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -63,6 +64,7 @@ def extract_features(
     from core.images import parse_size
     from core.pipeline import FeatureExtractor
 
+    working_size(size)
     if pairs is not None and images:
         raise UsageError("give either two images or --pairs, not both")
     if pairs is None:

@@ -15,6 +15,7 @@ from .common import (
     err_console,
     handle_errors,
     history_line,
+    model_weights,
     progress,
     resolve_device,
 )
@@ -42,7 +43,7 @@ ResNet-101 features: extract with --backbone resnet101).
 
 Examples:
 
-  semcorr extract a.jpg b.jpg --model dccnet | semcorr refine --model dccnet --weights dcc.safetensors | semcorr flow
+  semcorr extract a.jpg b.jpg --model dccnet | semcorr refine --model dccnet | semcorr flow -o flow.h5
 
   semcorr refine feats.h5 --model ncnet --weights ncnet_pfpascal.pth.tar -o refined.h5 --dtype float16
 """
@@ -59,7 +60,7 @@ def build_refiner(model: str, backbone: str, weights: str):
         model,
         backbone=backbone,
         backbone_weights="random",
-        weights=None if weights.lower() == "none" else weights,
+        weights=model_weights(weights),
     )
 
 
@@ -133,7 +134,7 @@ def refine_cmd(
         for rec in iter_records(input):
             if net is None:
                 net = build_refiner(model, record_backbone(rec), weights).to(dev).eval()
-                if weights.lower() == "none" and not quiet:
+                if model_weights(weights) is None and not quiet:
                     err_console.print(f"semcorr: warning: --weights none: the {model} head is untrained", highlight=False)
             writer.write(refine_record(rec, net, dev))
             bar.advance(task)

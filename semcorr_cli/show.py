@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .common import DeviceOpt, QuietOpt, console, handle_errors, resolve_device
+from .common import DeviceOpt, QuietOpt, console, handle_errors, model_weights, resolve_device, working_size
 
 HELP = """Heatmaps of a source point's matching scores over the target image.
 
@@ -30,9 +30,11 @@ features (from `semcorr extract --model ...`; '-' for stdin).
 
 Examples:
 
-  semcorr show --model dccnet --weights dcc.safetensors --point 120,85 cat1.jpg cat2.jpg -o fig.png
+  semcorr show --model dccnet --point 120,85 a.jpg b.jpg -o fig.png
 
-  semcorr extract a.jpg b.jpg --model dccnet | semcorr show --model dccnet --weights dcc.safetensors --point 60,40 - -o fig.png
+  semcorr extract a.jpg b.jpg --model dccnet | semcorr show --model dccnet --point 60,40 - -o fig.png
+
+  semcorr show --model mmnet --point 120,85 a.jpg b.jpg -o scales.png
 """
 
 PANEL_HEIGHT = 240
@@ -261,7 +263,8 @@ def show_cmd(
 
     dev = resolve_device(device)
     xy = _parse_point(point)
-    w = None if weights.lower() == "none" else weights
+    w = model_weights(weights)
+    working_size(size)
     inputs = list(inputs or [])
     if len(inputs) == 2:
         src_img, trg_img = load_image(inputs[0]), load_image(inputs[1])

@@ -56,7 +56,7 @@ def shift_stream() -> bytes:
 
 def test_evaluate_reads_flows_from_standard_input(tmp_path):
     custom_dataset(tmp_path)
-    r = invoke("evaluate", "-d", "custom", "--root", tmp_path, "--flows", "-", "--json", tmp_path / "r.json", "-q", input=shift_stream())
+    r = invoke("evaluate", "-d", "custom", "--root", tmp_path, "--flows", "-", "-o", tmp_path / "r.json", "-q", input=shift_stream())
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "r.json").read_text())
     # errors 0, 0 (pair a) and 3.5, 3.5 (pair b), L = 40: PCK@0.05 (2 px) 50 %, PCK@0.1 (4 px) 100 %
@@ -71,10 +71,10 @@ def test_a_merge_names_missing_shards_and_a_partial_score_is_marked(tmp_path):
         r = invoke("evaluate", "-d", "custom", "--root", tmp_path, "--flows", tmp_path / "f.stream", "--shard", f"{i}/3",
                    "--results", tmp_path / f"s{i}.jsonl", "-q")  # fmt: skip
         assert r.exit_code == 0, r.output
-    r = invoke("evaluate", "--merge", tmp_path / "s1.jsonl", "--json", tmp_path / "m.json", "-q")
+    r = invoke("evaluate", "--merge", tmp_path / "s1.jsonl", "-o", tmp_path / "m.json", "-q")
     assert r.exit_code == 1 and "shards 2/3, 3/3 missing" in r.output and "--partial" in r.output
     assert not (tmp_path / "m.json").exists()
-    r = invoke("evaluate", "--merge", tmp_path / "s1.jsonl", "--partial", "--json", tmp_path / "m.json", "--csv", tmp_path / "m.csv")
+    r = invoke("evaluate", "--merge", tmp_path / "s1.jsonl", "--partial", "-o", tmp_path / "m.json", "--csv", tmp_path / "m.csv")  # --csv: the old spelling of -o F.csv
     assert r.exit_code == 0, r.output
     assert "partial score over 1 pairs (shards 2/3, 3/3 missing)" in r.stderr and "merged 1 files (partial)" in r.stdout
     rep = json.loads((tmp_path / "m.json").read_text())
@@ -82,7 +82,7 @@ def test_a_merge_names_missing_shards_and_a_partial_score_is_marked(tmp_path):
     # shard 3/3 of two pairs is empty, but it must still be given; all three make a whole run
     r = invoke("evaluate", "-d", "custom", "--root", tmp_path, "--flows", tmp_path / "f.stream", "--shard", "3/3",
                "--results", tmp_path / "s3.jsonl", "-q")  # fmt: skip
-    r = invoke("evaluate", "--merge", *(tmp_path / f"s{i}.jsonl" for i in (1, 2, 3)), "--json", tmp_path / "all.json", "-q")
+    r = invoke("evaluate", "--merge", *(tmp_path / f"s{i}.jsonl" for i in (1, 2, 3)), "-o", tmp_path / "all.json", "-q")
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "all.json").read_text())["coverage"]["complete"] is True
     # CSV cells are plain: no JSON quoting of text, lists joined by ';'
@@ -126,3 +126,47 @@ def test_a_checkpoint_without_its_sidecar_says_so(tmp_path):
     save_file({"refine.conv.4.weight": torch.zeros(1)}, str(tmp_path / "ncnet.safetensors"))
     with pytest.raises(WeightsError, match=r"has no sidecar 'ncnet.json' beside it .*copy it along"):
         build_model("ncnet", weights=str(tmp_path / "ncnet.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["extract", "a.png", "b.png", "--size", "0"],
+        ["evaluate", "-d", "custom", "--root", ".", "--size", "0"],
+        ["show", "a.png", "b.png", "--model", "ncnet", "--point", "1,1", "-o", "x.png", "--size", "0"],
+        ["train", "--model", "toy", "--data", "folder:.", "-o", "run", "--size", "0"],
+    ],
+)
+def test_size_is_checked_the_same_way_everywhere(args):
+    r = invoke(*args)
+    assert r.exit_code == 2 and "--size must be between 16 and 4096 pixels, not 0" in r.output, r.output
+
+
+def test_old_spellings_still_work_hidden_and_clash_with_the_new(tmp_path):
+    from core.io.stream import iter_records
+
+    rec = PairRecord("p", "a.png", "b.png", (32, 32), (32, 32))
+    rec.features["src"]["x"] = np.random.rand(8, 4, 4).astype(np.float32)
+    rec.features["trg"]["x"] = np.random.rand(8, 4, 4).astype(np.float32)
+    rec.feature_attrs["x"] = {"backbone": "mobilenet_v2", "stride": 8}
+    with RecordWriter(tmp_path / "f.h5", "test") as w:
+        w.write(rec)
+    for flag in ("--keep-inputs", "--keep-features"):
+        r = invoke("correlate", tmp_path / "f.h5", flag, "-o", tmp_path / f"c{flag}.h5")
+        assert r.exit_code == 0, r.output
+        (out,) = iter_records(tmp_path / f"c{flag}.h5")
+        assert out.corr is not None and "x" in out.features["src"]
+    r = invoke("correlate", tmp_path / "f.h5", "--keep-inputs", "--keep-features", "-o", tmp_path / "c.h5")
+    assert r.exit_code == 2 and "--keep-features is the old spelling of --keep-inputs" in r.output
+    for flag in ("--keep-inputs", "--keep"):
+        r = invoke("flow", tmp_path / "c--keep-inputs.h5", flag, "--mutual-nn", "-o", tmp_path / "fl.h5")
+        assert r.exit_code == 0, r.output
+    helps = {cmd: invoke(cmd, "--help").output for cmd in ("correlate", "flow", "train", "evaluate")}
+    assert "--keep-inputs" in helps["correlate"] and "--keep-features" not in helps["correlate"]
+    assert "--mutual-nn" in helps["flow"] and "--keep " not in helps["flow"]
+    assert "--output" in helps["train"] and "--image-size" not in helps["train"] and "--out " not in helps["train"]
+    assert "--output" in helps["evaluate"] and "--plot" not in helps["evaluate"]
+    r = invoke("train", "--model", "toy", "--data", "folder:.", "-o", tmp_path / "a", "--out", tmp_path / "b")
+    assert r.exit_code == 2 and "--out is the old spelling of --output" in r.output
+    r = invoke("train", "--model", "toy", "--data", "folder:.")
+    assert r.exit_code == 2 and "-o/--output RUN_DIR" in r.output

@@ -42,7 +42,7 @@ def test_cpu_defaults_fill_only_what_is_not_given():
     assert d.hyper == {"image_size": 320, "batch_size": 8, "iterations": 400}
     assert d.model == {"ncons_kernel_sizes": [3, 3], "ncons_channels": [16, 1]}
     assert d.as_options() == (
-        "--image-size 320 --batch-size 8 --iterations 400 --model-opt ncons_kernel_sizes=3,3 --model-opt ncons_channels=16,1"
+        "--size 320 --batch-size 8 --iterations 400 --model-opt ncons_kernel_sizes=3,3 --model-opt ncons_channels=16,1"
     )
     # an explicit option wins; --epochs is a training length too
     d = cpu_defaults("ncnet", dict(none, batch_size=2, epochs=1), {"ncons_channels": [8, 1]})

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 #: Hyper-parameter names (``TrainOptions`` fields) → the command-line options that set them.
-HYPER_OPTIONS = {"image_size": "--image-size", "batch_size": "--batch-size", "iterations": "--iterations"}
+HYPER_OPTIONS = {"image_size": "--size", "batch_size": "--batch-size", "iterations": "--iterations"}
 
 _CONSENSUS = {"ncons_kernel_sizes": [3, 3], "ncons_channels": [16, 1]}
 
