@@ -22,15 +22,12 @@ from core.train.feedback import read_log
 from core.train.hyper import resolve_hyper
 from core.train.state import load_resume_state
 from core.train.toy import ToyModel, build_toy
+from test_train_engine import tiny_options as engine_tiny_options
 
 
 def tiny_options(out: Path, **kw) -> TrainOptions:
-    base = dict(
-        model="toy", data=f"folder:{CALTECH}", out=out, iterations=6, batch_size=2, image_size=32,
-        checkpoint_every=100, log_every=1, limit_pairs=8, device="cpu", quiet=True, seed=1,
-    )  # fmt: skip
-    base.update(kw)
-    return TrainOptions(**base)
+    """The engine tests' tiny toy run, 6 steps long, with no checkpoint before the end."""
+    return engine_tiny_options(out, **{"iterations": 6, "checkpoint_every": 100, **kw})
 
 
 # ----------------------------------------------------------------------------- CPU-sized defaults
