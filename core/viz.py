@@ -156,7 +156,7 @@ def sample_matches(
     cycle-consistent candidates.
     """
     h, w = src_to_trg.shape[:2]
-    pts = grid_points(h, w, n=grid, margin=0.03, mask=foreground)
+    pts = grid_points(h, w, n=grid, margin=0.06, mask=foreground)
     ij = np.round(pts).astype(int)
     moved = src_to_trg[ij[:, 1], ij[:, 0]].astype(np.float64)
     ht, wt = trg_to_src.shape[:2]

@@ -141,6 +141,8 @@ def warp_cmd(
     own_flow = "src_to_trg" if side == "src" else "trg_to_src"
     own_size = rec.src_size if side == "src" else rec.trg_size
     other_path = other or Path(rec.trg_path if side == "src" else rec.src_path)
+    if (matches or overlay) and other is None and not other_path.is_file():
+        raise DataError(f"the record's other image '{other_path}' is not here (paths are as extract saw them); give it with --other FILE")
 
     if keypoints is not None:
         pts = _read_points(keypoints)

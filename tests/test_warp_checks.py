@@ -92,8 +92,8 @@ def test_sample_matches_keeps_the_most_confident_consistent_spread_matches():
     assert d[np.triu_indices(4, 1)].min() >= 0.1 * np.hypot(*SRC_HW)  # spread out
     np.testing.assert_allclose(moved, st[np.round(pts[:, 1]).astype(int), np.round(pts[:, 0]).astype(int)])
     # a target flow that sends everything to one corner: nothing is consistent, nothing drawn
-    _, _, _, none = sample_matches(st, np.zeros_like(ts), conf, grid=10, top=4)
-    assert none == 1  # only the candidate that is at that corner already
+    none_pts, _, _, none = sample_matches(st, np.zeros_like(ts), conf, grid=10, top=4)
+    assert none == 0 and len(none_pts) == 0
     # all: every candidate, consistent or not
     allp, _, _, _ = sample_matches(st, np.zeros_like(ts), conf, grid=10, top=None)
     assert len(allp) == 100
