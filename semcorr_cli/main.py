@@ -18,7 +18,7 @@ Stages pass one HDF5 record format between them, through files or pipes:
 
   semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow | semcorr warp --image a.jpg -o out.png
 
-  semcorr extract a.jpg b.jpg | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
+  semcorr extract a.jpg b.jpg --model sfnet | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
 
 Exit codes: 0 success, 1 bad data, 2 bad usage. Format spec: docs/format.md.
 """
