@@ -30,20 +30,20 @@ def logged_losses(run: Path, upto: int) -> dict[int, float]:
 
 
 def rerun_command(command: str, steps: int, out: Path) -> list[str]:
-    """The run's command with ``--iterations`` and ``--out`` replaced (``--resume`` dropped)."""
+    """The run's command with ``--iterations`` and the run directory (``-o``, ``--output`` or the old ``--out``) replaced (``--resume`` dropped)."""
     args = shlex.split(command)
     fixed, skip = [], False
     for i, a in enumerate(args):
         if skip:
             skip = False
             continue
-        if a in ("--iterations", "--out", "--epochs"):
+        if a in ("--iterations", "-o", "--output", "--out", "--epochs"):
             skip = True
             continue
         if a in ("--resume", "--overwrite"):
             continue
         fixed.append(a)
-    return fixed + ["--iterations", str(steps), "--out", str(out), "-q"]
+    return fixed + ["--iterations", str(steps), "-o", str(out), "-q"]
 
 
 def main() -> int:

@@ -1,8 +1,11 @@
 """Reading images safely and turning them into normalised network inputs.
 
-Every image goes through :func:`load_image`, which turns any readable format
-(grayscale, RGBA, palette, 16-bit) into 8-bit RGB and rejects everything else
-with a :class:`~core.errors.DataError` naming the file.
+Every image goes through :func:`load_image`, which turns it upright (the
+EXIF orientation a camera or phone stores is applied, as image viewers do),
+turns any readable format (grayscale, RGBA, palette, 16-bit) into 8-bit RGB
+and rejects everything else with a :class:`~core.errors.DataError` naming the
+file. Sizes are always those of the upright image (:func:`image_file_size`
+reads one from the header alone).
 
 Reading images needs only PIL: torch is imported by the functions that make
 tensors, so checking and reading inputs (``semcorr`` validates them before it
@@ -11,13 +14,15 @@ loads any model) stays quick.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .checks import not_an_image, require_file
 from .errors import DataError, UsageError
@@ -28,8 +33,60 @@ if TYPE_CHECKING:
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Images with more pixels than this are refused before decoding (about 16k × 16k).
+#: Images with more pixels than this are refused before decoding (about 16k × 16k): a guard against
+#: decompression bombs (a small file that claims a huge size). Anything below is decoded (a large
+#: JPEG at a reduced scale when the caller needs fewer pixels) and resized by the caller.
 MAX_PIXELS = 268_435_456
+#: The working sizes (a side, in pixels) images may be resized to.
+MIN_SIZE, MAX_SIZE = 16, 4096
+#: The EXIF tag of the orientation; orientations 5–8 swap width and height.
+EXIF_ORIENTATION = 0x0112
+SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+
+
+@contextlib.contextmanager
+def _pixel_limit() -> Iterator[None]:
+    """Let PIL open headers beyond its own bomb limit (it warns from 89 and refuses from 179 megapixels on):
+    :func:`load_image` checks the size against :data:`MAX_PIXELS` itself, before decoding."""
+    previous = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # PIL warns above this (ignored here) and refuses above twice this
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = previous
+
+
+def exif_orientation(img: Image.Image) -> int:
+    """The EXIF orientation of an opened image (1, upright, when it has none or an invalid one)."""
+    try:
+        value = int(img.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block is ignored, as viewers do
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def upright_size(img: Image.Image) -> tuple[int, int]:
+    """``(H, W)`` of an opened image once its EXIF orientation is applied (read from the header)."""
+    w, h = img.size
+    return (w, h) if exif_orientation(img) in SWAPPING_ORIENTATIONS else (h, w)
+
+
+def upright(img: Image.Image) -> Image.Image:
+    """The decoded image turned as its EXIF orientation says (the image itself when upright)."""
+    if exif_orientation(img) == 1:
+        return img
+    return ImageOps.exif_transpose(img)
+
+
+def image_file_size(path: str | Path) -> tuple[int, int] | None:
+    """``(H, W)`` of the upright image, from the header alone; None when the file is absent or unreadable."""
+    try:
+        with _pixel_limit(), Image.open(path) as img:
+            return upright_size(img)
+    except Exception:  # noqa: BLE001 - an unreadable image is reported when it is loaded
+        return None
 
 
 def _to_rgb8(img: Image.Image) -> Image.Image:
@@ -54,31 +111,36 @@ def _to_rgb8(img: Image.Image) -> Image.Image:
 def load_image(path: str | Path, reduce_to: int | None = None) -> Image.Image:
     """Read an image file as 8-bit RGB.
 
-    ``reduce_to``: the caller only needs about this many pixels per side, so a
-    large JPEG may be decoded at a reduced scale (never below ``reduce_to``) to
-    bound memory; the original size is then in ``img.info["original_size"]``
-    as ``(H, W)``. Raises :class:`DataError` with one sentence naming the file
-    when it is missing, not an image, truncated, or implausibly large.
+    The image is turned upright (EXIF orientation). ``reduce_to``: the caller
+    only needs about this many pixels per side, so a large JPEG may be decoded
+    at a reduced scale (never below ``reduce_to``) to bound memory; the
+    original (upright) size is in ``img.info["original_size"]`` as ``(H, W)``.
+    Raises :class:`DataError` with one sentence naming the file when it is
+    missing, not an image, truncated, or beyond :data:`MAX_PIXELS`.
     """
     path = require_file(path, "image")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > MAX_PIXELS:
-                    raise DataError(f"image '{path}' is too large ({w}x{h} pixels)")
-                if reduce_to is not None and img.format == "JPEG" and min(w, h) > 2 * reduce_to:
-                    img.draft("RGB", (reduce_to, reduce_to))
-                img.load()
-                out = _to_rgb8(img)
-                out.info["original_size"] = (h, w)
-                return out
+        with _pixel_limit(), Image.open(path) as img:
+            w, h = img.size
+            if w * h > MAX_PIXELS:
+                raise DataError(
+                    f"image '{path}' claims {w}x{h} pixels ({w * h / 1e6:.0f} megapixels), more than the "
+                    f"{MAX_PIXELS / 1e6:.0f} semcorr decodes (a guard against decompression bombs); reduce it first"
+                )
+            size = upright_size(img)
+            if reduce_to is not None and img.format == "JPEG" and min(w, h) > 2 * reduce_to:
+                img.draft("RGB", (reduce_to, reduce_to))
+            img.load()
+            out = _to_rgb8(upright(img))
+            out.info["original_size"] = size
+            return out
     except DataError:
         raise
     except UnidentifiedImageError:
         raise not_an_image(path) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except Image.DecompressionBombError as exc:
+        raise DataError(f"image '{path}' is refused as a possible decompression bomb ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
         raise DataError(f"image '{path}' is unreadable or truncated ({exc})") from None
 
 
@@ -91,14 +153,23 @@ def load_mask(path: str | Path) -> np.ndarray:
     """Read a mask image as a boolean array (H, W): every non-zero pixel is foreground."""
     path = require_file(path, "mask")
     try:
-        with Image.open(path) as img:
+        with _pixel_limit(), Image.open(path) as img:
             img.load()
-            arr = np.asarray(img)
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as exc:
+            arr = np.asarray(upright(img))
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(f"mask '{path}' is unreadable ({exc})") from None
     if arr.ndim == 3:
         arr = arr[..., :3].max(axis=2) if arr.shape[2] >= 3 else arr[..., 0]
     return arr > 0
+
+
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a bool mask ``(h, w)`` to ``size = (H, W)`` → bool ``(H, W)``."""
+    h, w = size
+    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    if img.size != (w, h):
+        img = img.resize((w, h), Image.NEAREST)
+    return np.asarray(img) > 127
 
 
 def parse_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
@@ -113,8 +184,8 @@ def parse_size(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
         if len(size) != 2:
             raise UsageError(f"size must be N or (H, W), got {size!r}")
         h, w = int(size[0]), int(size[1])
-    if h < 16 or w < 16 or h > 4096 or w > 4096:
-        raise UsageError(f"working size {h}x{w} is outside 16..4096 pixels")
+    if min(h, w) < MIN_SIZE or max(h, w) > MAX_SIZE:
+        raise UsageError(f"working size {h}x{w} is outside {MIN_SIZE}..{MAX_SIZE} pixels")
     return h, w
 
 

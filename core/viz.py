@@ -5,7 +5,7 @@ from __future__ import annotations
 import colorsys
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 def blend(a: Image.Image, b: Image.Image, alpha: float = 0.5) -> Image.Image:
@@ -67,15 +67,21 @@ def grid_points(height: int, width: int, n: int = 8, margin: float = 0.1, mask: 
     return pts
 
 
-def heatmap_image(scores: np.ndarray, size: tuple[int, int] | None = None) -> Image.Image:
-    """A 2D score map as a colour image (blue → red), min-max normalised; ``size = (W, H)``."""
-    s = np.asarray(scores, dtype=np.float64)
-    lo, hi = np.nanmin(s), np.nanmax(s)
-    s = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+def colormap(values: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (any shape ``S``) → uint8 RGB ``(*S, 3)``, blue (0) → cyan → yellow → red (1)."""
+    s = np.clip(np.asarray(values, dtype=np.float64), 0, 1)
     r = np.clip(1.5 - np.abs(4 * s - 3), 0, 1)
     g = np.clip(1.5 - np.abs(4 * s - 2), 0, 1)
     b = np.clip(1.5 - np.abs(4 * s - 1), 0, 1)
-    img = Image.fromarray((np.stack([r, g, b], -1) * 255).astype(np.uint8), mode="RGB")
+    return (np.stack([r, g, b], -1) * 255).astype(np.uint8)
+
+
+def heatmap_image(scores: np.ndarray, size: tuple[int, int] | None = None) -> Image.Image:
+    """A 2D score map as a colour image (blue → red, :func:`colormap`), min-max normalised; ``size = (W, H)``."""
+    s = np.asarray(scores, dtype=np.float64)
+    lo, hi = np.nanmin(s), np.nanmax(s)
+    s = (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+    img = Image.fromarray(colormap(s), mode="RGB")
     if size is not None:
         img = img.resize(size, Image.BILINEAR)
     return img
@@ -119,3 +125,129 @@ def contact_sheet(
             cx, cy = x0 + p[0] * fs, y0 + caption + p[1] * (th / frame.height)
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=_colour(i, n), outline=(0, 0, 0))
     return sheet
+
+def font(size: int = 14) -> ImageFont.ImageFont:
+    """PIL's built-in scalable font at ``size`` pixels."""
+    return ImageFont.load_default(size=size)
+
+
+def colour_bar(width: int, low: float, high: float, label: str, height: int = 14, text_size: int = 13) -> Image.Image:
+    """A horizontal colour bar of :func:`colormap` from ``low`` to ``high`` with its label and end values."""
+    f = font(text_size)
+    pad = 6
+    img = Image.new("RGB", (width, height + text_size + 3 * pad), "white")
+    d = ImageDraw.Draw(img)
+    ramp = colormap(np.linspace(0, 1, max(width - 2 * pad, 2)))[None].repeat(height, 0)
+    img.paste(Image.fromarray(ramp, mode="RGB"), (pad, pad))
+    d.rectangle([pad, pad, width - pad - 1, pad + height], outline="black")
+    y = pad + height + pad // 2
+    d.text((pad, y), f"{low:.3g}", fill="black", font=f)
+    d.text((width - pad, y), f"{high:.3g}", fill="black", font=f, anchor="ra")
+    d.text((width / 2, y), label, fill="black", font=f, anchor="ma")
+    return img
+
+
+def with_title_and_legend(picture: Image.Image, title: str, legend: Image.Image | None = None, note: str = "") -> Image.Image:
+    """``picture`` with a title band above and, below it, an optional legend image and a note line."""
+    size = max(12, min(18, picture.width // 45))
+    f = font(size)
+    band = size + 12
+    extra = (legend.height + 4 if legend is not None else 0) + (size + 10 if note else 0)
+    canvas = Image.new("RGB", (picture.width, band + picture.height + extra), "white")
+    d = ImageDraw.Draw(canvas)
+    d.text((picture.width / 2, band / 2), title, fill="black", font=f, anchor="mm")
+    canvas.paste(picture, (0, band))
+    y = band + picture.height + 2
+    if legend is not None:
+        canvas.paste(legend, ((picture.width - legend.width) // 2, y))
+        y += legend.height + 2
+    if note:
+        d.text((picture.width / 2, y + (size + 6) / 2), note, fill=(60, 60, 60), font=f, anchor="mm")
+    return canvas
+
+
+#: Side of the lattice of candidate source points :func:`sample_matches` draws from.
+GRID_FOR_MATCHES = 24
+
+
+def sample_matches(
+    src_to_trg: np.ndarray,
+    trg_to_src: np.ndarray,
+    confidence: np.ndarray | None = None,
+    grid: int = GRID_FOR_MATCHES,
+    top: int | None = 30,
+    max_cycle: float = 0.03,
+    foreground: np.ndarray | None = None,
+    spacing: float = 0.045,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Matches worth drawing from pixel flows ``(H, W, 2)`` (source) and ``(H', W', 2)`` (target).
+
+    Candidates: a ``grid × grid`` lattice of source pixels. With ``top = N``,
+    only the cycle-consistent ones are kept (the target's flow brings the match
+    back within ``max_cycle`` of the image diagonal: background matches rarely
+    are) and the ``N`` of highest ``confidence`` ``(H, W)`` (or, without one,
+    smallest cycle error) are returned, no two closer than ``spacing`` of the
+    diagonal (so they spread over the object); ``top = None`` returns every
+    candidate. ``foreground``: a bool ``(H, W)`` mask the candidates must lie on.
+    Returns ``(src_points (K, 2), trg_points (K, 2), scores (K,), consistent)``
+    with points as pixel ``(x, y)``, scores the confidence (or
+    ``1 − cycle error / max_cycle``), sorted best first, and the number of
+    cycle-consistent candidates.
+    """
+    h, w = src_to_trg.shape[:2]
+    pts = grid_points(h, w, n=grid, margin=0.06, mask=foreground)
+    ij = np.round(pts).astype(int)
+    moved = src_to_trg[ij[:, 1], ij[:, 0]].astype(np.float64)
+    ht, wt = trg_to_src.shape[:2]
+    inside = np.isfinite(moved).all(1) & (moved[:, 0] >= 0) & (moved[:, 0] <= wt - 1) & (moved[:, 1] >= 0) & (moved[:, 1] <= ht - 1)
+    err = np.full(len(pts), np.inf)
+    q = np.round(np.nan_to_num(moved[inside])).astype(int)
+    err[inside] = np.hypot(*(trg_to_src[q[:, 1], q[:, 0]] - pts[inside]).T) / np.hypot(h, w)
+    consistent = err <= max_cycle
+    if confidence is not None:
+        scores = np.asarray(confidence, dtype=np.float64)[ij[:, 1], ij[:, 0]]
+    else:
+        scores = 1.0 - np.minimum(err, max_cycle * 2) / max_cycle
+    keep = np.flatnonzero(consistent & np.isfinite(scores)) if top is not None else np.flatnonzero(inside)
+    keep = keep[np.argsort(-scores[keep], kind="stable")]
+    if top is not None:
+        keep = _spread(pts, keep, top, spacing * np.hypot(h, w))
+    return pts[keep], moved[keep], scores[keep], int(consistent.sum())
+
+
+def _spread(pts: np.ndarray, order: np.ndarray, n: int, min_distance: float) -> np.ndarray:
+    """The first ``n`` of ``order`` (indices into ``pts (K, 2)``, best first) none closer than ``min_distance`` to a better one."""
+    chosen: list[int] = []
+    for i in order:
+        if len(chosen) == n:
+            break
+        if not chosen or np.hypot(*(pts[chosen] - pts[i]).T).min() >= min_distance:
+            chosen.append(int(i))
+    return np.asarray(chosen, dtype=int)
+
+
+def draw_scored_matches(
+    src: Image.Image,
+    trg: Image.Image,
+    src_points: np.ndarray,
+    trg_points: np.ndarray,
+    scores: np.ndarray,
+) -> tuple[Image.Image, float, float]:
+    """Matches ``(K, 2)`` side by side, each line and its end points coloured by its score (:func:`colormap`).
+
+    The colours span ``[min, max]`` of ``scores``; returns the drawing and that
+    range (for a :func:`colour_bar`). The best matches are drawn last (on top).
+    """
+    canvas, dx = side_by_side(src, trg)
+    draw = ImageDraw.Draw(canvas)
+    lo, hi = (float(np.min(scores)), float(np.max(scores))) if len(scores) else (0.0, 1.0)
+    colours = colormap((scores - lo) / (hi - lo) if hi > lo else np.ones_like(scores))
+    radius = max(3, min(src.width, src.height, trg.width, trg.height) // 70)
+    width = max(1, radius // 2)
+    for k in np.argsort(scores, kind="stable"):
+        (px, py), (qx, qy), c = src_points[k], trg_points[k], tuple(int(v) for v in colours[k])
+        qx += dx
+        draw.line([(px, py), (qx, qy)], fill=c, width=width)
+        for x, y in ((px, py), (qx, qy)):
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=c, outline="black")
+    return canvas, lo, hi

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from .errors import WeightsError
+from .files import atomic_write_bytes, atomic_write_text  # noqa: F401 - atomic_write_text is re-exported
 
 
 #: Folder of the weights shipped inside the package.
@@ -139,20 +138,12 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
 
     The sidecar gets the weights' sha256 under ``"sha256"``.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in state_dict.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt"})
-        meta = dict(meta, sha256=sha256_file(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = save(tensors, metadata={"format": "pt"})
+    meta = dict(meta, sha256=hashlib.sha256(data).hexdigest())
+    atomic_write_bytes(path, data)
     atomic_write_text(sidecar_path(path), json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
 
 
@@ -162,40 +153,36 @@ def sidecar_path(path: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path, verify: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Read a project checkpoint: ``(state_dict, meta)``; checks the sidecar's sha256."""
+    """Read a project checkpoint: ``(state_dict, meta)``; the JSON sidecar must be there, and its sha256 is checked."""
     path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file '{path}' does not exist")
     if verify and path.resolve().parent == SHIPPED_DIR:
         if path.name not in SHIPPED_SHA256:
             raise WeightsError(f"'{path.name}' is not one of the weights files shipped with semcorr")
         verify_sha256(path, SHIPPED_SHA256[path.name])
-    side = sidecar_path(path)
-    meta: dict[str, Any] = {}
-    if side.is_file():
-        try:
-            meta = json.loads(side.read_text())
-        except json.JSONDecodeError as exc:
-            raise WeightsError(f"sidecar '{side}' is not valid JSON ({exc})") from None
-        if verify and "sha256" in meta:
-            verify_sha256(path, meta["sha256"])
+    if not sidecar_path(path).is_file():
+        raise WeightsError(
+            f"checkpoint '{path}' has no sidecar '{sidecar_path(path).name}' beside it (it names the model, its "
+            "architecture and the weights' sha256); copy it along with the weights"
+        )
+    meta = read_sidecar(path)
+    if verify and "sha256" in meta:
+        verify_sha256(path, meta["sha256"])
     return load_state_dict_file(path), meta
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write a text file via a temporary file and a rename."""
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write a file via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+def read_sidecar(path: str | Path) -> dict[str, Any]:
+    """The JSON sidecar of checkpoint ``path`` (``{}`` when it has none)."""
+    side = sidecar_path(path)
+    if not side.is_file():
+        return {}
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        meta = json.loads(side.read_text())
+    except json.JSONDecodeError as exc:
+        raise WeightsError(f"sidecar '{side}' is not valid JSON ({exc})") from None
+    if not isinstance(meta, dict):
+        raise WeightsError(f"sidecar '{side}' does not hold a JSON object")
+    return meta
+
+

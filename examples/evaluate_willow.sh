@@ -9,5 +9,5 @@ mkdir -p "$OUT"
 for protocol in pf-willow-kps pf-willow-bbox; do
   semcorr evaluate --dataset pf-willow --root "$DATA/pf-willow-dev" --model nn \
     --protocol "$protocol" --results "$OUT/nn-$protocol.jsonl" --resume \
-    --json "$OUT/nn-$protocol.json" --csv "$OUT/nn-$protocol.csv" --plot "$OUT/nn-$protocol.png"
+    -o "$OUT/nn-$protocol.json" -o "$OUT/nn-$protocol.csv" -o "$OUT/nn-$protocol.png"
 done

@@ -39,12 +39,12 @@ HYPER="hypercolumn=features.6,features.10,features.13,features.16"
 case "$MODEL" in
   sfnet)
     semcorr train --model sfnet --data "$CALTECH" \
-      --iterations 2100 --image-size 320 --batch-size 8 --checkpoint-every 100 --seed 0 --out "$RUN" --resume
+      --iterations 2100 --size 320 --batch-size 8 --checkpoint-every 100 --seed 0 -o "$RUN" --resume
     ;;
   mmnet-synthetic)
     semcorr train --model mmnet --data "$CALTECH" \
-      --iterations 1800 --image-size 320 --batch-size 5 --optimizer adam --lr 1e-4 --weight-decay 0 \
-      --lr-schedule none --model-opt train_backbone=false --checkpoint-every 50 --seed 0 --out "$RUN" --resume
+      --iterations 1800 --size 320 --batch-size 5 --optimizer adam --lr 1e-4 --weight-decay 0 \
+      --lr-schedule none --model-opt train_backbone=false --checkpoint-every 50 --seed 0 -o "$RUN" --resume
     ;;
   mmnet)
     SYNTHETIC_RUN="${MMNET_SYNTHETIC_RUN:-runs/default-mmnet-synthetic}"
@@ -52,15 +52,15 @@ case "$MODEL" in
       RUN="$SYNTHETIC_RUN" EVALUATE=0 bash "$0" mmnet-synthetic
     fi
     semcorr train --model mmnet --data "$CALTECH" --init-weights "$SYNTHETIC_RUN/last.safetensors" \
-      --iterations 1500 --image-size 320 --batch-size 5 --optimizer adam --lr 1e-4 --weight-decay 0 \
+      --iterations 1500 --size 320 --batch-size 5 --optimizer adam --lr 1e-4 --weight-decay 0 \
       --lr-schedule none --model-opt train_backbone=false --model-opt supervision=pseudo --model-opt teacher=ncnet \
-      --checkpoint-every 50 --seed 0 --out "$RUN" --resume
+      --checkpoint-every 50 --seed 0 -o "$RUN" --resume
     ;;
   ncnet)
     semcorr train --model ncnet --data "$CALTECH" \
-      --iterations 400 --image-size 320 --batch-size 8 \
+      --iterations 400 --size 320 --batch-size 8 \
       --model-opt "$HYPER" --model-opt center=true --model-opt ncons_kernel_sizes=3,3 --model-opt ncons_channels=16,1 \
-      --checkpoint-every 50 --seed 0 --out "$RUN" --resume
+      --checkpoint-every 50 --seed 0 -o "$RUN" --resume
     ;;
   dccnet)
     NCNET_RUN="${NCNET_RUN:-runs/default-ncnet}"
@@ -68,14 +68,14 @@ case "$MODEL" in
       RUN="$NCNET_RUN" bash "$0" ncnet
     fi
     semcorr train --model dccnet --data "$CALTECH" --init-weights "$NCNET_RUN/last.safetensors" \
-      --iterations 150 --image-size 320 --batch-size 8 \
+      --iterations 150 --size 320 --batch-size 8 \
       --model-opt fusion_kernel_sizes=3,3 --model-opt fusion_channels=16,1 --model-opt fusion_grid=20 \
-      --checkpoint-every 25 --seed 0 --out "$RUN" --resume
+      --checkpoint-every 25 --seed 0 -o "$RUN" --resume
     ;;
   *)
     echo "no shipped recipe for '$MODEL' (sfnet, mmnet, mmnet-synthetic, ncnet, dccnet)" >&2; exit 2 ;;
 esac
 if [ "${EVALUATE:-1}" = 1 ]; then
   semcorr evaluate --dataset pf-willow --root "$DATA/pf-willow-dev" --model "${MODEL%-synthetic}" \
-    --weights "$RUN/last.safetensors" --json "$RUN/pf-willow.json"
+    --weights "$RUN/last.safetensors" -o "$RUN/pf-willow.json"
 fi

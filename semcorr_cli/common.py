@@ -227,6 +227,33 @@ def parse_str_list(text: str | None) -> list[str] | None:
     return [x.strip() for x in text.split(",") if x.strip()]
 
 
+def working_size(value: int | None, option: str = "--size") -> int | None:
+    """Every command's ``--size`` (a square working side), checked in one place: the range of :func:`core.images.parse_size`."""
+    if value is None:
+        return None
+    from core.images import MAX_SIZE, MIN_SIZE
+
+    if not MIN_SIZE <= value <= MAX_SIZE:
+        raise UsageError(f"{option} must be between {MIN_SIZE} and {MAX_SIZE} pixels, not {value}")
+    return value
+
+
+def model_weights(text: str | None) -> str | None:
+    """Every command's ``--weights``: omitted or ``default`` → the shipped weights, ``none`` → ``None`` (an untrained head), else a file."""
+    if text is None:
+        return "default"
+    return None if text.strip().lower() == "none" else text
+
+
+def renamed(new_value: Any, old_value: Any, new: str, old: str, unset: Any = None) -> Any:
+    """The value of an option that has a new spelling ``new`` and a hidden old one ``old`` (kept for a release)."""
+    if old_value is not None and old_value != unset:
+        if new_value is not None and new_value != unset:
+            raise UsageError(f"{old} is the old spelling of {new}; give only {new}")
+        return old_value
+    return new_value
+
+
 # Option declarations shared by the subcommands, so names and help stay consistent.
 OutputOpt = typer.Option(None, "-o", "--output", help="Output file (.h5 for an HDF5 file); '-' or omitted: stream to stdout.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
@@ -238,6 +265,8 @@ SkipBadOpt = typer.Option(
     False, "--skip-bad",
     help="A list with bad rows (missing images, empty cells): compute the good pairs, list the skipped rows at the end and exit with status 1 (default: stop before any work).",
 )  # fmt: skip
+
+KeepInputsOpt = typer.Option(False, "--keep-inputs", help="Keep the input datasets (features, correlation) in the output records.")
 
 __all__ = [
     "console",

@@ -8,6 +8,7 @@ from .common import (
     CompressionOpt,
     DeviceOpt,
     DtypeOpt,
+    KeepInputsOpt,
     OutputOpt,
     QuietOpt,
     check_outputs,
@@ -16,6 +17,7 @@ from .common import (
     history_line,
     parse_str_list,
     progress,
+    renamed,
     resolve_device,
 )
 
@@ -30,7 +32,7 @@ Examples:
 
   semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow -o flow.h5
 
-  semcorr correlate feats.h5 --layers features.13,features.17 --mode product --relu -o corr.h5
+  semcorr correlate feats.h5 --layers features.13,features.16 --mode product --relu -o corr.h5
 """
 
 
@@ -42,7 +44,8 @@ def correlate_cmd(
     relu: bool = typer.Option(False, "--relu", help="Clamp negative scores to zero."),
     center: bool = typer.Option(True, "--center/--no-center", help="Subtract each channel's image mean before normalising (better training-free matches)."),
     mutual_matching: bool = typer.Option(False, "--mutual-matching", help="Re-weight scores with NC-Net's soft mutual nearest-neighbour filter."),
-    keep_features: bool = typer.Option(False, "--keep-features", help="Keep the features in the output records."),
+    keep_inputs: bool = KeepInputsOpt,
+    keep_features: bool = typer.Option(False, "--keep-features", hidden=True),  # the old spelling of --keep-inputs
     output: str = OutputOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -53,6 +56,7 @@ def correlate_cmd(
 
     if mode not in ("hypercolumn", "product"):
         raise UsageError(f"--mode must be hypercolumn or product, not '{mode}'")
+    keep = bool(renamed(keep_inputs, keep_features, "--keep-inputs", "--keep-features", unset=False))
     check_outputs(output)  # before torch is imported
     check_records_input(input)
 
@@ -64,7 +68,7 @@ def correlate_cmd(
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:
         task = bar.add_task("correlate", total=None)
         for rec in iter_records(input):
-            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep_features, dev, center, mutual_matching))
+            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep, dev, center, mutual_matching))
             bar.advance(task)
 
 

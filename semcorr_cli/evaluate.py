@@ -17,33 +17,47 @@ from .common import (
     console,
     err_console,
     handle_errors,
+    model_weights,
     parse_float_list,
     parse_model_options,
     parse_str_list,
     progress,
     report_skipped,
     resolve_device,
+    working_size,
 )
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
 
-  semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --model nn
-
-  semcorr evaluate --dataset tss --root TSS_CVPR2016 --flows my_flows.h5 --json tss.json
-
-  semcorr evaluate --dataset spair --root SPair-71k --shard 1/4 --results s1.jsonl   (then --merge s*.jsonl)
-
-  semcorr evaluate --dataset jhmdb --root JHMDB --protocol jhmdb-sfnet --model identity   (the Identity baseline)
-
 Protocols (--protocol) fix α, the threshold length, the transfer direction,
 coordinate reading and averaging of a published table; see docs/protocols.md.
-Figures are percentages.
+Figures are percentages. -o FILE (repeatable) saves them: .json (every figure
+and the protocol), .csv (the same, long format) or .png (PCK against α).
+
+Examples:
+
+  semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --model nn
+
+  semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --model ncnet -o ncnet.json -o ncnet.csv -o ncnet.png
+
+  semcorr extract --pairs ../shared/data/pf-willow-dev/test_pairs_pf.csv --limit 4 | semcorr correlate | semcorr flow | semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --flows - --limit 4
+
+  for i in 1 2 3 4; do semcorr evaluate --dataset pf-willow --root ../shared/data/pf-willow-dev --shard $i/4 --results s$i.jsonl -q; done
+
+  semcorr evaluate --merge s1.jsonl s2.jsonl s3.jsonl s4.jsonl -o willow.json
+
+  semcorr evaluate --dataset spair --root SPair-71k --model sfnet -o spair.json
+
+  semcorr evaluate --dataset jhmdb --root JHMDB --protocol jhmdb-sfnet --model identity   (the Identity baseline)
 
 Every chosen pair is checked before the model is loaded (its list row, its
 annotations, its images' headers): bad pairs are listed by file and row and
 nothing is scored, or, with --skip-bad, the others are scored and the
 skipped ones listed at the end (exit 1).
 """
+
+#: What ``-o FILE`` writes, by the file's extension.
+OUTPUT_KINDS = {".json": "json", ".csv": "csv", ".png": "plot"}
 
 
 def _fmt(v: Any) -> str:
@@ -196,7 +210,10 @@ def coseg_tables(s: dict[str, Any]) -> list[Table]:
 
 
 def print_summary(run) -> None:
+    from core.evaluate.export import run_label
+
     s = run.summary
+    console.print(f"scored: {run_label(run.header)}", highlight=False)
     console.print(protocol_line(run.header["protocol"]), highlight=False)
     tables = {"keypoints": keypoint_tables, "propagation": keypoint_tables, "flow": flow_tables, "mask": mask_tables, "coseg": coseg_tables}
     for t in tables[s["task"]](s):
@@ -229,7 +246,7 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
     opts = {
         "backbone": args["backbone"],
         "backbone_weights": args["backbone_weights"],
-        "weights": args["weights"],
+        "weights": model_weights(args["weights"]),
         # a protocol's working size is its papers' input size for their models; nn keeps its own default
         "size": args["size"] or (protocol.size if (args["model"] or "nn") not in ("nn", "identity") else None),
         "device": resolve_device(args["device"]),
@@ -241,26 +258,46 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
         raise UsageError("--model-opt is for learned models (--model sfnet, ncnet, dccnet or mmnet)")
     opts.update(model_options)
     try:
-        return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None}), None
+        return build_predictor(model=args["model"] or "nn", **{k: v for k, v in opts.items() if v is not None or k == "weights"}), None
     except TypeError as exc:
         raise UsageError(f"model '{args['model']}' does not take these --model-opt options ({exc})") from None
 
 
-def _write_outputs(run, json_path: Path | None, csv_path: Path | None, plot_path: Path | None, quiet: bool) -> None:
+def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> list[tuple[str, Path]]:
+    """``-o FILE`` (repeatable; the kind from the extension) and the old ``--json/--csv/--plot FILE`` → ``[(kind, path)]``."""
+    out = []
+    for path in outputs or []:
+        kind = OUTPUT_KINDS.get(path.suffix.lower())
+        if kind is None:
+            raise UsageError(f"-o '{path}': evaluate writes .json, .csv or .png files")
+        out.append((kind, path))
+    out += [(kind, p) for kind, p in (("json", json_path), ("csv", csv_path), ("plot", plot_path)) if p is not None]
+    return out
+
+
+def _write_outputs(run, files: list[tuple[str, Path]], quiet: bool) -> None:
     from core.evaluate import write_csv, write_json, write_plot
 
-    for path, writer in ((json_path, write_json), (csv_path, write_csv), (plot_path, write_plot)):
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer(path, run)
-            if not quiet:
-                err_console.print(f"wrote {path}", highlight=False)
+    writers = {"json": write_json, "csv": write_csv, "plot": write_plot}
+    for kind, path in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writers[kind](path, run)
+        if not quiet:
+            err_console.print(f"wrote {path}", highlight=False)
 
 
-def _run_merge(files: list[Path], alphas: list[float] | None):
+def _run_merge(files: list[Path], alphas: list[float] | None, partial: bool, quiet: bool):
+    """The merged run; refused when the files are not a whole run (missing shards, cut-off files) unless ``partial``."""
+    from core.errors import DataError
     from core.evaluate import merge_results, run_from_results
+    from core.evaluate.results import coverage_problem
 
     header, records = merge_results(files)
+    problem = coverage_problem(header["coverage"])
+    if problem and not partial:
+        raise DataError(f"the merged results are not a whole run ({problem}); merge every shard, or give --partial to report the {len(records)} pairs at hand as a partial score")
+    if problem:
+        err_console.print(f"[yellow]semcorr: warning:[/] partial score over {len(records)} pairs ({problem})", highlight=False, soft_wrap=True)
     return run_from_results(header, records, alphas)
 
 
@@ -325,7 +362,7 @@ def register(app: typer.Typer) -> None:
         pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
         option: list[str] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE, repeatable: layout=small (spair), lists=DIR or pair_list=sfnet (pf-pascal), keypoints=mat (pf-willow), subsets=JODS,PASCAL (tss)."),
         model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default), identity (no-motion baseline) or a learned model: sfnet, ncnet, dccnet, mmnet."),
-        weights: str = typer.Option(None, "--weights", help="The learned model's checkpoint."),
+        weights: str = typer.Option(None, "--weights", help="The learned model's weights: default (shipped), none (untrained), a checkpoint or the authors' file."),
         model_opt: list[str] = typer.Option(None, "--model-opt", help="Learned model builder option KEY=VALUE, repeatable (e.g. mask_head=true for sfnet)."),
         backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
         backbone_weights: str = typer.Option(None, "--backbone-weights", help="Backbone weights (name or file)."),
@@ -339,24 +376,28 @@ def register(app: typer.Typer) -> None:
         coords: str = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
         size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: a learned model gets the protocol's, nn its own)."),
         device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
-        json_path: Path = typer.Option(None, "--json", help="Write every figure and the protocol as JSON."),
-        csv_path: Path = typer.Option(None, "--csv", help="Write every figure and the protocol as CSV."),
-        plot_path: Path = typer.Option(None, "--plot", help="Draw PCK against α (0.01–0.3) into a PNG."),
+        outputs: list[Path] = typer.Option(None, "-o", "--output", help="Save the figures: FILE.json, FILE.csv or FILE.png (PCK against α); repeatable."),
+        json_path: Path = typer.Option(None, "--json", hidden=True),  # old spelling of -o FILE.json
+        csv_path: Path = typer.Option(None, "--csv", hidden=True),  # old spelling of -o FILE.csv
+        plot_path: Path = typer.Option(None, "--plot", hidden=True),  # old spelling of -o FILE.png
         results: Path = typer.Option(None, "--results", help="Per-pair results file (JSON lines), written as the run goes."),
         resume: bool = typer.Option(False, "--resume", help="Continue the --results file, skipping the pairs it has."),
         limit: int = typer.Option(None, "--limit", help="Only the first N pairs."),
         shard: str = typer.Option(None, "--shard", help="i/n: every n-th pair from the i-th (1 ≤ i ≤ n)."),
-        flows: Path = typer.Option(None, "--flows", help="Score precomputed flow records (.h5 or stream) instead of a model."),
+        flows: Path = typer.Option(None, "--flows", help="Score precomputed flow records (.h5, a stream file, or '-' for stdin) instead of a model."),
         merge: bool = typer.Option(False, "--merge", help="Combine per-pair results files (FILES) and report them."),
         skip_bad: bool = SkipBadOpt,
+        partial: bool = typer.Option(False, "--partial", help="With --merge: report files that are not a whole run (shards missing), marked partial."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or tables."),
     ) -> None:
         alphas = parse_float_list(alpha, "--alpha") if alpha else None
-        check_outputs(json_path, csv_path, plot_path, results)
+        files_out = output_files(outputs, json_path, csv_path, plot_path)
+        working_size(size)
+        check_outputs(*(path for _, path in files_out), results)
         if merge:
             if not files:
                 raise UsageError("--merge needs the results files to combine")
-            run = _run_merge(files, alphas)
+            run = _run_merge(files, alphas, partial, quiet)
         else:
             if files:
                 raise UsageError(f"unexpected argument '{files[0]}' (results files are given with --merge)")
@@ -369,5 +410,5 @@ def register(app: typer.Typer) -> None:
             run = _run_evaluate(args, alphas, quiet)
         if not quiet:
             print_summary(run)
-        _write_outputs(run, json_path, csv_path, plot_path, quiet)
+        _write_outputs(run, files_out, quiet)
         report_skipped(run.skipped, len(run.records) + len(run.skipped), f"the figures are of the other {len(run.records)}")

@@ -24,6 +24,7 @@ from .common import (
     progress,
     report_skipped,
     resolve_device,
+    working_size,
 )
 
 HELP = """Extract backbone features of image pairs.
@@ -58,7 +59,7 @@ def extract_features(
     layers: str = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer3,layer4 or features.13 (default: the backbone's hypercolumn)."),
     model: str = typer.Option(None, "--model", help="Extract exactly the layers (and backbone) this model needs: sfnet, ncnet, dccnet, mmnet."),
     weights: str = typer.Option(None, "--weights", help="With --model: a checkpoint whose (fine-tuned) backbone extracts the features, as MMNet's does."),
-    size: int = typer.Option(400, "--size", min=16, max=4096, help="Working size: images are resized to SIZE x SIZE."),
+    size: int = typer.Option(400, "--size", help="Working size: images are resized to SIZE x SIZE (16 to 4096)."),
     output: str = OutputOpt,
     device: str = DeviceOpt,
     dtype: str = DtypeOpt,
@@ -72,6 +73,7 @@ def extract_features(
     from core.errors import UsageError
     from core.pairs import ImagePair, pairs_root, read_pair_list
 
+    working_size(size)
     # Everything given is checked before torch is imported or a model is built.
     if pairs is not None and images:
         raise UsageError("give either two images or --pairs, not both")

@@ -4,7 +4,22 @@ from __future__ import annotations
 
 import typer
 
-from .common import DeviceOpt, OutputOpt, QuietOpt, check_outputs, check_records_input, handle_errors, history_line, layer_filler, progress, resolve_device
+from .common import (
+    DeviceOpt,
+    KeepInputsOpt,
+    OutputOpt,
+    QuietOpt,
+    check_outputs,
+    check_records_input,
+    err_console,
+    handle_errors,
+    history_line,
+    layer_filler,
+    model_weights,
+    progress,
+    renamed,
+    resolve_device,
+)
 
 HELP = """Dense flow at the original image resolution, in both directions.
 
@@ -48,11 +63,13 @@ def flow_cmd(
     ),
     beta: float = typer.Option(50.0, "--beta", help="Softmax temperature of the soft methods."),
     sigma: float = typer.Option(5.0, "--sigma", help="Std of the Gaussian window in cells (kernel-soft-argmax)."),
-    mutual: bool = typer.Option(False, "--mutual", help="Keep only mutual nearest-neighbour scores before matching."),
+    mutual_nn: bool = typer.Option(False, "--mutual-nn", help="Keep only mutual nearest-neighbour scores before matching."),
+    mutual: bool = typer.Option(False, "--mutual", hidden=True),  # the old spelling of --mutual-nn
     normalize_scores: bool = typer.Option(False, "--normalize-scores", help="L2-normalise each cell's scores over the other image first (SFNet)."),
     model: str = typer.Option(None, "--model", help="Learned model: sfnet, ncnet, dccnet or mmnet."),
-    weights: str = typer.Option("default", "--weights", help="With --model: default (shipped weights), a checkpoint, or the authors' released file."),
-    keep: bool = typer.Option(False, "--keep", help="Keep the input datasets (features/corr) in the output records."),
+    weights: str = typer.Option("default", "--weights", help="With --model: default (shipped weights), none (untrained), a checkpoint, or the authors' released file."),
+    keep_inputs: bool = KeepInputsOpt,
+    keep: bool = typer.Option(False, "--keep", hidden=True),  # the old spelling of --keep-inputs
     output: str = OutputOpt,
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
@@ -70,6 +87,8 @@ def flow_cmd(
 
     if method is not None and method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
+    keep = bool(renamed(keep_inputs, keep, "--keep-inputs", "--keep", unset=False))
+    mutual = bool(renamed(mutual_nn, mutual, "--mutual-nn", "--mutual", unset=False))
     dev = resolve_device(device)
     if model is not None:
         from core.models import get_builder
@@ -84,13 +103,15 @@ def flow_cmd(
                 rec = flow_record(rec, method, beta, sigma, mutual, keep, dev, normalize=normalize_scores)
             else:
                 if net is None:
-                    net = _load_model(model, rec, weights, dev)
+                    net = _load_model(model, rec, model_weights(weights), dev)
+                    if model_weights(weights) is None and not quiet:
+                        err_console.print(f"semcorr: warning: --weights none: the {model} head is untrained", highlight=False)
                 rec = model_flow_record(filler.fill(rec, net.required_layers, model, net.input_resize), net, dev, keep_inputs=keep)
             writer.write(rec)
             bar.advance(task)
 
 
-def _load_model(name: str, rec, weights: str, device):
+def _load_model(name: str, rec, weights: str | None, device):
     from core.models import build_model
 
     backbones = {a.get("backbone") for a in rec.feature_attrs.values()} - {None}

@@ -18,7 +18,7 @@ Stages pass one HDF5 record format between them, through files or pipes:
 
   semcorr extract a.jpg b.jpg | semcorr correlate | semcorr flow | semcorr warp --image a.jpg -o out.png
 
-  semcorr extract a.jpg b.jpg | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
+  semcorr extract a.jpg b.jpg --model sfnet | semcorr flow --model sfnet | semcorr warp --image a.jpg -o out.png
 
 Exit codes: 0 success, 1 bad data, 2 bad usage, 130 interrupted (Ctrl-C),
 141 the next command in the pipe stopped reading. Format spec: docs/format.md.
@@ -49,15 +49,21 @@ app = typer.Typer(
 )
 
 
-@app.callback()
-def _root(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         from core import __version__
 
         typer.echo(f"semcorr {__version__}")
         raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version, expose_value=False
+    ),
+) -> None:
+    pass
 
 
 def _register_all() -> None:

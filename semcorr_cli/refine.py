@@ -18,6 +18,8 @@ from .common import (
     handle_errors,
     history_line,
     layer_filler,
+
+    model_weights,
     progress,
     resolve_device,
 )
@@ -51,7 +53,7 @@ ResNet-101 features: extract with --backbone resnet101).
 
 Examples:
 
-  semcorr extract a.jpg b.jpg --model dccnet | semcorr refine --model dccnet --weights dcc.safetensors | semcorr flow
+  semcorr extract a.jpg b.jpg --model dccnet | semcorr refine --model dccnet | semcorr flow -o flow.h5
 
   semcorr refine feats.h5 --model ncnet --weights ncnet_pfpascal.pth.tar -o refined.h5 --dtype float16
 """
@@ -72,7 +74,7 @@ def build_refiner(model: str, backbone: str, weights: str):
         model,
         backbone=backbone,
         backbone_weights="random",
-        weights=None if weights.lower() == "none" else weights,
+        weights=model_weights(weights),
     )
 
 
@@ -158,7 +160,7 @@ def refine_cmd(
         for rec in iter_records(input):
             if net is None:
                 net = build_refiner(model, record_backbone(rec), weights).to(dev).eval()
-                if weights.lower() == "none" and not quiet:
+                if model_weights(weights) is None and not quiet:
                     err_console.print(f"semcorr: warning: --weights none: the {model} head is untrained", highlight=False)
             writer.write(refine_record(filler.fill(rec, net.required_layers, model, net.input_resize), net, dev))
             bar.advance(task)

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from .common import DeviceOpt, QuietOpt, check_outputs, check_records_input, console, handle_errors, layer_filler, resolve_device
+from .common import DeviceOpt, QuietOpt, check_outputs, check_records_input, console, handle_errors, layer_filler, model_weights, resolve_device, working_size
 
 HELP = """Heatmaps of a source point's matching scores over the target image.
 
@@ -31,9 +31,11 @@ the record lacks are computed from its images).
 
 Examples:
 
-  semcorr show --model dccnet --weights dcc.safetensors --point 120,85 cat1.jpg cat2.jpg -o fig.png
+  semcorr show --model dccnet --point 120,85 a.jpg b.jpg -o fig.png
 
-  semcorr extract a.jpg b.jpg --model dccnet | semcorr show --model dccnet --weights dcc.safetensors --point 60,40 - -o fig.png
+  semcorr extract a.jpg b.jpg --model dccnet | semcorr show --model dccnet --point 60,40 - -o fig.png
+
+  semcorr show --model mmnet --point 120,85 a.jpg b.jpg -o scales.png
 """
 
 PANEL_HEIGHT = 240
@@ -164,17 +166,22 @@ def _fit_height(img, height: int):
 
 
 def heatmap_panel(target, heat: np.ndarray, title: str, height: int = PANEL_HEIGHT, alpha: float = 0.55):
-    """One panel: ``heat (hB, wB)`` over the target image, its maximum marked, with a title."""
-    from PIL import ImageDraw
+    """One panel: ``heat (hB, wB)`` over the target image, its maximum marked, with a title and a colour bar of its range."""
+    from PIL import Image, ImageDraw
 
-    from core.viz import blend, heatmap_image
+    from core.viz import blend, colour_bar, heatmap_image
 
     base = _fit_height(target, height)
     up = upsample_heatmap(heat, (base.height, base.width))
     img = blend(heatmap_image(up), base, alpha)
     y, x = np.unravel_index(int(np.argmax(up)), up.shape)
     _marker(ImageDraw.Draw(img), (float(x), float(y)), colour=(255, 255, 255), r=4)
-    return _titled(img, f"{title}  max {float(np.max(heat)):.3f}")
+    titled = _titled(img, f"{title}  max {float(np.max(heat)):.3f}")
+    bar = colour_bar(titled.width, float(np.nanmin(up)), float(np.nanmax(up)), "matching score")
+    panel = Image.new("RGB", (titled.width, titled.height + bar.height), (255, 255, 255))
+    panel.paste(titled, (0, 0))
+    panel.paste(bar, (0, titled.height))
+    return panel
 
 
 def heatmap_figure(
@@ -198,7 +205,7 @@ def heatmap_figure(
     tiles = [_titled(src, f"source ({point[0]:g}, {point[1]:g})")]
     tiles += [heatmap_panel(target, heat, title, height) for title, heat in panels]
     width = sum(t.width for t in tiles) + GAP * (len(tiles) - 1)
-    fig = Image.new("RGB", (width, height + TITLE_HEIGHT), (255, 255, 255))
+    fig = Image.new("RGB", (width, max(t.height for t in tiles)), (255, 255, 255))
     x = 0
     for t in tiles:
         fig.paste(t, (x, 0))
@@ -270,7 +277,10 @@ def show_cmd(
     from core.models import build_model
 
     dev = resolve_device(device)
-    w = None if weights.lower() == "none" else weights
+    xy = _parse_point(point)
+    w = model_weights(weights)
+    working_size(size)
+    inputs = list(inputs or [])
     if len(inputs) == 2:
         src_img, trg_img = load_image(inputs[0]), load_image(inputs[1])
         _check_point(xy, (src_img.height, src_img.width))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -11,17 +13,27 @@ import typer
 
 from core.errors import UsageError
 
-from .common import check_outputs, err_console, handle_errors, parse_model_options, print_json
+from .common import check_outputs, err_console, handle_errors, parse_model_options, print_json, renamed, working_size
 
-HELP = """Train a correspondence model; every option not given comes from the model's paper defaults.
+HELP = """Train a correspondence model; every option not given comes from the model's paper, sized for a GPU.
+
+Without a GPU, options not given take CPU-sized values instead (the sizes of the recipes of the shipped weights: image size, batch size, length, consensus layers), said once on stderr and recorded in run.json; options given always win.
 
 Data SPEC: folder:PATH[,masks=DIR] (a class-per-folder tree such as Caltech-101's 101_ObjectCategories), voc:ROOT[:split], pf-pascal:ROOT[:split], spair:ROOT[:split] or cub:ROOT[:split].
 
 The model's supervision picks the pairs: weak → two images of one class; synthetic → two random affine warps of one image; keypoints → annotated pairs (synthetic pairs from a folder tree).
 
-Several GPUs or machines: launch with torchrun, e.g. torchrun --standalone --nproc_per_node 4 -m semcorr_cli.main train --model ncnet --data ... --out runs/a
+RUN_DIR receives run.json, log.jsonl, last.safetensors (+ .json), best.safetensors (with --val) and resume.safetensors. Ctrl-C stops within seconds and saves the state; --resume continues it and reaches the same final weights. See docs/training.md.
 
-RUN_DIR receives run.json, log.jsonl, last.safetensors (+ .json), best.safetensors (with --val) and resume.safetensors: after an interruption, --resume reaches the same final weights. See docs/training.md.
+Examples:
+
+  semcorr train --model ncnet --data folder:../shared/data/caltech-101-subset/101_ObjectCategories --iterations 3 -o runs/try
+
+  semcorr train --model ncnet --data folder:../shared/data/caltech-101-subset/101_ObjectCategories --iterations 3 -o runs/try --resume
+
+  semcorr train --model sfnet --data folder:../shared/data/caltech-101-subset/101_ObjectCategories --iterations 2 --size 128 --batch-size 2 -o runs/sfnet-demo
+
+  torchrun --standalone --nproc_per_node 4 -m semcorr_cli.main train --model ncnet --data pf-pascal:/data/PF-PASCAL:train -o runs/ncnet
 """
 
 
@@ -45,7 +57,8 @@ def register(app: typer.Typer) -> None:
     def train_cmd(
         model: str = typer.Option(..., "--model", "-m", help="Model name (sfnet, ncnet, dccnet, mmnet; toy for demos)."),
         data: str = typer.Option(..., "--data", help="Training data SPEC (see above)."),
-        out: Path = typer.Option(..., "--out", help="Run directory."),
+        output: Path = typer.Option(None, "-o", "--output", help="Run directory (required)."),
+        out: Path = typer.Option(None, "--out", hidden=True),  # the old spelling of --output
         epochs: Optional[int] = typer.Option(None, "--epochs", help="Training length in epochs."),
         iterations: Optional[int] = typer.Option(None, "--iterations", help="Training length in optimizer steps."),
         batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per step and per process."),
@@ -58,7 +71,8 @@ def register(app: typer.Typer) -> None:
         lr_unit: Optional[str] = typer.Option(None, "--lr-unit", help="Step schedule unit: epoch or iteration."),
         momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum."),
         weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay."),
-        image_size: Optional[int] = typer.Option(None, "--image-size", help="Training images are resized to N x N."),
+        size: Optional[int] = typer.Option(None, "--size", help="Training images are resized to N x N (16 to 4096)."),
+        image_size: Optional[int] = typer.Option(None, "--image-size", hidden=True),  # the old spelling of --size
         backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (mobilenet_v2, resnet50, resnet101, fcn_resnet101)."),
         backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="default, random, a torchvision name or a file."),
         model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="Model builder option KEY=VALUE (repeatable)."),
@@ -70,8 +84,8 @@ def register(app: typer.Typer) -> None:
         val_metric: str = typer.Option("auto", "--val-metric", help="auto (pck when the pairs have keypoints, else loss), loss or pck."),
         patience: int = typer.Option(5, "--patience", help="Stop after N validations without improvement (0: never)."),
         pck_alpha: float = typer.Option(0.1, "--pck-alpha", help="PCK threshold for validation."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in --out (starts it when there is nothing to resume)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in --out."),
+        resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory (starts it when there is nothing to resume)."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in the run directory."),
         checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Save weights and state every N steps."),
         log_every: int = typer.Option(10, "--log-every", help="Write a log.jsonl record every N steps."),
         workers: Optional[int] = typer.Option(None, "--workers", help="Data-loading processes per training process (default: 0 on CPU, up to 4 on GPU)."),
@@ -82,11 +96,15 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or messages."),
     ) -> None:
+        out = renamed(output, out, "--output", "--out")
+        if out is None:
+            raise UsageError("train needs a run directory: -o/--output RUN_DIR")
+        image_size = working_size(renamed(size, image_size, "--size", "--image-size"))
         if workers is not None and workers < 0:
             raise UsageError("--workers must be 0 or more")
         check_outputs(folder=out)  # before torch is imported
 
-        from core.train import TrainOptions, train
+        from core.train import TrainingInterrupted, TrainOptions, train
 
         options = TrainOptions(
             model=model, data=data, out=out, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
@@ -99,8 +117,19 @@ def register(app: typer.Typer) -> None:
             limit_pairs=limit_pairs, tensorboard=tensorboard, quiet=quiet, deterministic=deterministic,
             find_unused_parameters=find_unused, command=command_line(),
         )  # fmt: skip
-        result = train(options)
-        import os
+        try:
+            result = train(options)
+        except TrainingInterrupted as exc:
+            # everything is saved; end at once, without waiting for an abandoned step still inside torch
+            # (exc.worker_alive) or for the interpreter's slow teardown
+            err_console.print(f"[bold red]semcorr: error:[/] {exc}", highlight=False, soft_wrap=True)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(exc.exit_code)
+        except KeyboardInterrupt:  # a second Ctrl-C while the state was being saved, or one during set-up
+            err_console.print("[bold red]semcorr: error:[/] interrupted; the last checkpoint written (if any) is kept", highlight=False, soft_wrap=True)
+            sys.stderr.flush()
+            os._exit(130)
 
         if int(os.environ.get("RANK", "0")) != 0:
             return

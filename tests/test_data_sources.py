@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import CALTECH
 from core.data import (
     AnnotatedPairs,
     SameClassPairs,
@@ -32,8 +32,6 @@ from core.errors import DataError, UsageError
 from core.geometry import pixels_to_normalized
 from core.images import IMAGENET_MEAN, IMAGENET_STD
 
-SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)

@@ -1,16 +1,15 @@
 """Caltech-101 mask-transfer reader (shared images, generated pair CSV) and the custom CSV reader."""
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SHARED
 from core.datasets import CALTECH_CLASSES, Caltech101, CustomPairs, open_dataset, polygon_mask
 from core.errors import DataError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 CALTECH = SHARED / "caltech-101-subset"
 needs_caltech = pytest.mark.skipif(not (CALTECH / "101_ObjectCategories").is_dir(), reason="shared Caltech-101 subset not present")
 

@@ -9,10 +9,10 @@ import pytest
 import scipy.io
 from PIL import Image
 
+from conftest import SHARED
 from core.datasets import PASCAL_CLASSES, PFPascal, open_dataset
 from core.errors import DataError, UsageError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPLITS = SHARED / "pf-pascal-splits"
 needs_splits = pytest.mark.skipif(not SPLITS.is_dir(), reason="shared PF-PASCAL split files not present")
 

@@ -1,18 +1,16 @@
 """PF-WILLOW reader: the shared 450-pair development part, and generated look-alikes."""
 
 import csv
-from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 from PIL import Image
 
+from conftest import WILLOW
 from core.datasets import PFWillow, open_dataset
 from core.errors import DataError, UsageError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-WILLOW = SHARED / "pf-willow-dev"
 needs_willow = pytest.mark.skipif(not (WILLOW / "test_pairs_pf.csv").is_file(), reason="shared PF-WILLOW not present")
 
 

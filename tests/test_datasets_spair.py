@@ -6,11 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import SHARED
 from core.datasets import SPair71k, open_dataset
 from core.datasets.spair import parse_pair_name
 from core.errors import DataError, UsageError
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SPAIR = SHARED / "spair-71k-format"
 needs_spair = pytest.mark.skipif(not (SPAIR / "Layout").is_dir(), reason="shared SPair-71k samples not present")
 

@@ -1,15 +1,13 @@
 """TSS reader on the official 6-folder sample, and the Middlebury .flo reader/writer."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from conftest import SHARED
 from core.datasets import TSS, open_dataset
 from core.errors import DataError, UsageError
 from core.flo import absolute_to_displacement, displacement_to_absolute, read_flo, write_flo
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TSS_ROOT = SHARED / "tss-sample" / "TSS_CVPR2016"
 needs_tss = pytest.mark.skipif(not TSS_ROOT.is_dir(), reason="shared TSS sample not present")
 

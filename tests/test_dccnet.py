@@ -400,6 +400,7 @@ def test_refine_then_flow_gives_dccnets_matches_in_both_directions(tmp_path):
 def test_show_cli_draws_one_panel_per_branch(tmp_path):
     from PIL import Image
 
+    from core.viz import colour_bar
     from semcorr_cli.main import app
     from semcorr_cli.show import heatmap_figure
 
@@ -409,14 +410,15 @@ def test_show_cli_draws_one_panel_per_branch(tmp_path):
     assert res.exit_code == 0, res.output
     assert "local (w=" in res.output and "context (w=" in res.output and "fused" in res.output
     img = Image.open(fig)
-    # source + local + context + fused, each 240 px high plus a title bar
-    assert img.height == 240 + 22 and img.width > 4 * 200
+    # source + local + context + fused, each 240 px high plus a title bar; the heatmaps with a colour bar below
+    bar = colour_bar(100, 0.0, 1.0, "score").height
+    assert img.height == 240 + 22 + bar and img.width > 4 * 200
     # the generic figure takes any list of panels (e.g. one per scale)
     src = Image.new("RGB", (64, 48), (0, 0, 0))
     heat = np.zeros((3, 4))
     heat[1, 2] = 1.0
     f = heatmap_figure(src, (10, 10), src, [("scale 1", heat), ("scale 2", heat.T.copy())], height=48)
-    assert f.size == (64 * 3 + 6 * 2, 48 + 22)
+    assert f.size == (64 * 3 + 6 * 2, 48 + 22 + bar)
     bad = CliRunner().invoke(app, ["show", str(feats), "--model", "dccnet", "--weights", "none", "--point", "500,30", "-o", str(fig)])
     assert bad.exit_code == 2 and "outside" in bad.output
 

@@ -10,11 +10,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import WILLOW
 from core.geometry import pixel_grid
 from semcorr_cli.main import app
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-WILLOW = SHARED / "pf-willow-dev"
 needs_willow = pytest.mark.skipif(not (WILLOW / "test_pairs_pf.csv").is_file(), reason="shared PF-WILLOW not present")
 runner = CliRunner()
 

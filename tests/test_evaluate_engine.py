@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from conftest import SHARED
 from core.datasets import open_dataset
 from core.errors import DataError, UsageError
 from core.evaluate import RecordFlows, evaluate, merge_results, parse_shard, read_results, run_from_results, select_indices
 from core.geometry import pixel_grid
 from core.protocols import customize, get_protocol
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TSS_ROOT = SHARED / "tss-sample" / "TSS_CVPR2016"
 CUSTOM = get_protocol("custom")
 

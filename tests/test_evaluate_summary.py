@@ -142,8 +142,8 @@ def test_json_and_csv_reports_carry_the_protocol_and_every_figure(tmp_path):
     assert rep["summary"]["overall"]["pck_pair"] == pytest.approx({"0.05": 25.0, "0.1": 75.0, "0.15": 75.0})
     write_csv(tmp_path / "r.csv", run)
     rows = list(csv.DictReader(open(tmp_path / "r.csv")))
-    proto = {r["group"]: json.loads(r["value"]) for r in rows if r["section"] == "protocol"}
-    assert proto["direction"] == "src->trg" and proto["alphas"] == [0.05, 0.1, 0.15]
+    proto = {r["group"]: r["value"] for r in rows if r["section"] == "protocol"}  # plain cells, not JSON
+    assert proto["direction"] == "src->trg" and proto["alphas"] == "0.05;0.1;0.15" and proto["name"] == "custom"
     fig = {(r["section"], r["group"], r["metric"], r["alpha"]): float(r["value"]) for r in rows if r["section"] not in ("protocol", "run")}
     assert fig[("overall", "all", "pck_keypoint", "0.05")] == pytest.approx(100 / 3)
     assert fig[("overall", "all", "pck_keypoint", "0.1")] == pytest.approx(200 / 3)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -11,13 +10,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import CALTECH
 from core.geometry import affine_grid_points, normalized_to_pixels, pixel_grid, pixels_to_normalized
 from core.images import image_to_float, load_image, normalize_imagenet
 from core.models.mmnet import MMNet, build_mmnet
 from core.weights import save_checkpoint
 
-SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 SIZE = 96
 
 

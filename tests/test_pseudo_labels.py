@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 
+from conftest import CALTECH
 from core.backbones import DEFAULT_LAYERS, build_backbone
 from core.errors import UsageError
 from core.images import image_to_float, load_image, normalize_imagenet
 from core.models.mmnet import build_mmnet
 from core.pseudo_labels import mutual_nn_keypoints, teacher_scores
 
-SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 LAYERS = DEFAULT_LAYERS["mobilenet_v2"]
 
 

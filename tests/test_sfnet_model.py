@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from conftest import CALTECH
 from core.errors import WeightsError
 from core.flow import matches_to_flow
 from core.geometry import cell_grid
@@ -24,7 +23,6 @@ from core.models.sfnet import (
 )
 from core.weights import save_checkpoint
 
-CALTECH = Path(__file__).resolve().parents[2] / "shared" / "data" / "caltech-101-subset" / "101_ObjectCategories"
 IMAGES = ["accordion/image_0001.jpg", "Leopards/image_0001.jpg", "airplanes/image_0001.jpg"]
 
 

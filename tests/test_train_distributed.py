@@ -11,12 +11,9 @@ from pathlib import Path
 
 import torch
 
+from conftest import CALTECH, REPO
 from core.train.feedback import read_log
 from core.weights import load_checkpoint
-
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", REPO.parent / "shared" / "data"))
-CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 
 
 def torchrun() -> list[str]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from conftest import CALTECH
 from core.errors import DataError, UsageError
 from core.train import TrainingDiverged, TrainOptions, resolve_hyper, train
 from core.train.feedback import JsonlLog, read_log
@@ -20,9 +20,6 @@ from core.train.schedule import lr_factor
 from core.train.state import Progress, capture_rng, load_resume_state, restore_rng, save_resume_state
 from core.train.toy import ToyModel, build_toy
 from core.weights import load_checkpoint
-
-SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 
 
 def tiny_options(out: Path, **kw) -> TrainOptions:

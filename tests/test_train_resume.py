@@ -11,13 +11,11 @@ from pathlib import Path
 
 import torch
 
+from conftest import CALTECH, REPO
 from core.train.feedback import read_log
 from core.train.state import load_resume_state
 from core.weights import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("SEMCORR_SHARED_DATA", REPO.parent / "shared" / "data"))
-CALTECH = SHARED / "caltech-101-subset" / "101_ObjectCategories"
 ITERATIONS = 16
 
 

@@ -14,6 +14,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ..errors import DataError
+from ..images import resize_mask, upright
 
 #: PASCAL VOC's colour for "void" (object boundaries, 255 in the palette index images).
 VOC_VOID_RGB = (224, 224, 192)
@@ -47,8 +48,9 @@ def segmentation_foreground(path: str | Path) -> np.ndarray:
     """
     path = Path(path)
     try:
-        with Image.open(path) as img:
-            img.load()
+        with Image.open(path) as opened:
+            opened.load()
+            img = upright(opened)
             arr = np.asarray(img.convert("RGB") if img.mode not in ("P", "L", "I", "I;16") else img)
     except FileNotFoundError:
         raise DataError(f"mask '{path}' does not exist") from None
@@ -62,11 +64,7 @@ def segmentation_foreground(path: str | Path) -> np.ndarray:
 
 def _resize_bool(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour resize of a bool ``(h, w)`` to float ``(1, H, W)`` for ``size = (H, W)``."""
-    h, w = size
-    img = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
-    if img.size != (w, h):
-        img = img.resize((w, h), Image.NEAREST)
-    return torch.from_numpy((np.asarray(img) > 127).astype(np.float32)).unsqueeze(0)
+    return torch.from_numpy(resize_mask(mask, size).astype(np.float32)).unsqueeze(0)
 
 
 def box_mask(box: tuple[float, float, float, float], orig_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:

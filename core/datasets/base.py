@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-from PIL import Image
 
 from ..checks import BadRow, check_image_file
 from ..errors import DataError, UsageError
+from ..images import image_file_size
 
 COORDS = ("one-based", "raw")
 
@@ -351,15 +351,10 @@ def keypoint_pair(
 
 
 def image_size(path: Path) -> tuple[int, int] | None:
-    """``(H, W)`` read from the image header (no decoding); None when the file is absent."""
+    """``(H, W)`` of the upright image, read from the header (no decoding); None when the file is absent."""
     if not path.is_file():
         return None
-    try:
-        with Image.open(path) as img:
-            w, h = img.size
-    except Exception:  # noqa: BLE001 - an unreadable image is reported when it is loaded
-        return None
-    return int(h), int(w)
+    return image_file_size(path)
 
 
 def resolve_file(root: Path, given: str | Path | None, candidates: Sequence[str]) -> Path | None:

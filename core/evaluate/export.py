@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 from typing import Any
 
+from ..files import atomic_write_text
 from .engine import EvaluationRun
 
 
@@ -20,6 +22,7 @@ def report_dict(run: EvaluationRun) -> dict[str, Any]:
         "selection": h.get("selection"),
         "pairs_total": h.get("pairs_total"),
         "pairs_scored": len(run.records),
+        **({"coverage": h["coverage"]} if "coverage" in h else {}),
         "summary": run.summary,
     }
     if run.skipped:  # left out as bad (evaluate's skip_bad): not in the figures
@@ -27,9 +30,34 @@ def report_dict(run: EvaluationRun) -> dict[str, Any]:
     return report
 
 
+def run_label(header: dict[str, Any]) -> str:
+    """What was scored, for titles: the model (with its weights file) or the flows file, and the part of the pairs.
+
+    e.g. ``ncnet (last.safetensors), shard 2/4`` or ``flows f.h5, merged 3 files (partial)``.
+    """
+    source = header.get("source") or {}
+    if "flows" in source:
+        what = f"flows {Path(str(source['flows'])).name}"
+    else:
+        what = str(source.get("model") or source.get("predictor") or "model")
+        weights = str(source.get("weights") or "")
+        if weights.startswith(("file:", "official-file:", "released-file:")):
+            what += f" ({weights.split(':')[1]})"
+    sel = header.get("selection") or {}
+    parts = [what]
+    if sel.get("shard"):
+        parts.append(f"shard {sel['shard'][0]}/{sel['shard'][1]}")
+    if sel.get("limit"):
+        parts.append(f"first {sel['limit']} pairs")
+    if sel.get("merged"):
+        complete = (header.get("coverage") or {}).get("complete", True)
+        parts.append(f"merged {len(sel['merged'])} files" + ("" if complete else " (partial)"))
+    return ", ".join(parts)
+
+
 def write_json(path: str | Path, run: EvaluationRun) -> None:
-    """The report as indented JSON (figures in percent)."""
-    Path(path).write_text(json.dumps(report_dict(run), indent=2, sort_keys=True, allow_nan=False) + "\n", encoding="utf-8")
+    """The report as indented JSON (figures in percent), written atomically."""
+    atomic_write_text(path, json.dumps(report_dict(run), indent=2, sort_keys=True, allow_nan=False) + "\n")
 
 
 def _rows_keypoints(s: dict[str, Any]) -> list[list[Any]]:
@@ -88,23 +116,48 @@ def _rows_coseg(s: dict[str, Any]) -> list[list[Any]]:
     rows.append(["subset_mean", "all", "iou", None, s["average"]["iou"], s["overall"]["n_pairs"], None])
     return rows
 
+def plain_cell(value: Any) -> str:
+    """A CSV cell a spreadsheet reads as it is: text unquoted, ``true``/``false``, lists joined by ``;``, none empty."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return ";".join(plain_cell(v) for v in value)
+    if isinstance(value, dict):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def flat_items(value: Any, prefix: str) -> list[tuple[str, Any]]:
+    """``{"a": {"b": 1}, "c": 2}`` under ``prefix`` ``"x"`` → ``[("x.a.b", 1), ("x.c", 2)]`` (sorted keys)."""
+    if not isinstance(value, dict):
+        return [(prefix, value)]
+    out = []
+    for k in sorted(value):
+        out += flat_items(value[k], f"{prefix}.{k}")
+    return out
+
 
 def write_csv(path: str | Path, run: EvaluationRun) -> None:
     """Long-format CSV: ``section,group,metric,alpha,value,n_pairs,n_keypoints`` (values in percent),
-    preceded by ``protocol`` rows (one per protocol field, JSON-encoded value) and ``run`` rows."""
+    preceded by ``protocol`` rows (one per protocol field) and ``run`` rows (one per field of the
+    dataset, source and selection descriptions, e.g. ``source.model``), every cell plain (:func:`plain_cell`)."""
     s = run.summary
     rows: list[list[Any]] = []
     for k, v in run.header["protocol"].items():
-        rows.append(["protocol", k, "", "", json.dumps(v), "", ""])
-    for k in ("dataset", "source", "selection"):
-        rows.append(["run", k, "", "", json.dumps(run.header.get(k), sort_keys=True), "", ""])
+        rows.append(["protocol", k, "", "", plain_cell(v), "", ""])
+    for k in ("dataset", "source", "selection", "coverage"):
+        if k in run.header:
+            rows += [["run", name, "", "", plain_cell(v), "", ""] for name, v in flat_items(run.header.get(k), k)]
     rows.append(["run", "pairs_scored", "", "", len(run.records), "", ""])
     rows += {"keypoints": _rows_keypoints, "propagation": _rows_keypoints, "flow": _rows_flow, "mask": _rows_mask, "coseg": _rows_coseg}[s["task"]](s)
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        w = csv.writer(fh)
-        w.writerow(["section", "group", "metric", "alpha", "value", "n_pairs", "n_keypoints"])
-        for r in rows:
-            w.writerow(["" if v is None else v for v in r])
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["section", "group", "metric", "alpha", "value", "n_pairs", "n_keypoints"])
+    for r in rows:
+        w.writerow(["" if v is None else v for v in r])
+    atomic_write_text(path, buf.getvalue())
 
 
-__all__ = ["report_dict", "write_json", "write_csv"]
+__all__ = ["report_dict", "run_label", "plain_cell", "write_json", "write_csv"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -9,8 +10,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import UsageError
+from ..files import atomic_write_bytes
 from ..metrics import CURVE_ALPHAS, mean_over_pairs, pooled_over_keypoints
 from .engine import EvaluationRun
+from .export import run_label
 from .summary import dense_rates, group_records, keypoint_counts
 
 PALETTE = [
@@ -91,8 +94,10 @@ def write_plot(path: str | Path, run: EvaluationRun) -> None:
     curves = run_curves(run)
     if not curves:
         raise UsageError(f"--plot draws PCK curves; the {p.name} protocol has none (it reports LT-ACC and IoU)")
-    title = f"{p.name} ({p.threshold}, {p.direction}, {len(run.records)} pairs)"
-    draw_curves(curves, title=title).save(path, format="PNG")
+    title = f"{run_label(run.header)} · {p.name} ({p.threshold}, {p.direction}, {len(run.records)} pairs)"
+    buf = io.BytesIO()
+    draw_curves(curves, title=title).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
 
 
 __all__ = ["run_curves", "draw_curves", "write_plot"]

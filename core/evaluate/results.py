@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, UsageError
+from ..files import temporary_beside
 
 RESULTS_VERSION = 1
 #: Header fields that must agree for a file to be resumed or merged with another.
@@ -122,7 +122,7 @@ class ResultsWriter:
             self.write(header)
 
     def _rewrite(self, header: dict[str, Any], records: list[dict[str, Any]]) -> None:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix="." + self.path.name, suffix=".tmp")
+        fd, tmp = temporary_beside(self.path)
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             for obj in [header, *records]:
                 fh.write(json.dumps(obj, allow_nan=False) + "\n")
@@ -146,26 +146,59 @@ def merge_results(paths: list[str | Path]) -> tuple[dict[str, Any], list[dict[st
     """Combine results files of one dataset and protocol (e.g. shards) into ``(header, records)``.
 
     Records are ordered by pair index; a pair present in several files must
-    carry the same figures. The merged header's ``selection`` lists the inputs.
+    carry the same figures. The merged header's ``selection`` lists the inputs
+    and its ``coverage`` says whether they make a whole run (see :func:`coverage`).
     """
     if not paths:
         raise UsageError("--merge needs at least one results file")
     header: dict[str, Any] | None = None
     by_index: dict[int, dict[str, Any]] = {}
+    parts: list[tuple[str, dict[str, Any], int]] = []
     for p in paths:
         h, records, _ = read_results(p)
         if header is None:
             header = h
         else:
             check_compatible(header, h, f"'{p}'")
+        parts.append((str(p), h, len(records)))
         for r in records:
             i = int(r["index"])
             if i in by_index and by_index[i] != r:
                 raise DataError(f"pair {i} ('{r.get('pair_id')}') has different results in two of the merged files")
             by_index[i] = r
     assert header is not None
-    merged = dict(header, selection={"merged": [str(p) for p in paths]})
+    merged = dict(header, selection={"merged": [str(p) for p in paths]}, coverage=coverage(parts))
     return merged, [by_index[i] for i in sorted(by_index)]
 
 
-__all__ = ["make_header", "read_results", "ResultsWriter", "merge_results", "check_compatible", "RESULTS_VERSION"]
+def coverage(parts: list[tuple[str, dict[str, Any], int]]) -> dict[str, Any]:
+    """Whether results files ``(name, header, pairs in it)`` make a whole run.
+
+    ``{"complete": bool, "missing_shards": ["2/4", …], "incomplete": [{"file", "pairs", "of"}]}``:
+    shards ``i/n`` not among the files (unless one file holds an unsharded
+    run), and files holding fewer pairs than their selection (a run cut off).
+    """
+    shards = [tuple(h["selection"]["shard"]) for _, h, _ in parts if (h.get("selection") or {}).get("shard")]
+    whole = len(shards) < len(parts)
+    counts = sorted({n for _, n in shards})
+    if len(counts) > 1:
+        raise UsageError(f"the files are shards of different splits ({', '.join(f'…/{n}' for n in counts)}); merge shards of one split")
+    missing = [] if whole or not counts else [f"{i}/{counts[0]}" for i in range(1, counts[0] + 1) if (i, counts[0]) not in shards]
+    incomplete = [{"file": name, "pairs": k, "of": int(h["pairs_total"])} for name, h, k in parts if k < int(h.get("pairs_total") or 0)]
+    return {"complete": not missing and not incomplete, "missing_shards": missing, "incomplete": incomplete}
+
+
+def coverage_problem(cov: dict[str, Any]) -> str:
+    """One sentence on what a merge lacks (empty when it is complete)."""
+    gaps = []
+    if cov.get("missing_shards"):
+        gaps.append(f"shard{'s' if len(cov['missing_shards']) > 1 else ''} {', '.join(cov['missing_shards'])} missing")
+    for part in cov.get("incomplete", []):
+        gaps.append(f"'{part['file']}' holding {part['pairs']} of its {part['of']} pairs")
+    return "; ".join(gaps)
+
+
+__all__ = [
+    "make_header", "read_results", "ResultsWriter", "merge_results", "coverage", "coverage_problem", "check_compatible",
+    "RESULTS_VERSION",
+]  # fmt: skip

@@ -146,30 +146,34 @@ class RecordFlows:
     Each record's ``src_path``/``trg_path`` attributes must name the pair's
     images as the dataset's pair list writes them (relative to the dataset
     root) or as absolute paths. HDF5 files are read lazily, one record per
-    pair; stream files are loaded once. A NaN flow value is a point the method
+    pair; stream files and standard input (``"-"``) are loaded once. A NaN flow value is a point the method
     gives no position for (scored as a miss); Inf is refused as bad data.
     """
 
-    def __init__(self, path: str | Path, dataset_root: str | Path | None = None):
+    def __init__(self, path: str | Path, dataset_root: str | Path | None = None, stdin=None):
+        stream = str(path) == "-"
         self.path = Path(path)
+        self.where = "standard input" if stream else f"'{self.path}'"
         self.root = Path(dataset_root) if dataset_root is not None else None
-        if not self.path.is_file():
+        if not stream and not self.path.is_file():
             raise DataError(f"flows file '{self.path}' does not exist")
         self._index: dict[tuple[str, str], str] = {}
         self._loaded: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._masks: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
         self._h5: h5py.File | None = None
-        with open(self.path, "rb") as fh:
-            is_h5 = fh.read(8) == HDF5_MAGIC
+        is_h5 = False
+        if not stream:
+            with open(self.path, "rb") as fh:
+                is_h5 = fh.read(8) == HDF5_MAGIC
         if is_h5:
             self._open_h5()
         else:
-            for rec in iter_records(self.path, nan_flows=True):
+            for rec in iter_records(path, stdin=stdin, nan_flows=True):
                 self._add(rec.pair_id, rec.src_path, rec.trg_path)
                 self._loaded[rec.pair_id] = (rec.flow.get("src_to_trg"), rec.flow.get("trg_to_src"))
                 self._masks[rec.pair_id] = (rec.mask.get("src"), rec.mask.get("trg"))
         if not self._index:
-            raise DataError(f"flows file '{self.path}' holds no records")
+            raise DataError(f"the flows in {self.where} hold no records")
 
     def _open_h5(self) -> None:
         try:
@@ -192,7 +196,7 @@ class RecordFlows:
         return len(set(self._index.values()))
 
     def describe(self) -> dict[str, Any]:
-        return {"flows": str(self.path), "records": len(self)}
+        return {"flows": str(self.path) if self.where != "standard input" else "-", "records": len(self)}
 
     def close(self) -> None:
         if self._h5 is not None:
@@ -208,7 +212,7 @@ class RecordFlows:
             for kt in _keys(str(pair.trg_path), None):
                 if (ks, kt) in self._index:
                     return self._index[(ks, kt)]
-        raise DataError(f"'{self.path}' has no record for the pair {pair.src_name} → {pair.trg_name}")
+        raise DataError(f"{self.where} has no record for the pair {pair.src_name} → {pair.trg_name}")
 
     def flows(self, pair) -> tuple[np.ndarray | None, np.ndarray | None]:
         pid = self.find(pair)

@@ -120,6 +120,19 @@ class PairRecord:
         root = self.attrs.get(IMAGE_ROOT_ATTR)
         return path if path.is_absolute() or not root else Path(root) / path
 
+    def method(self) -> str:
+        """What made the flow, for titles: the model (``sfnet``; ``ncnet + kernel-soft-argmax`` after refine),
+        or ``training-free matching (argmax)`` for a plain correlation."""
+        model = self.flow_attrs.get("model")
+        if model not in (None, "", "none"):
+            return str(model)
+        flow = str(self.flow_attrs.get("method", "flow"))
+        for line in reversed(self.history):
+            words = line.split()
+            if len(words) > 1 and words[1] == "refine" and "--model" in words[:-1]:
+                return f"{words[words.index('--model') + 1]} + {flow}"
+        return f"training-free matching ({flow})"
+
 
 # ----------------------------------------------------------------------------- writing
 

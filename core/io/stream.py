@@ -17,7 +17,6 @@ import io
 import os
 import struct
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +25,7 @@ import h5py
 
 from ..checks import require_file
 from ..errors import DataError, UsageError
+from ..files import temporary_beside
 from .records import PairRecord, check_root, read_record, write_record, write_root_attrs
 
 STREAM_MAGIC = b"SEMCORR\n"
@@ -232,7 +232,7 @@ class RecordWriter:
             self._stream = out
         else:
             self.output.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.output.parent, prefix="." + self.output.name, suffix=".tmp")
+            fd, tmp = temporary_beside(self.output)
             os.close(fd)
             self._tmp = Path(tmp)
             if self.is_file:

@@ -23,6 +23,10 @@ from ..consensus import softmax_over_target
 from ..correlation import _check_corr, transpose_corr
 
 
+#: Below this batch size :func:`negative_pairs` pairs every item with itself and the loss is exactly 0.
+MIN_BATCH_SIZE = 2
+
+
 def negative_pairs(x: torch.Tensor) -> torch.Tensor:
     """Pair every item with the previous one's partner: ``x.roll(1, 0)`` along the batch."""
     return x.roll(1, 0)

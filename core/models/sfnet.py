@@ -365,6 +365,12 @@ def _checkpoint_config(path: Path) -> dict[str, Any]:
         return {}
     return cfg if isinstance(cfg, dict) else {}
 
+def _checkpoint_backbone(path: Path) -> str | None:
+    """The backbone named in a project checkpoint's sidecar, if any."""
+    from ..weights import read_sidecar
+
+    return read_sidecar(path).get("config", {}).get("backbone")
+
 
 def build_sfnet(
     backbone: str | None = None,

@@ -9,7 +9,7 @@
 * :mod:`core.train.toy` — a tiny model (``--model toy``) for demos and tests.
 """
 
-from .engine import TrainingDiverged, TrainOptions, TrainResult, Trainer, train
+from .engine import TrainingDiverged, TrainingInterrupted, TrainOptions, TrainResult, Trainer, train
 from .hyper import Hyper, resolve_hyper
 from .models import build_training_model, register_training_model, training_model_names
 
@@ -19,6 +19,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "build_training_model",
     "register_training_model",
     "resolve_hyper",

@@ -7,6 +7,15 @@ work: the full state is saved atomically every ``checkpoint_every`` steps and
 at the end, and a resumed run replays exactly what an uninterrupted one does
 (the data order is a pure function of ``(seed, epoch, step)``; the RNG states
 are restored; deterministic algorithms are requested).
+
+A single-process run trains in a worker thread, so Ctrl-C is answered at once
+even while a long step runs inside torch: the run stops at the next step
+boundary when it comes within :attr:`Trainer.interrupt_grace_s`, otherwise the
+state of the last finished step is saved (its weights, optimizer state,
+buffers and RNG states, kept at every boundary), and ``--resume`` continues
+from there exactly as an uninterrupted run would.
+
+On a CPU the options not given take CPU-sized values (:mod:`core.train.cpu`).
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import os
 import platform
 import random
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +38,7 @@ from torch.utils.data import DataLoader
 
 from ..data import EvalBatchSampler, RankBatchSampler, StepOrder, collate_pairs, open_training_source
 from ..errors import DataError, SemcorrError, UsageError
+from ..losses.weak import MIN_BATCH_SIZE as WEAK_LOSS_MIN_BATCH
 from ..models.base import CorrespondenceModel, load_head_weights
 from ..weights import save_checkpoint
 from . import distributed as D
@@ -35,18 +46,52 @@ from .feedback import JsonlLog, Reporter, TensorBoardLog, check_tensorboard_avai
 from .hyper import Hyper, resolve_hyper
 from .models import build_training_model
 from .optim import build_optimizer, set_lr_factor
+from .cpu import CpuDefaults, cpu_defaults, fixed_architecture
 from .rundir import LOG_FILE, RUN_FORMAT, STATE_FILE, prepare_run_dir
 from .schedule import lr_factor
-from .state import Progress, load_resume_state, restore_rng, save_resume_state
+from .state import Progress, capture_rng, load_resume_state, restore_rng, save_resume_state
 from .validate import evaluate
 
 VAL_METRICS = ("auto", "loss", "pck")
 #: Names the engine uses in log records; a model's own log entries with these names get a ``model_`` prefix.
 RESERVED_LOG_KEYS = ("event", "step", "time", "epoch", "loss", "lr", "pairs_per_s")
+#: ``TrainOptions`` fields that :func:`core.train.hyper.resolve_hyper` reads.
+HYPER_FIELDS = (
+    "optimizer", "lr", "batch_size", "epochs", "iterations", "momentum", "weight_decay", "image_size",
+    "lr_schedule", "lr_milestones", "lr_step_size", "lr_gamma", "lr_unit",
+)  # fmt: skip
 
 
 class TrainingDiverged(DataError):
     """The loss or a gradient became NaN/inf; training stopped, the last good checkpoint kept."""
+
+
+class TrainingInterrupted(SemcorrError):
+    """Ctrl-C: the state of step ``step`` was saved; ``--resume`` continues (exit code 130).
+
+    ``worker_alive``: the step that was running when the interrupt came is
+    still inside torch in its (abandoned, daemon) thread; a command-line
+    caller should end the process without waiting for it.
+    """
+
+    exit_code = 130
+
+    def __init__(self, message: str, step: int, worker_alive: bool):
+        super().__init__(message)
+        self.step, self.worker_alive = step, worker_alive
+
+
+class _Abandoned(Exception):
+    """Raised in the training thread once the main thread has saved the state and given up on it."""
+
+
+@dataclass
+class Boundary:
+    """What a run is between two steps, beyond its parameters and optimizer (unchanged until the next update)."""
+
+    progress: Progress
+    rng: tuple[dict[str, torch.Tensor], dict[str, Any]]
+    buffers: dict[str, torch.Tensor]
 
 
 @dataclass
@@ -216,11 +261,25 @@ def finite_gradients(parameters) -> bool:
     return bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
 
 
+def degenerate_settings(model: CorrespondenceModel, hyper: Hyper) -> list[str]:
+    """Sentences about settings under which the model's loss cannot teach anything."""
+    out = []
+    if model.train_data == "weak" and hyper.batch_size < WEAK_LOSS_MIN_BATCH:
+        out.append(
+            f"with --batch-size {hyper.batch_size} the weak loss of {model.name} is exactly 0 and nothing learns: "
+            f"its negatives pair each image with another pair's target, so it needs --batch-size {WEAK_LOSS_MIN_BATCH} or more"
+        )
+    return out
+
+
 # ----------------------------------------------------------------------------- the trainer
 
 
 class Trainer:
     """One process's share of a run. ``Trainer(options).run()`` → :class:`TrainResult`."""
+
+    #: After Ctrl-C, how long to wait for the running step to end before saving the previous boundary instead.
+    interrupt_grace_s: float = 2.0
 
     def __init__(self, options: TrainOptions, reporter: Reporter | None = None):
         self.o = options
@@ -231,6 +290,14 @@ class Trainer:
         self.log: JsonlLog | None = None
         self.tb: TensorBoardLog | None = None
         self.out = Path(options.out)
+        #: Set (from any thread) to stop at the next step boundary, saving the state.
+        self.stop_requested = threading.Event()
+        self.interrupted_at: int | None = None
+        self.worker: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._watched = False
+        self._boundary: Boundary | None = None
 
     # ---------------------------------------------------------------- setup
 
@@ -250,9 +317,19 @@ class Trainer:
         if o.tensorboard and self.env.is_main:
             check_tensorboard_available()
 
+    def _cpu_defaults(self) -> CpuDefaults:
+        """CPU-sized values for the options not given (none on a GPU)."""
+        o = self.o
+        if self.device.type == "cuda":
+            return CpuDefaults()
+        return cpu_defaults(
+            o.model, {k: getattr(o, k) for k in HYPER_FIELDS}, o.model_options, fixed_architecture(o.init_weights)
+        )
+
     def _build_model(self) -> CorrespondenceModel:
         o = self.o
-        kwargs: dict[str, Any] = dict(o.model_options)
+        kwargs: dict[str, Any] = dict(self.cpu.model)
+        kwargs.update(o.model_options)
         if o.backbone is not None:
             kwargs["backbone"] = o.backbone
         if o.backbone_weights is not None:
@@ -269,7 +346,7 @@ class Trainer:
 
     def _run_record(self) -> dict[str, Any]:
         o = self.o
-        return {
+        record = {
             "format": RUN_FORMAT,
             "model": o.model,
             "train_data": self.model.train_data,
@@ -293,6 +370,9 @@ class Trainer:
             "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
             "command": o.command,
         }
+        if self.cpu:
+            record["cpu_defaults"] = self.cpu.to_json()
+        return record
 
     def _open_sources(self) -> None:
         o, h = self.o, self.hyper
@@ -323,14 +403,10 @@ class Trainer:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # before the first cuBLAS call
         D.init_process_group(self.env, self.device)
         seed_everything(o.seed)
+        self.cpu = self._cpu_defaults()
         self.model = self._build_model()
-        self.hyper: Hyper = resolve_hyper(
-            dict(self.model.train_defaults),
-            {k: getattr(o, k) for k in (
-                "optimizer", "lr", "batch_size", "epochs", "iterations", "momentum", "weight_decay", "image_size",
-                "lr_schedule", "lr_milestones", "lr_step_size", "lr_gamma", "lr_unit",
-            )},
-        )  # fmt: skip
+        given = {k: getattr(o, k) for k in HYPER_FIELDS}
+        self.hyper: Hyper = resolve_hyper(dict(self.model.train_defaults), dict(given, **self.cpu.hyper))
         self._open_sources()
         self.optimizer = build_optimizer(self.model, self.hyper)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -373,9 +449,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
 
-    def _checkpoint_meta(self, kind: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    def _checkpoint_meta(self, kind: str, metrics: dict[str, Any], progress: Progress | None = None) -> dict[str, Any]:
         cfg = self.model.config()
-        p = self.progress
+        p = progress or self.progress
         return {
             "model": self.model.name,
             "config": cfg,
@@ -406,12 +482,13 @@ class Trainer:
         if self.log:
             self.log.write("checkpoint", self.progress.step, path="last.safetensors", epoch=self.progress.epoch)
 
-    def _write_last(self, weights: dict[str, torch.Tensor], train_loss: float | None = None) -> None:
-        metrics: dict[str, Any] = {"val": self.progress.last_val} if self.progress.last_val else {}
+    def _write_last(self, weights: dict[str, torch.Tensor], train_loss: float | None = None, progress: Progress | None = None) -> None:
+        p = progress or self.progress
+        metrics: dict[str, Any] = {"val": p.last_val} if p.last_val else {}
         if train_loss is not None:
             metrics["train_loss"] = train_loss
-        save_checkpoint(self.out / "last.safetensors", weights, self._checkpoint_meta("last", metrics))
-        self.last_saved_step = self.progress.step
+        save_checkpoint(self.out / "last.safetensors", weights, self._checkpoint_meta("last", metrics, p))
+        self.last_saved_step = p.step
 
     def _save_best(self, metrics: dict[str, float]) -> None:
         if self.env.is_main:
@@ -453,8 +530,8 @@ class Trainer:
     # ---------------------------------------------------------------- the loop
 
     def _train_step(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+        """One optimizer update; the progress moves on with it (under :attr:`_lock`, see :meth:`_save_boundary`)."""
         p = self.progress
-        lr = set_lr_factor(self.optimizer, lr_factor(self.hyper.lr_schedule, p.step, p.epoch, self.total_steps))
         batch = {k: v.to(self.device, non_blocking=True) for k, v in batch.items()}
         self.optimizer.zero_grad(set_to_none=True)
         loss, logs = self.wrapped(batch)
@@ -463,9 +540,104 @@ class Trainer:
         loss.backward()
         if not finite_gradients(self.params):
             self._diverged("a gradient", float("nan"))
-        self.optimizer.step()
+        with self._lock:
+            if self._abandoned:
+                raise _Abandoned
+            lr = set_lr_factor(self.optimizer, lr_factor(self.hyper.lr_schedule, p.step, p.epoch, self.total_steps))
+            self.optimizer.step()
+            p.step += 1
+            p.step_in_epoch += 1
+            if p.step_in_epoch == self.order.steps_per_epoch:
+                p.epoch, p.step_in_epoch = p.epoch + 1, 0
+            self._mark_boundary()
         logs = {(f"model_{k}" if k in RESERVED_LOG_KEYS else k): v for k, v in logs.items()}
         return loss.detach(), dict(logs, lr=lr)
+
+    # ---------------------------------------------------------------- Ctrl-C
+
+    def _mark_boundary(self) -> None:
+        """Keep what the state between two steps needs beyond parameters and optimizer (when answering Ctrl-C)."""
+        if not self._watched:
+            return
+        weights = self.model.head_state_dict()
+        buffers = {k: v.detach().clone() for k, v in self.model.named_buffers() if k in weights}
+        self._boundary = Boundary(Progress(**{**vars(self.progress), "last_val": dict(self.progress.last_val)}), capture_rng(), buffers)
+
+    def _save_boundary(self) -> int:
+        """From the main thread: save the last step boundary's state and abandon the training thread; returns its step."""
+        with self._lock:
+            self._abandoned = True
+            b = self._boundary
+            assert b is not None
+            weights = dict(self.model.head_state_dict(), **b.buffers)
+            save_resume_state(
+                self.out / STATE_FILE, weights, self.optimizer, b.progress, {"model": self.o.model, "data": self.o.data}, rng=b.rng
+            )
+            self._write_last(weights, progress=b.progress)
+            if self.log:
+                self.log.write("interrupted", b.progress.step, epoch=b.progress.epoch, saved="boundary")
+            return b.progress.step
+
+    def _save_interrupted(self, train_loss: float | None) -> None:
+        """In the training thread, at a step boundary after Ctrl-C: save the state and stop."""
+        with self._lock:
+            if self._abandoned:
+                raise _Abandoned
+            self._save(train_loss)
+            if self.log:
+                self.log.write("interrupted", self.progress.step, epoch=self.progress.epoch, saved="step")
+        self.interrupted_at = self.progress.step
+
+    def _run_loop_answering_ctrl_c(self) -> None:
+        """:meth:`_loop` in a daemon thread, the main thread waiting for it and for Ctrl-C.
+
+        A second Ctrl-C while the state is being saved quits at once (the
+        previous checkpoint stays).
+        """
+        error: list[BaseException] = []
+        done = threading.Event()  # not Thread.join: a join broken by KeyboardInterrupt can leave is_alive() wrong
+
+        def target() -> None:
+            try:
+                self._loop()
+            except _Abandoned:
+                pass
+            except BaseException as exc:  # handed to the main thread
+                error.append(exc)
+            finally:
+                done.set()
+
+        self._watched = True
+        self._mark_boundary()
+        self.worker = threading.Thread(target=target, name="semcorr-train", daemon=True)
+        self.worker.start()
+        try:
+            while not done.wait(0.1):
+                pass
+        except KeyboardInterrupt:
+            self.stop_requested.set()
+            self.reporter.stop()
+            self.reporter.warn("interrupted; saving the state to resume from (Ctrl-C again to quit without it)")
+            done.wait(self.interrupt_grace_s)
+            running = not done.is_set()
+            if running or (error and self.interrupted_at is None):
+                # still inside a step, or its data-loading processes died of the same Ctrl-C
+                self.interrupted_at = self._save_boundary()
+            elif self.interrupted_at is None:  # the run ended by itself meanwhile
+                return
+            raise self._interrupted(running) from None
+        if error:
+            raise error[0]
+        if self.interrupted_at is not None:  # stop_requested set by a library caller
+            raise self._interrupted(False)
+
+    def _interrupted(self, worker_alive: bool) -> TrainingInterrupted:
+        step = self.interrupted_at
+        assert step is not None
+        return TrainingInterrupted(
+            f"interrupted; the state after step {step} is saved in {self.out / STATE_FILE}: "
+            "the same command with --resume continues it", step, worker_alive,
+        )  # fmt: skip
 
     def _diverged(self, what: str, value: float) -> None:
         p = self.progress
@@ -487,7 +659,6 @@ class Trainer:
 
     def _loop(self) -> None:
         o, p = self.o, self.progress
-        spe = self.order.steps_per_epoch
         self.wrapped: nn.Module = LossModule(self.model)
         if self.env.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -505,10 +676,6 @@ class Trainer:
             for batch in loader:
                 epoch = p.epoch
                 loss, logs = self._train_step(batch)
-                p.step += 1
-                p.step_in_epoch += 1
-                if p.step_in_epoch == spe:
-                    p.epoch, p.step_in_epoch = p.epoch + 1, 0
                 loss_value = float(loss)
                 window_loss, window_n = window_loss + loss_value, window_n + 1
                 self.reporter.update(p.step, loss_value)
@@ -533,9 +700,16 @@ class Trainer:
                         p.finished = "early-stop"
                     elif final:
                         p.finished = "completed"
-                    self._save(mean_loss)
+                    with self._lock:
+                        if self._abandoned:
+                            raise _Abandoned
+                        self._save(mean_loss)
                     window_loss, window_n = 0.0, 0
                 if stop or final:
+                    break
+                if self.stop_requested.is_set() and not self.env.distributed:
+                    self._save_interrupted(window_loss / max(window_n, 1) if window_n else None)
+                    stop = True
                     break
         self.reporter.stop()
 
@@ -565,6 +739,13 @@ class Trainer:
             f"{length}, batch {h.batch_size} × {self.env.world_size} process(es), {h.optimizer} lr {h.lr:g}, "
             f"image {h.image_size[1]}x{h.image_size[0]}, device {self.device}; run directory {self.out}"
         )
+        if self.cpu:
+            r.info(
+                f"no GPU in use: CPU-sized defaults {self.cpu.as_options()} instead of the paper's sizes "
+                "(recorded in run.json; any of these options given explicitly wins)"
+            )
+        for warning in degenerate_settings(self.model, h):
+            r.warn(warning)
         if self.resumed_from is not None:
             r.info(f"resuming from step {p.step} (epoch {p.epoch})")
 
@@ -588,6 +769,8 @@ class Trainer:
             if p.finished is not None or p.step >= self.total_steps:
                 self.reporter.info(f"the run in {self.out} had already finished at step {p.step} ({p.finished or 'completed'})")
                 p.finished = p.finished or "completed"
+            elif not self.env.distributed and threading.current_thread() is threading.main_thread():
+                self._run_loop_answering_ctrl_c()
             else:
                 self._loop()
             return self._finish()

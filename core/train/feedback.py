@@ -68,7 +68,12 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
 
 
 class Reporter:
-    """Messages and a progress bar on stderr (rank 0 only; silent with ``quiet``)."""
+    """Messages and progress on stderr (rank 0 only; silent with ``quiet``).
+
+    On a terminal, a progress bar that moves at every step; otherwise (a log
+    file, a pipe) one line after the first step and at every logged step, so
+    a slow run shows its pace from the start.
+    """
 
     def __init__(self, quiet: bool = False, enabled: bool = True, console: Console | None = None):
         self.enabled = enabled
@@ -76,6 +81,7 @@ class Reporter:
         self.console = console or Console(stderr=True)
         self._progress: Progress | None = None
         self._task = None
+        self._lines: dict[str, Any] | None = None
 
     def info(self, message: str) -> None:
         if self.active:
@@ -88,6 +94,9 @@ class Reporter:
 
     def start(self, total: int, completed: int) -> None:
         if not self.active:
+            return
+        if not self.console.is_terminal:
+            self._lines = {"total": total, "first": completed + 1, "t0": time.perf_counter(), "loss": None}
             return
         self._progress = Progress(
             TextColumn("[progress.description]{task.description}"),
@@ -103,6 +112,9 @@ class Reporter:
         self._task = self._progress.add_task("train", total=total, completed=completed, loss="-", speed="-")
 
     def update(self, step: int, loss: float | None = None, pairs_per_s: float | None = None) -> None:
+        if self._lines is not None:
+            self._line(step, loss, pairs_per_s)
+            return
         if self._progress is None:
             return
         fields = {}
@@ -112,7 +124,25 @@ class Reporter:
             fields["speed"] = f"{pairs_per_s:.1f}"
         self._progress.update(self._task, completed=step, **fields)
 
+    def _line(self, step: int, loss: float | None, pairs_per_s: float | None) -> None:
+        """``step 3/400  loss -0.0012  1.9 s/step  0:00:06 elapsed``, after the first step and at logged steps."""
+        lines = self._lines
+        assert lines is not None
+        first = step == lines["first"]
+        if first == (pairs_per_s is not None):  # the first step's line comes at once, the others once logged
+            return
+        elapsed = time.perf_counter() - lines["t0"]
+        parts = [f"step {step}/{lines['total']}"]
+        if loss is not None:
+            parts.append(f"loss {loss:.4g}")
+        parts.append(f"{elapsed / (step - lines['first'] + 1):.2f} s/step")
+        if pairs_per_s is not None:
+            parts.append(f"{pairs_per_s:.1f} pairs/s")
+        parts.append(f"{time.strftime('%H:%M:%S', time.gmtime(elapsed))} elapsed")
+        self.console.print("  ".join(parts), highlight=False, soft_wrap=True)
+
     def stop(self) -> None:
+        self._lines = None
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

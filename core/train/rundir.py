@@ -112,16 +112,16 @@ def prepare_run_dir(out: Path, record: dict[str, Any], resume: bool, overwrite: 
             if diffs:
                 raise UsageError(
                     f"'{out}' holds a different run ({', '.join(diffs[:4])} differ); "
-                    "resume it with the same options, or use --overwrite or another --out"
+                    "resume it with the same options, or use --overwrite or another -o/--output"
                 )
         else:
             raise UsageError(
                 f"'{out}' already holds a run of {old.get('model')} on {old.get('data')}; "
-                "use --resume to continue it, --overwrite to replace it, or another --out"
+                "use --resume to continue it, --overwrite to replace it, or another -o/--output"
             )
     elif out.is_dir() and any(out.iterdir()) and not overwrite:
         shown = ", ".join(sorted(others)[:3] or sorted(p.name for p in out.iterdir())[:3])
-        raise UsageError(f"'{out}' is not empty ({shown}…) and holds no semcorr run; use an empty --out or --overwrite")
+        raise UsageError(f"'{out}' is not empty ({shown}…) and holds no semcorr run; use an empty -o/--output or --overwrite")
     elif overwrite and out.is_dir():
         remove_run_files(out)
     out.mkdir(parents=True, exist_ok=True)

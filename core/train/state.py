@@ -130,12 +130,16 @@ def save_resume_state(
     optimizer: torch.optim.Optimizer,
     progress: Progress,
     run: dict[str, Any],
+    rng: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
 ) -> None:
-    """Write the whole resumable state to ``path`` atomically (see the module doc)."""
+    """Write the whole resumable state to ``path`` atomically (see the module doc).
+
+    ``rng``: generator states from :func:`capture_rng` taken earlier (default: the current ones).
+    """
     from safetensors.torch import save
 
     opt_tensors, opt_meta = optimizer_to_tensors(optimizer.state_dict())
-    rng_tensors, rng_meta = capture_rng()
+    rng_tensors, rng_meta = rng if rng is not None else capture_rng()
     tensors = {f"model/{k}": v for k, v in weights.items()}
     tensors.update(opt_tensors)
     tensors.update(rng_tensors)
