@@ -256,29 +256,6 @@ def _matches_picture(rec, img, other_img, side: str, top: int, foreground=None):
     return with_title_and_legend(drawing, title, bar, note)
 
 
-def _read_points(path: Path):
-    import csv
-
-    import numpy as np
-
-    from core.errors import DataError
-
-    if not path.is_file():
-        raise DataError(f"keypoint file '{path}' does not exist")
-    pts = []
-    with open(path, newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh), start=1):
-            if not row or row[0].strip().lower() in ("x", "#"):
-                continue
-            try:
-                pts.append((float(row[0]), float(row[1])))
-            except (ValueError, IndexError):
-                raise DataError(f"'{path}' row {lineno} is not 'x,y'") from None
-    if not pts:
-        raise DataError(f"'{path}' holds no points")
-    return np.asarray(pts, dtype=np.float64)
-
-
 def _save_png(img, output: Path, atomic_write_bytes) -> None:
     import io
 
