@@ -39,6 +39,10 @@ SKIPS = [
     (r"PF-PASCAL|pf-pascal:|SPair-71k|TSS_CVPR2016", "needs a dataset that is not in ../shared/data (PF-PASCAL, SPair-71k or the full TSS)"),
     (r"\btorchrun\b", "needs several processes or machines (torchrun); tests/test_train_distributed.py covers it on CPU"),
     (r"\bpip install\b|python -m pytest", "installs the package / runs the test suite (CI does)"),
+    (
+        r"\bxargs\b|\bfind cars\b|target\.png|images/060_|cars\.(csv|h5)|--pairs pairs\.csv --root images",
+        "a shell recipe over a folder of your own images (each was tried by hand on PF-WILLOW images)",
+    ),
 ]
 
 WRAPPER = '''#!{python}

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import typer
 
-from .common import err_console, handle_errors, progress, resolve_device
+from .common import check_outputs, err_console, handle_errors, progress, renamed, resolve_device
 
 HELP = """Carry the keypoints of the first frame through a folder of frames.
 
 FRAMES is a folder of images (PNG/JPEG…), taken in name order; --points is a
 CSV of the first frame's points, one x,y per row (pixels, 0-based; a header
-row x,y is allowed). Writes, under --out, one CSV per frame named after it
+row x,y is allowed). Writes, under -o DIR, one CSV per frame named after it
 (x,y per point, NaN where a point is lost) and contact_sheet.png, every frame
 with its points, one colour per point.
 
@@ -21,14 +21,19 @@ with its points, one colour per point.
 predicted there (small motions, but drift adds up). The JHMDB benchmark of
 the same task: semcorr evaluate -d jhmdb --protocol jhmdb-sfnet.
 
-  semcorr propagate clip/ --points first.csv --out tracked/ --model sfnet
+Examples:
+
+  semcorr propagate images/ --points points.csv -o tracked/ --model sfnet
+
+  semcorr propagate images/ --points points.csv -o tracked/ --mode chain
 """
 
 
 def propagate_cmd(
     frames: Path = typer.Argument(..., help="Folder of frames, taken in name order.", show_default=False),
     points: Path = typer.Option(..., "--points", help="CSV of the first frame's points (x,y per row)."),
-    out: Path = typer.Option(..., "--out", "-o", help="Folder for the per-frame CSVs and contact_sheet.png."),
+    out: Path = typer.Option(None, "-o", "--output", help="Folder for the per-frame CSVs and contact_sheet.png."),
+    out_old: Path = typer.Option(None, "--out", hidden=True),  # the spelling of the first release
     model: str = typer.Option("nn", "--model", "-m", help="nn (training-free), identity, or a learned model: sfnet, ncnet, dccnet, mmnet."),
     weights: str = typer.Option("default", "--weights", help="The learned model's checkpoint (default: shipped weights)."),
     mode: str = typer.Option("first", "--mode", help="first (every frame matched to the first) or chain (frame to frame)."),
@@ -38,6 +43,13 @@ def propagate_cmd(
     device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or summary."),
 ) -> None:
+    from core.errors import UsageError
+
+    out = renamed(out, out_old, "--output", "--out")
+    if out is None:
+        raise UsageError("propagate needs an output folder: -o/--output DIR")
+    check_outputs(folder=out)  # before torch is imported
+
     import io
 
     import numpy as np

@@ -167,7 +167,7 @@ def test_propagate_command_writes_a_csv_per_frame_and_a_contact_sheet(tmp_path):
     (tmp_path / "first.csv").write_text("x,y\n3.5,4\n-2,5\n")
     out = tmp_path / "out"
     runner = CliRunner()
-    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "--out", str(out), "--model", "identity", "--mode", "chain"])
+    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "-o", str(out), "--model", "identity", "--mode", "chain"])
     assert r.exit_code == 0, r.output
     assert sorted(p.name for p in out.iterdir()) == ["contact_sheet.png", "f02.csv", "f03.csv", "f10.csv"]
     for name in ("f02.csv", "f10.csv"):  # identity: every frame keeps the first frame's points, outside ones too
@@ -175,8 +175,8 @@ def test_propagate_command_writes_a_csv_per_frame_and_a_contact_sheet(tmp_path):
     with Image.open(out / "contact_sheet.png") as im:
         assert im.size == (3 * 244 + 4, 180 + 14 + 8)  # 3 thumbnails 240 × 180 in a row, captions above
         assert im.getpixel((4 + 3.5 * 6, 4 + 14 + 4 * 6)) != (200, 200, 200)  # point 1 drawn on frame 1
-    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "--out", str(out), "--mode", "back"])
+    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "-o", str(out), "--mode", "back"])
     assert r.exit_code == 2 and "--mode" in r.output
     (frames / "f03.png").unlink(), (frames / "f10.png").unlink()
-    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "--out", str(out), "--model", "identity"])
+    r = runner.invoke(app, ["propagate", str(frames), "--points", str(tmp_path / "first.csv"), "-o", str(out), "--model", "identity"])
     assert r.exit_code == 1 and "at least two frames" in r.output
