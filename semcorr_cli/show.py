@@ -260,6 +260,8 @@ def show_cmd(
     from core.errors import DataError, UsageError
 
     xy = _parse_point(point)
+    w = model_weights(weights)
+    working_size(size)
     inputs = list(inputs or [])
     if len(inputs) > 2:
         raise UsageError(f"give two images or one records file, not {len(inputs)} inputs")
@@ -277,10 +279,6 @@ def show_cmd(
     from core.models import build_model
 
     dev = resolve_device(device)
-    xy = _parse_point(point)
-    w = model_weights(weights)
-    working_size(size)
-    inputs = list(inputs or [])
     if len(inputs) == 2:
         src_img, trg_img = load_image(inputs[0]), load_image(inputs[1])
         _check_point(xy, (src_img.height, src_img.width))
