@@ -31,7 +31,7 @@ SHIPPED_SHA256: dict[str, str] = {
     # NC-Net on MobileNetV2 (hypercolumn features, 3x3x3x3 consensus): examples/train_default_weights.sh ncnet
     "ncnet_mobilenet_v2.safetensors": "410ea45e71310ad89d5c5b0deed1c93443b713d4f3322215af2eea59d30a1f3d",
     # DCCNet on MobileNetV2 (from the NC-Net weights' consensus): examples/train_default_weights.sh dccnet
-    "dccnet_mobilenet_v2.safetensors": "fa62777d9f03134db8eb767755d6ccde5b187a31c1698f4a80a70075a587e124",
+    "dccnet_mobilenet_v2.safetensors": "480f57bdf91cd4b248794cd19f90417a1eb1efe9d035a8247c547435c0d30d5b",
     # MMNet on MobileNetV2 (frozen backbone; synthetic, then NC-Net-teacher pseudo-keypoint pairs): examples/train_default_weights.sh mmnet
     "mmnet_mobilenet_v2.safetensors": "83dcf2940f44ce9b8291f3d2b96551752aa206fad73b925b479572db019bb501",
 }
