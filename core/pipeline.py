@@ -262,13 +262,18 @@ def record_trg_to_src_scores(rec: PairRecord, device: torch.device | str = "cpu"
     given by the ``corr`` attribute ``scores_trg_to_src``; other records hold
     none (None: the transpose of ``corr`` serves).
     """
-    where = rec.corr_attrs.get("scores_trg_to_src")
-    if not where:
+    key = _trg_to_src_key(rec)
+    if key is None:
         return None
-    key = str(where).removeprefix("extra/")
     if key not in rec.extra:
-        raise DataError(f"record '{rec.pair_id}': its corr names target→source scores '{where}', which it lacks")
+        raise DataError(f"record '{rec.pair_id}': its corr names target→source scores 'extra/{key}', which it lacks")
     return torch.from_numpy(np.asarray(rec.extra[key], dtype=np.float32)).unsqueeze(0).to(device)
+
+
+def _trg_to_src_key(rec: PairRecord) -> str | None:
+    """The ``extra/`` key that the ``corr`` attribute ``scores_trg_to_src`` names, or None."""
+    where = rec.corr_attrs.get("scores_trg_to_src")
+    return str(where).removeprefix("extra/") if where else None
 
 
 def flow_record(
@@ -315,9 +320,10 @@ def flow_record(
     for key, scores, size in (("src_to_trg", corr, rec.src_size), ("trg_to_src", corr_t, rec.trg_size)):
         rec.confidence[key] = _upsample_confidence(match_confidence(softmax_over_target(scores) if softmax else scores), size)
     if not keep_corr:
-        where = str(rec.corr_attrs.get("scores_trg_to_src") or "").removeprefix("extra/")
-        rec.extra.pop(where, None)
-        rec.extra_attrs.pop(where, None)
+        key = _trg_to_src_key(rec)
+        if key is not None:
+            rec.extra.pop(key, None)
+            rec.extra_attrs.pop(key, None)
         rec.corr = None
         rec.corr_attrs = {}
     return rec
