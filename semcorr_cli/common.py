@@ -73,6 +73,19 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGINT, interrupt_once)
 
 
+#: Library parameters whose flag is not ``--`` + the name with dashes (see :func:`flag_for`).
+FLAG_OF_PARAM: dict[str, str] = {
+    "model_options": "--model-opt",
+    "reader_options": "--option",
+    "output": "-o/--output",
+}
+
+
+def flag_for(name: str) -> str:
+    """The flag that sets library parameter ``name`` (``batch_size`` → ``--batch-size``), for error messages."""
+    return FLAG_OF_PARAM.get(name, "--" + name.replace("_", "-"))
+
+
 def handle_errors(fn: F) -> F:
     """Turn library errors into one line on stderr and the right exit code (see the module docstring)."""
 
@@ -83,7 +96,7 @@ def handle_errors(fn: F) -> F:
         except typer.Exit:
             raise
         except SemcorrError as exc:
-            fail(str(exc), exc.exit_code)
+            fail(exc.render(flag_for), exc.exit_code)
         except BrokenPipeError:
             # the reader went away (e.g. `| head`): stop at once, quietly, as Unix tools do
             silence_stdout()
