@@ -56,10 +56,6 @@ nothing is scored, or, with --skip-bad, the others are scored and the
 skipped ones listed at the end (exit 1).
 """
 
-#: What ``-o FILE`` writes, by the file's extension.
-OUTPUT_KINDS = {".json": "json", ".csv": "csv", ".png": "plot"}
-
-
 def _fmt(v: Any) -> str:
     return "–" if v is None else f"{v:.1f}"
 
@@ -265,9 +261,11 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
 
 def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> list[tuple[str, Path]]:
     """``-o FILE`` (repeatable; the kind from the extension) and the old ``--json/--csv/--plot FILE`` → ``[(kind, path)]``."""
+    from core.evaluate.reports import report_kind
+
     out = []
     for path in outputs or []:
-        kind = OUTPUT_KINDS.get(path.suffix.lower())
+        kind = report_kind(path)
         if kind is None:
             raise UsageError(f"-o '{path}': evaluate writes .json, .csv or .png files")
         out.append((kind, path))
@@ -276,13 +274,12 @@ def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: P
 
 
 def _write_outputs(run, files: list[tuple[str, Path]], quiet: bool) -> None:
-    from core.evaluate import write_csv, write_json, write_plot
+    """Every report file, all or none (:func:`core.evaluate.write_reports`)."""
+    from core.evaluate import write_reports
 
-    writers = {"json": write_json, "csv": write_csv, "plot": write_plot}
-    for kind, path in files:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writers[kind](path, run)
-        if not quiet:
+    write_reports(run, files)
+    if not quiet:
+        for _, path in files:
             err_console.print(f"wrote {path}", highlight=False)
 
 
