@@ -32,7 +32,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from core.errors import DataError, SemcorrError, UsageError
+from core.errors import DataError, SemcorrError, UsageError, param
+from core.parsing import parse_key_values, parse_name_list
 
 console = Console()
 err_console = Console(stderr=True)
@@ -227,17 +228,14 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def parse_float_list(text: str, name: str) -> list[float]:
-    try:
-        return [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{name} must be a comma-separated list of numbers, got '{text}'") from None
-
-
 def parse_str_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [x.strip() for x in text.split(",") if x.strip()]
+    """``--layers a,b`` → ``["a", "b"]`` (None stays None): :func:`core.parsing.parse_name_list`."""
+    return None if text is None else parse_name_list(text, "layers")
+
+
+def parse_model_options(items: list[str] | None) -> dict:
+    """``--model-opt key=value`` items → dict, values decoded as JSON when they can be (:func:`core.parsing.parse_key_values`)."""
+    return parse_key_values(items, param("model_options"), json_values=True)
 
 
 def working_size(value: int | None, option: str = "--size") -> int | None:
@@ -300,16 +298,3 @@ __all__ = [
     "UsageError",
 ]
 
-
-def parse_model_options(items: list[str] | None) -> dict:
-    """``["key=value", ...]`` (``--model-opt``) → dict; values parsed as JSON when they can be (numbers, true/false, lists)."""
-    out: dict = {}
-    for item in items or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--model-opt takes KEY=VALUE, got '{item}'")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out

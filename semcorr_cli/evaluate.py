@@ -8,7 +8,8 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from core.errors import UsageError
+from core.errors import UsageError, param
+from core.parsing import parse_key_values, parse_list
 
 from .common import (
     SkipBadOpt,
@@ -18,7 +19,6 @@ from .common import (
     err_console,
     handle_errors,
     model_weights,
-    parse_float_list,
     parse_model_options,
     parse_str_list,
     progress,
@@ -216,17 +216,6 @@ def print_summary(run) -> None:
         console.print(t)
 
 
-def parse_options(items: list[str] | None) -> dict[str, str]:
-    """``["layout=small", "lists=DIR"]`` → ``{"layout": "small", "lists": "DIR"}`` (reader options)."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--option must look like KEY=VALUE, not '{item}'")
-        out[key.strip().replace("-", "_")] = value.strip()
-    return out
-
-
 def _build_source(args: dict[str, Any], protocol, root: Path):
     """The predictor (``--model``) or the record flows (``--flows``)."""
     if args["flows"] is not None:
@@ -314,7 +303,7 @@ def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool)
         propagation=args["propagation"],
     )  # fmt: skip
     options = protocol.options()
-    options.update(parse_options(args["option"]))
+    options.update(parse_key_values(args["option"], param("reader_options"), dash_to_underscore=True))
     if args["pairs"] is not None:
         options["pairs"] = args["pairs"]
     shard = parse_shard(args["shard"])
@@ -387,7 +376,7 @@ def register(app: typer.Typer) -> None:
         partial: bool = typer.Option(False, "--partial", help="With --merge: report files that are not a whole run (shards missing), marked partial."),
         quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or tables."),
     ) -> None:
-        alphas = parse_float_list(alpha, "--alpha") if alpha else None
+        alphas = parse_list(alpha, float, param("alpha"), "comma-separated numbers") if alpha else None
         files_out = output_files(outputs, json_path, csv_path, plot_path)
         working_size(size)
         check_outputs(*(path for _, path in files_out), results)

@@ -11,7 +11,8 @@ from typing import Optional
 
 import typer
 
-from core.errors import UsageError
+from core.errors import UsageError, param
+from core.parsing import parse_list
 
 from .common import check_outputs, err_console, handle_errors, parse_model_options, print_json, renamed, working_size
 
@@ -40,15 +41,6 @@ Examples:
 def command_line() -> str:
     """The command as typed (recorded in run.json)."""
     return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
-
-
-def parse_int_list(text: str | None, name: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(x) for x in text.replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{name} must be a comma-separated list of integers, got '{text}'") from None
 
 
 def register(app: typer.Typer) -> None:
@@ -108,7 +100,7 @@ def register(app: typer.Typer) -> None:
 
         options = TrainOptions(
             model=model, data=data, out=out, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
-            optimizer=optimizer, lr_schedule=lr_schedule, lr_milestones=parse_int_list(lr_milestones, "--lr-milestones"),
+            optimizer=optimizer, lr_schedule=lr_schedule, lr_milestones=None if lr_milestones is None else parse_list(lr_milestones, int, param("lr_milestones"), "comma-separated integers"),
             lr_step_size=lr_step_size, lr_gamma=lr_gamma, lr_unit=lr_unit, momentum=momentum, weight_decay=weight_decay,
             image_size=image_size, backbone=backbone, backbone_weights=backbone_weights,
             model_options=parse_model_options(model_opt), init_weights=init_weights, device=device, seed=seed, val=val,
