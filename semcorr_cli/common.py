@@ -19,7 +19,9 @@ that fills up) is one sentence too.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import inspect
 import json
 import os
 import shlex
@@ -87,11 +89,22 @@ def flag_for(name: str) -> str:
     return FLAG_OF_PARAM.get(name, "--" + name.replace("_", "-"))
 
 
+#: The running command's typer context (set by :func:`handle_errors`, read by :func:`history_line`).
+_COMMAND_CONTEXT: contextvars.ContextVar[typer.Context | None] = contextvars.ContextVar("semcorr_command_context", default=None)
+#: The parameter :func:`handle_errors` adds to a command, through which typer hands it the context.
+_CONTEXT_PARAM = "_semcorr_context"
+
+
 def handle_errors(fn: F) -> F:
-    """Turn library errors into one line on stderr and the right exit code (see the module docstring)."""
+    """Turn library errors into one line on stderr and the right exit code (see the module docstring).
+
+    The wrapped command also receives its typer context (a parameter typer fills and the command
+    does not see), kept for :func:`history_line` while the command runs.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = _COMMAND_CONTEXT.set(kwargs.pop(_CONTEXT_PARAM, None))
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -109,7 +122,12 @@ def handle_errors(fn: F) -> F:
         except OSError as exc:  # the file system refused (full disk, lost permission): one sentence, not a traceback
             where = f"'{exc.filename}': " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}", 1)
+        finally:
+            _COMMAND_CONTEXT.reset(token)
 
+    signature = inspect.signature(fn, eval_str=True)
+    context = inspect.Parameter(_CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typer.Context)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), context])  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 
@@ -162,18 +180,9 @@ def report_skipped(bad, total: int, outcome: str) -> None:
         fail(skipped_rows_report(bad, total, outcome), 1)
 
 
-def _current_context():
-    """The running click context (typer vendors click in recent versions)."""
-    try:
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover - typer using the real click
-        from click import get_current_context
-    return get_current_context(silent=True)
-
-
 def history_line() -> str:
     """The running command with its effective non-default options, for the records' ``history``."""
-    ctx = _current_context()
+    ctx = _COMMAND_CONTEXT.get()
     if ctx is None:
         return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
     parts = ["semcorr", ctx.info_name or ""]
