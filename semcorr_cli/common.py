@@ -280,7 +280,6 @@ DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu
 QuietOpt = typer.Option(False, "-q", "--quiet", help="No progress bar or summary.")
 DtypeOpt = typer.Option(None, "--dtype", help="Store volumes as float16 or float32 (default: as computed).")
 CompressionOpt = typer.Option("none", "--compression", help="Compression of stored volumes: gzip, lzf or none.")
-BatchOpt = typer.Option(1, "--batch-size", min=1, help="Pairs processed together on the device.")
 SkipBadOpt = typer.Option(
     False, "--skip-bad",
     help="A list with bad rows (missing images, empty cells): compute the good pairs, list the skipped rows at the end and exit with status 1 (default: stop before any work).",

@@ -11,7 +11,6 @@ being written; :func:`read_results` drops a truncated last line.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +18,6 @@ from ..errors import DataError, UsageError
 from ..files import atomic_output
 
 RESULTS_VERSION = 1
-#: Header fields that must agree for a file to be resumed or merged with another.
-IDENTITY_FIELDS = ("dataset", "protocol")
 
 
 def make_header(dataset: dict[str, Any], protocol: dict[str, Any], source: dict[str, Any], selection: dict[str, Any], pairs_total: int) -> dict[str, Any]:
