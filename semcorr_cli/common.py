@@ -28,7 +28,7 @@ import shlex
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -274,10 +274,49 @@ def renamed(new_value: Any, old_value: Any, new: str, old: str, unset: Any = Non
     return new_value
 
 
-# Option declarations shared by the subcommands, so names and help stay consistent.
-OutputOpt = typer.Option(None, "-o", "--output", help="Output file (.h5 for an HDF5 file); '-' or omitted: stream to stdout.")
-DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
-QuietOpt = typer.Option(False, "-q", "--quiet", help="No progress bar or summary.")
+# ----------------------------------------------------------------------------- shared options
+# Each option several commands take is declared here once (its flags and default); a command may
+# word the help for what the option means to it. Fixed choices are typer choice types (Literal):
+# typer refuses another value (exit 2) and --help lists the choices; the values stay plain strings.
+
+#: ``--dtype``: how stored volumes are kept (None: as computed).
+Dtype = Optional[Literal["float16", "float32"]]
+#: ``--compression`` of stored volumes.
+Compression = Literal["gzip", "lzf", "none"]
+#: ``--method``: how a score volume becomes matches (:data:`core.flow.METHODS`; a test keeps the two equal).
+MatchMethod = Optional[Literal["argmax", "soft-argmax", "kernel-soft-argmax"]]
+#: ``--device`` stays text: besides auto, cpu and cuda it takes ``cuda:N`` (checked by :func:`resolve_device`).
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+
+
+def device_option(help: str = DEVICE_HELP) -> Any:
+    """``--device`` (default auto)."""
+    return typer.Option("auto", "--device", help=help)
+
+
+def quiet_option(help: str = "No progress bar or summary.") -> Any:
+    """``-q/--quiet``."""
+    return typer.Option(False, "-q", "--quiet", help=help)
+
+
+def output_option(help: str, default: Any = None) -> Any:
+    """``-o/--output`` (``...`` as ``default``: required)."""
+    return typer.Option(default, "-o", "--output", help=help)
+
+
+def size_option(help: str, default: int | None = None) -> Any:
+    """``--size``, a square working side (checked by :func:`working_size`)."""
+    return typer.Option(default, "--size", help=help)
+
+
+def weights_option(help: str, default: str | None = "default") -> Any:
+    """``--weights`` of a learned model (read by :func:`model_weights`)."""
+    return typer.Option(default, "--weights", help=help)
+
+
+OutputOpt = output_option("Output file (.h5 for an HDF5 file); '-' or omitted: stream to stdout.")
+DeviceOpt = device_option()
+QuietOpt = quiet_option()
 DtypeOpt = typer.Option(None, "--dtype", help="Store volumes as float16 or float32 (default: as computed).")
 CompressionOpt = typer.Option("none", "--compression", help="Compression of stored volumes: gzip, lzf or none.")
 SkipBadOpt = typer.Option(
