@@ -31,3 +31,12 @@ def test_a_value_outside_a_choice_is_a_usage_error_before_any_work(tmp_path):
         assert r.exit_code == 2, (args, r.output)
         assert f"Invalid value for '{flag}'" in r.output, r.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluate_choices_are_the_protocols():
+    from core.datasets.base import COORDS
+    from semcorr_cli.evaluate import Coords
+
+    assert get_args(Coords) == COORDS
+    r = runner.invoke(app, ["evaluate", "-d", "custom", "--root", ".", "--threshold", "box"])
+    assert r.exit_code == 2 and "Invalid value for '--threshold'" in r.output
