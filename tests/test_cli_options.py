@@ -40,3 +40,29 @@ def test_evaluate_choices_are_the_protocols():
     assert get_args(Coords) == COORDS
     r = runner.invoke(app, ["evaluate", "-d", "custom", "--root", ".", "--threshold", "box"])
     assert r.exit_code == 2 and "Invalid value for '--threshold'" in r.output
+
+
+def test_train_options_are_declared_once_in_the_library():
+    """Every TrainOptions field the command line sets is one `semcorr train` option with that field's default and help."""
+    import dataclasses
+
+    import typer.main
+
+    from core.train.options import HYPER_FIELDS, option_fields
+
+    command = typer.main.get_command(app).commands["train"]
+    by_name = {p.name: p for p in command.params}
+    for f in option_fields():
+        if not f.metadata["cli"]:
+            assert f.name not in by_name
+            continue
+        p = by_name[f.name]
+        assert p.help == f.metadata["help"], f.name
+        if f.default is not dataclasses.MISSING and f.name not in ("image_size", "out"):
+            assert p.default == f.default, f.name
+    assert by_name["image_size"].opts == ["--size"] and by_name["model_options"].opts == ["--model-opt"]
+    assert by_name["deterministic"].secondary_opts == ["--no-deterministic"]
+    assert "lr_gamma" in HYPER_FIELDS and "seed" not in HYPER_FIELDS
+    assert len([p for p in command.params if not p.hidden]) == 38  # 37 fields and --json, as before
+    r = runner.invoke(app, ["train", "-m", "toy", "--data", "folder:x", "-o", "run", "--optimizer", "rmsprop"])
+    assert r.exit_code == 2 and "Invalid value for '--optimizer'" in r.output
