@@ -58,7 +58,7 @@ def command_line() -> str:
 
 
 #: Command-line spellings of :class:`core.train.options.TrainOptions` fields that are not ``--`` + the name with dashes.
-FLAGS = {"model": ("--model", "-m"), "model_options": ("--model-opt",), "find_unused_parameters": ("--find-unused-parameters",)}
+FLAGS = {"model": ("--model", "-m"), "model_options": ("--model-opt",)}
 #: What the command line types for a field, where it differs from the field (converted in :func:`train_options`).
 TYPED = {"lr_milestones": Optional[str], "model_options": Optional[list[str]], "image_size": Optional[int], "out": Optional[Path], "patience": int}
 
