@@ -26,14 +26,32 @@ MODEL_BUILDERS: dict[str, str] = {
 }
 
 
+#: The model class of each builder (what :func:`core.models.pretrained.resolve` reads weights for).
+MODEL_CLASSES: dict[str, str] = {
+    "sfnet": "core.models.sfnet:SFNet",
+    "ncnet": "core.models.ncnet:NCNet",
+    "dccnet": "core.models.dccnet:DCCNet",
+    "mmnet": "core.models.mmnet:MMNet",
+}
+
+
 def model_names() -> list[str]:
     return list(MODEL_BUILDERS)
 
 
 def get_builder(name: str):
-    if name not in MODEL_BUILDERS:
-        raise UsageError(f"unknown model '{name}'; choose one of {', '.join(MODEL_BUILDERS)}")
-    module, func = MODEL_BUILDERS[name].split(":")
+    return _lookup(name, MODEL_BUILDERS)
+
+
+def get_model_class(name: str) -> type[CorrespondenceModel]:
+    """The class of model ``name``."""
+    return _lookup(name, MODEL_CLASSES)
+
+
+def _lookup(name: str, table: dict[str, str]):
+    if name not in table:
+        raise UsageError(f"unknown model '{name}'; choose one of {', '.join(table)}")
+    module, func = table[name].split(":")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -48,4 +66,4 @@ def build_model(name: str, **kwargs: Any) -> CorrespondenceModel:
     return get_builder(name)(**kwargs)
 
 
-__all__ = ["CorrespondenceModel", "Matches", "build_model", "model_names", "MODEL_BUILDERS"]
+__all__ = ["CorrespondenceModel", "Matches", "build_model", "get_model_class", "model_names", "MODEL_BUILDERS"]

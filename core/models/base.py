@@ -21,7 +21,9 @@ Matches use normalised coordinates (:mod:`core.geometry`);
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -56,6 +58,31 @@ class Matches:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def matches_from_scores(
+    corr: torch.Tensor,
+    match: Callable[[torch.Tensor], torch.Tensor],
+    confidence: Callable[[torch.Tensor], torch.Tensor],
+    corr_t: torch.Tensor | None = None,
+) -> Matches:
+    """:class:`Matches` in both directions from source→target scores ``corr`` ``(B, hA, wA, hB, wB)``.
+
+    ``corr_t``: the target→source scores ``(B, hB, wB, hA, wA)`` (default: the
+    transpose of ``corr``). ``match`` maps a volume to ``(B, h, w, 2)`` matches
+    over its last two dimensions, ``confidence`` to ``(B, h, w)``; ``corr`` is kept.
+    """
+    if corr_t is None:
+        from ..correlation import transpose_corr
+
+        corr_t = transpose_corr(corr)
+    return Matches(
+        src_to_trg=match(corr),
+        trg_to_src=match(corr_t),
+        corr=corr,
+        confidence_src=confidence(corr),
+        confidence_trg=confidence(corr_t),
+    )
+
+
 class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     """Base class: subclasses set ``name``, build ``self.backbone`` and implement
     ``required_layers``, ``head`` and ``loss`` (abstract: a subclass missing one cannot be built)."""
@@ -69,6 +96,12 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: Working image size for inference (square side, pixels).
     input_size: int = 400
+    #: Backbone used when neither the caller nor the weights name one.
+    default_backbone: ClassVar[str] = "mobilenet_v2"
+    #: Other models whose semcorr checkpoints this one starts from (DCCNet: NC-Net's consensus).
+    accepts_checkpoints_of: ClassVar[tuple[str, ...]] = ()
+    #: True when a ``.safetensors`` file without a sidecar may be the authors' file (MMNet).
+    reads_bare_safetensors: ClassVar[bool] = False
 
     backbone: FeatureBackbone
 
@@ -85,6 +118,19 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def head(self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]) -> Matches:
         """Backbone features of both images (``{layer: (B, C, h, w)}``) → :class:`Matches`."""
+
+    def train(self, mode: bool = True):
+        """Train the head; the backbone always stays in eval mode.
+
+        Its BatchNorm statistics stay fixed whether its weights are frozen or
+        fine-tuned: NC-Net's and DCCNet's published training keep their
+        feature extractor in eval mode throughout, and MMNet's batches of 5 are
+        too small for batch statistics. The one backbone-freeze policy of semcorr
+        (the training engine relies on it).
+        """
+        super().train(mode)
+        self.backbone.eval()
+        return self
 
     def forward(self, img_src: torch.Tensor, img_trg: torch.Tensor) -> Matches:
         layers = self.required_layers
@@ -132,6 +178,25 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
         """
         return None
 
+    # -- weights ------------------------------------------------------------------------------
+
+    @classmethod
+    def read_released(cls, path: Path, backbone: str | None):
+        """The adapter from the authors' released file ``path`` to this model's names.
+
+        Returns :class:`core.models.pretrained.ResolvedWeights` (architecture
+        ``config`` read from the file, ``state`` under this model's names);
+        :class:`WeightsError` when ``path`` is not in the authors' layout.
+        Models without a released layout refuse every file that is not a
+        semcorr checkpoint.
+        """
+        from ..errors import WeightsError
+
+        raise WeightsError(
+            f"'{path}' is not a semcorr checkpoint (.safetensors with its JSON sidecar), and {cls.name} "
+            "reads no authors' released file"
+        )
+
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights of everything but a frozen backbone (what a checkpoint must keep)."""
         frozen = not any(p.requires_grad for p in self.backbone.parameters())
@@ -169,6 +234,21 @@ def load_matching_shapes(
         if own[k].shape != v.shape:
             raise WeightsError(f"'{source}': weight '{k}' has shape {tuple(v.shape)}, the model expects {tuple(own[k].shape)}")
     model.load_state_dict(state, strict=False)
+
+
+def load_resolved(model: CorrespondenceModel, resolved, optional: tuple[str, ...] = ()) -> list[str]:
+    """Load :class:`core.models.pretrained.ResolvedWeights` into ``model`` and record their id.
+
+    Strict for the head (:func:`load_head_weights`); ``optional``: prefixes of
+    a part the weights may lack (:func:`fill_optional_part`). Returns the
+    prefixes for which the model kept its own values. Fresh weights load nothing.
+    """
+    model.weights_id = resolved.weights_id
+    if resolved.state is None:
+        return []
+    state, kept = fill_optional_part(model, resolved.state, optional)
+    load_head_weights(model, state, str(resolved.path))
+    return kept
 
 
 def load_project_checkpoint(model: CorrespondenceModel, path, optional: tuple[str, ...] = ()) -> dict[str, Any]:
