@@ -21,6 +21,7 @@ Matches use normalised coordinates (:mod:`core.geometry`);
 from __future__ import annotations
 
 from abc import ABCMeta, abstractmethod
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,29 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The paper's training objective on a batch: ``(scalar loss, {name: value})``."""
+
+    #: Constructor options that :meth:`recorded_options` leaves out (memory knobs, not architecture).
+    unrecorded_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The model's options: its constructor's keyword parameters but ``backbone`` and ``backbone_weights``.
+
+        Declared once (the constructor); builders accept exactly these and
+        :meth:`recorded_options` records them.
+        """
+        skip = {"self", "backbone", "backbone_weights"}
+        params = inspect.signature(cls.__init__).parameters.values()
+        return [p.name for p in params if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+    def recorded_options(self) -> dict[str, Any]:
+        """``{option: value}`` of every option but :attr:`unrecorded_options` (sequences as lists), for :meth:`config`."""
+        out = {}
+        for name in self.option_names():
+            if name not in self.unrecorded_options:
+                value = getattr(self, name)
+                out[name] = list(value) if isinstance(value, (list, tuple)) else value
+        return out
 
     def config(self) -> dict[str, Any]:
         """Builder arguments that rebuild this architecture (``build_<name>(**config minus "model")``).
