@@ -155,6 +155,16 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
         params = inspect.signature(cls.__init__).parameters.values()
         return [p.name for p in params if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """:class:`UsageError` naming the first of ``options`` that is not one of :meth:`option_names`."""
+        from ..errors import UsageError
+
+        allowed = cls.option_names()
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise UsageError(f"{cls.name} has no option '{unknown[0]}' (options: {', '.join(sorted(allowed))})")
+
     def recorded_options(self) -> dict[str, Any]:
         """``{option: value}`` of every option but :attr:`unrecorded_options` (sequences as lists), for :meth:`config`."""
         out = {}

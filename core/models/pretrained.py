@@ -189,9 +189,10 @@ def resolve(spec: str | Path | None, model: type[CorrespondenceModel], backbone:
     :class:`WeightsError` (DCCNet accepts an NC-Net checkpoint:
     :attr:`~core.models.base.CorrespondenceModel.accepts_checkpoints_of`).
     """
-    if spec is None or str(spec).strip().lower() in FRESH_SPECS[1:]:
+    is_file_spec = isinstance(spec, Path)  # a Path is always a file, even one named "default"
+    if spec is None or (not is_file_spec and str(spec).strip().lower() in FRESH_SPECS[1:]):
         return ResolvedWeights("fresh")
-    if str(spec) == DEFAULT_SPEC:
+    if not is_file_spec and str(spec) == DEFAULT_SPEC:
         entry = shipped_weights(model.name, backbone or model.default_backbone)
         resolved = read_checkpoint(entry.verify(), model, backbone)
         resolved.kind = "shipped"
@@ -230,7 +231,7 @@ def convert_released(source: str | Path, output: str | Path, model: str, backbon
     """Convert the authors' released file ``source`` of ``model`` into a semcorr checkpoint ``output``.
 
     The weights go through :func:`resolve` (the same adapter ``--weights FILE``
-    uses) and are written with their sidecar (config, file name and sha256 of
+    uses; a file already in semcorr's layout is re-written as it is) and are written with their sidecar (config, file name and sha256 of
     the source). ``backbone``: the one the file was trained with (None: read
     from the file where it says). Returns the resolved weights.
     """
@@ -242,9 +243,7 @@ def convert_released(source: str | Path, output: str | Path, model: str, backbon
     if output.suffix != ".safetensors":
         raise UsageError(f"{param('output')} must end in .safetensors")
     cls = get_model_class(model)
-    resolved = resolve(source, cls, backbone)
-    if resolved.kind != "released":
-        raise WeightsError(f"'{source}' is already a semcorr checkpoint; there is nothing to convert")
+    resolved = resolve(Path(source), cls, backbone)
     config = dict(resolved.config, model=cls.name, backbone_weights="default")
     meta = {
         "config": config,

@@ -295,10 +295,8 @@ def build_weak_model(
     its weights, backbone weights from the file unless ``backbone_weights``
     names others).
     """
+    cls.check_options(options)
     allowed = set(cls.option_names())
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise UsageError(f"{cls.name} has no option '{unknown[0]}' (options: {', '.join(sorted(allowed))})")
     resolved = resolve(weights, cls, backbone)
     consensus_only = resolved.config.get("model") in cls.accepts_checkpoints_of
     stored = {k: v for k, v in resolved.config.items() if k in allowed}
