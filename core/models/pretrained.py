@@ -117,7 +117,8 @@ class ShippedWeights:
         return self.path
 
 
-_MMNET_MOBILENET_V2_LAYERS = tuple(f"features.{i}" for i in range(1, 19))
+#: MMNet reads every block of the backbone (core.backbones.block_layers).
+_MMNET_MOBILENET_V2_LAYERS = tuple(f"features.{i}" for i in range(2, 19))
 
 #: Every weights file shipped with semcorr.
 SHIPPED_WEIGHTS: tuple[ShippedWeights, ...] = (
