@@ -140,11 +140,13 @@ def test_convert_weights_goes_through_the_resolver(sfnet_released, tmp_path, mon
     r = CliRunner().invoke(app, ["convert-weights", "--model", "sfnet", str(sfnet_released), str(out), "-q"])
     assert r.exit_code == 0, r.output
     assert calls == [("best_checkpoint.pt", "sfnet", "resnet101")]
-    direct = real(sfnet_released, SFNet)
-    state, meta = W.load_checkpoint(out)
-    assert set(state) == set(direct.state) and all(torch.equal(state[k], direct.state[k]) for k in state)
-    assert meta["config"] == dict(direct.config, backbone_weights="default")
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert meta["config"] == {"model": "sfnet", "backbone": "resnet101", "backbone_weights": "default",
+                              "beta": 50.0, "kernel_sigma": 5.0}
     assert meta["converted_from"] == "best_checkpoint.pt" and meta["source_sha256"] == W.sha256_file(sfnet_released)
-    # and the converted file resolves as a semcorr checkpoint with the same config
+    # the converted file is the adapter's state, key for key, and resolves as a semcorr checkpoint
     again = real(out, SFNet)
+    raw = torch.load(sfnet_released, weights_only=True)
     assert again.kind == "checkpoint" and again.config == meta["config"]
+    assert len(again.state) == len(raw["state_dict1"]) + len(raw["state_dict2"])
+    assert torch.equal(again.state["adap_layer_feat3.conv1.0.bias"], raw["state_dict1"]["conv1.0.bias"])
