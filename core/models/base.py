@@ -148,12 +148,20 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     def option_names(cls) -> list[str]:
         """The model's options: its constructor's keyword parameters but ``backbone`` and ``backbone_weights``.
 
-        Declared once (the constructor); builders accept exactly these and
-        :meth:`recorded_options` records them.
+        Declared once (the constructor; one that takes ``**options`` adds its
+        base class's); builders accept exactly these and :meth:`recorded_options` records them.
         """
         skip = {"self", "backbone", "backbone_weights"}
-        params = inspect.signature(cls.__init__).parameters.values()
-        return [p.name for p in params if p.name not in skip and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        names: list[str] = []
+        for klass in cls.__mro__:  # a constructor taking **options passes them on to its base's
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            params = list(inspect.signature(init).parameters.values())
+            names += [p.name for p in params if p.name not in skip and p.name not in names and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return names
 
     @classmethod
     def check_options(cls, options: dict[str, Any]) -> None:

@@ -66,23 +66,15 @@ class DCCNet(WeakConsensusModel):
         self,
         backbone: FeatureBackbone,
         backbone_weights: str = "default",
-        layer: str | None = None,
-        ncons_kernel_sizes: Sequence[int] = PF_PASCAL_KERNEL_SIZES,
-        ncons_channels: Sequence[int] = PF_PASCAL_CHANNELS,
-        symmetric: bool = True,
-        finetune_blocks: int = 0,
         context_kernel_size: int = DEFAULT_CONTEXT_KERNEL,
         context_channels: int | None = None,
         fusion_kernel_sizes: Sequence[int] = PF_PASCAL_KERNEL_SIZES,
         fusion_channels: Sequence[int] = PF_PASCAL_CHANNELS,
         fusion_grid: int | Sequence[int] = DEFAULT_FUSION_GRID,
-        hypercolumn: Sequence[str] | str = (),
-        center: bool = False,
+        **consensus_options: Any,
     ):
-        super().__init__(
-            backbone, backbone_weights, layer, ncons_kernel_sizes, ncons_channels, symmetric, finetune_blocks,
-            hypercolumn, center,
-        )
+        """``consensus_options``: NC-Net's (:class:`~core.models.weak_consensus.WeakConsensusModel`)."""
+        super().__init__(backbone, backbone_weights, **consensus_options)
         channels = self.feature_channels
         self.context_kernel_size = int(context_kernel_size)
         self.context_channels = int(context_channels or channels)
