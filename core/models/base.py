@@ -296,21 +296,17 @@ def load_resolved(model: CorrespondenceModel, resolved, optional: tuple[str, ...
 def load_project_checkpoint(model: CorrespondenceModel, path, optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a project checkpoint (``.safetensors`` + JSON sidecar) into ``model``; return its metadata.
 
-    Checks the sidecar's sha256 and that it was made for the same model name.
-    ``optional``: prefixes of a part the checkpoint may lack altogether (see
-    :func:`fill_optional_part`); ``meta["kept_own"]`` then lists the prefixes kept.
+    Read by :func:`core.models.pretrained.read_checkpoint` (sha256 checked,
+    made for the same model). ``optional``: prefixes of a part the checkpoint
+    may lack altogether (see :func:`fill_optional_part`); ``meta["kept_own"]``
+    then lists the prefixes kept.
     """
-    from ..errors import WeightsError
-    from ..weights import load_checkpoint
+    from .pretrained import read_checkpoint
 
-    state, meta = load_checkpoint(path)
-    cfg = meta.get("config", {})
-    if cfg.get("model") not in (None, model.name):
-        raise WeightsError(f"'{path}' holds {cfg.get('model')} weights, not {model.name}")
-    state, kept = fill_optional_part(model, state, optional)
+    resolved = read_checkpoint(Path(path), type(model), None)
+    state, kept = fill_optional_part(model, resolved.state or {}, optional)
     load_head_weights(model, state, str(path))
-    meta["kept_own"] = kept
-    return meta
+    return dict(resolved.meta, kept_own=kept)
 
 
 def fill_optional_part(

@@ -46,7 +46,7 @@ from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coa
 from ..pseudo_labels import mutual_nn_keypoints, teacher_scores
 from ..weights import load_state_dict_file, weights_file_id
 from .base import CorrespondenceModel, Matches, load_resolved, matches_from_scores
-from .pretrained import ResolvedWeights, find_shipped, released_weights, resolve
+from .pretrained import DEFAULT_SPEC, ResolvedWeights, find_shipped, released_weights, resolve
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +300,7 @@ class MMNet(CorrespondenceModel):
         if net is None:
             from .ncnet import build_ncnet
 
-            net = build_ncnet(backbone=self.backbone.name, weights="default").eval().requires_grad_(False)
+            net = build_ncnet(backbone=self.backbone.name, weights=DEFAULT_SPEC).eval().requires_grad_(False)
             self.__dict__["_teacher_network"] = net
         return net.to(device)
 
