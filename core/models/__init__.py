@@ -5,9 +5,11 @@ Every builder has the signature::
     build_<name>(backbone="mobilenet_v2", backbone_weights="default",
                  weights=None, **options) -> CorrespondenceModel
 
-``weights`` is ``None`` (fresh head), ``"default"`` (the weights shipped with
-semcorr for this backbone), a project checkpoint (``.safetensors`` with its
-JSON sidecar) or the authors' released checkpoint file.
+``weights`` is any spec of :func:`core.models.pretrained.resolve`: ``None`` /
+``"none"`` / ``"random"`` (fresh head), ``"default"`` (the weights shipped with
+semcorr for this backbone, :data:`core.models.pretrained.SHIPPED_WEIGHTS`), a
+project checkpoint (``.safetensors`` with its JSON sidecar) or the authors'
+released checkpoint file (read by the model class's ``read_released`` adapter).
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ Matches use normalised coordinates (:mod:`core.geometry`);
 
 from __future__ import annotations
 
-from abc import ABCMeta, abstractmethod
 import inspect
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,7 +130,9 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
         (the training engine relies on it).
         """
         super().train(mode)
-        self.backbone.eval()
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None:
+            backbone.eval()
         return self
 
     def forward(self, img_src: torch.Tensor, img_trg: torch.Tensor) -> Matches:
