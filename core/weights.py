@@ -24,7 +24,9 @@ from .files import atomic_write_bytes, atomic_write_text  # noqa: F401 - atomic_
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 
 #: sha256 of every shipped weights file, pinned in code so that a file and its
-#: sidecar cannot be swapped together unnoticed.
+#: sidecar cannot be swapped together unnoticed. Each file is also one
+#: :class:`core.models.pretrained.ShippedWeights` entry (model, backbone, layers,
+#: recipe and metrics, ``verify()``), which reads its pin here.
 SHIPPED_SHA256: dict[str, str] = {
     # SFNet on MobileNetV2: examples/train_default_weights.sh sfnet (see the JSON sidecar)
     "sfnet_mobilenet_v2.safetensors": "876f75acb6955ddfa59e250a5fa4580e6e95364103154180fcadcf28471ddc8b",

@@ -37,19 +37,9 @@ def convert_cmd(
         raise UsageError("the output must end in .safetensors")
     check_outputs(output)  # before torch is imported
 
-    import core
-    from core.models import build_model
-    from core.weights import save_checkpoint, sha256_file
+    from core.models.pretrained import convert_released
 
-    m = build_model(model, backbone=backbone, backbone_weights="random", weights=str(source))
-    config = dict(m.config(), backbone_weights="default")  # the backbone it was built on here is a placeholder
-    meta = {
-        "config": config,
-        "converted_from": source.name,
-        "source_sha256": sha256_file(source),
-        "semcorr_version": core.__version__,
-    }
-    save_checkpoint(output, m.head_state_dict(), meta)
+    convert_released(source, output, model, backbone)
     if not quiet:
         err_console.print(f"wrote {output} and {output.with_suffix('.json')}")
 

@@ -90,8 +90,11 @@ def test_resnet_without_offline_weights_says_how_to_supply_them(monkeypatch):
         raise OSError("no network")
 
     monkeypatch.setattr(torchvision.models, "resnet101", offline)
-    with pytest.raises(WeightsError, match="--backbone-weights"):
+    with pytest.raises(WeightsError, match="backbone_weights FILE") as err:
         build_backbone("resnet101")
+    from semcorr_cli.common import flag_for
+
+    assert "pass it with --backbone-weights FILE (or use --backbone-weights random)" in err.value.render(flag_for)
 
 
 def test_unknown_backbone_and_layer():

@@ -137,7 +137,7 @@ def test_config_rebuilds_the_same_model(mobilenet_model):
 
 
 def test_shipped_weights_are_reported_missing():
-    with pytest.raises(WeightsError, match="no MMNet weights are shipped with semcorr for backbone resnet50"):
+    with pytest.raises(WeightsError, match="no mmnet weights are shipped for backbone resnet50"):
         build_mmnet("resnet50", backbone_weights="random", weights="default")
     with pytest.raises(WeightsError, match="does not exist"):
         build_mmnet("mobilenet_v2", weights="/nonexistent/mmnet.pth")

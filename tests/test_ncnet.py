@@ -15,7 +15,7 @@ from core.correlation import correlation_4d, l2_normalize, transpose_corr
 from core.errors import UsageError, WeightsError
 from core.geometry import cell_grid
 from core.losses.weak import matching_score, weak_loss
-from core.models.ncnet import build_ncnet, transfer_keypoints
+from core.models.ncnet import build_ncnet
 from core.models.official import conv4d_weight_to_official
 from core.weights import save_checkpoint
 
@@ -162,58 +162,6 @@ def test_options_config_and_defaults():
     assert ft.refine.training and not ft.backbone.training
 
 
-# ----------------------------------------------------------------------------- keypoint transfer
-
-
-def _public_transfer(corr: torch.Tensor, pts: torch.Tensor) -> torch.Tensor:
-    """Transcription of the public corr_to_matches + bilinearInterpPointTnf (B = 1, square grid)."""
-    b, fs1, fs2, fs3, fs4 = corr.shape
-    XA, YA = np.meshgrid(np.linspace(-1, 1, fs2), np.linspace(-1, 1, fs1))
-    JA, IA = np.meshgrid(range(fs2), range(fs1))
-    XB, YB = np.meshgrid(np.linspace(-1, 1, fs4), np.linspace(-1, 1, fs3))
-    nc_B_Avec = torch.softmax(corr.view(b, fs1 * fs2, fs3, fs4), dim=1)
-    _, idx = torch.max(nc_B_Avec, dim=1)
-    idx = idx.view(-1).numpy()
-    iA, jA = IA.reshape(-1)[idx], JA.reshape(-1)[idx]
-    xA, yA = XA[iA, jA], YA[iA, jA]
-    xB, yB = XB.reshape(-1), YB.reshape(-1)
-    target = pts[0].T.numpy().astype(np.float64)  # (2, N)
-    grid = np.linspace(-1, 1, fs4)[:, None]
-    xm = np.clip(((target[0][None] - grid) > 0).sum(0) - 1, 0, None)
-    ym = np.clip(((target[1][None] - grid) > 0).sum(0) - 1, 0, None)
-    xp, yp = xm + 1, ym + 1
-    idx_of = lambda x, y: y * fs4 + x  # noqa: E731
-    P = lambda i: np.stack([xB[i], yB[i]])  # noqa: E731
-    Q = lambda i: np.stack([xA[i], yA[i]])  # noqa: E731
-    mm, pp, pm, mp = idx_of(xm, ym), idx_of(xp, yp), idx_of(xp, ym), idx_of(xm, yp)
-    area = lambda d: d[0] * d[1]  # noqa: E731
-    f_pp, f_mm = area(np.abs(target - P(mm))), area(np.abs(target - P(pp)))
-    f_mp, f_pm = area(np.abs(target - P(pm))), area(np.abs(target - P(mp)))
-    out = (Q(mm) * f_mm + Q(pp) * f_pp + Q(mp) * f_mp + Q(pm) * f_pm) / (f_pp + f_mm + f_mp + f_pm)
-    return torch.from_numpy(out.T).float()[None]
-
-
-def test_keypoint_transfer_matches_the_public_evaluation():
-    torch.manual_seed(0)
-    corr = torch.rand(1, 5, 6, 7, 7)
-    pts = torch.rand(1, 20, 2) * 1.96 - 0.98
-    got = transfer_keypoints(corr, pts)
-    assert torch.allclose(got, _public_transfer(corr, pts), atol=1e-6)
-
-
-def test_keypoint_transfer_identities():
-    n = 6
-    eye = torch.eye(n * n).view(1, n, n, n, n)
-    pts = torch.tensor([[[-1.0, -1.0], [1.0, 1.0], [0.13, -0.42], [0.9, 0.05]]])
-    assert torch.allclose(transfer_keypoints(eye, pts), pts, atol=1e-6)
-    # a left-right mirror between the images mirrors x
-    mirror = eye.flip(-1)
-    assert torch.allclose(transfer_keypoints(mirror, pts), pts * torch.tensor([-1.0, 1.0]), atol=1e-6)
-    # batches are handled item by item
-    both = transfer_keypoints(torch.cat([eye, mirror]), pts.repeat(2, 1, 1))
-    assert torch.allclose(both[1], pts[0] * torch.tensor([-1.0, 1.0]), atol=1e-6)
-
-
 # ----------------------------------------------------------------------------- weak loss
 
 
@@ -276,7 +224,7 @@ def test_official_ncnet_checkpoint_round_trip(tmp_path):
 
     model = build_ncnet(backbone="resnet101", weights=path)
     assert model.config()["layer"] == "layer3" and model.ncons_channels == [16, 16, 1]
-    assert model.weights_id.startswith("official-file:ncnet_pfpascal.pth.tar:")
+    assert model.weights_id.startswith("released-file:ncnet_pfpascal.pth.tar:")
     for i, w in zip((0, 2, 4), nc_weights):
         assert torch.equal(model.refine.neigh_consensus.conv[i].weight, w)
         assert torch.equal(model.refine.neigh_consensus.conv[i].bias, state[f"NeighConsensus.conv.{i}.bias"])
@@ -297,7 +245,7 @@ def test_official_ncnet_checkpoint_round_trip(tmp_path):
     assert torch.allclose(model.head(fa, fb).corr, expected, atol=1e-6)
     # converted to a project checkpoint, the backbone travels with the head
     assert any(k.startswith("backbone.") for k in model.head_state_dict())
-    with pytest.raises(WeightsError, match="use --backbone resnet101"):
+    with pytest.raises(WeightsError, match="use backbone resnet101"):
         build_ncnet(weights=path)
 
 

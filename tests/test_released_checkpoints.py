@@ -104,7 +104,7 @@ def test_refine_with_the_released_file_equals_its_conversion(released):
     assert a.corr.std() > 1e-3 * np.abs(a.corr).max()  # not a constant volume
     for key in a.extra:
         assert np.array_equal(a.extra[key], b.extra[key]), key
-    assert a.corr_attrs["weights"].startswith("official-") and b.corr_attrs["weights"].startswith("file:conv.safetensors")
+    assert a.corr_attrs["weights"].startswith("released-") and b.corr_attrs["weights"].startswith("file:conv.safetensors")
     if model == "dccnet":
         assert set(a.extra) == {"dccnet/fusion_src_to_trg", "dccnet/fusion_trg_to_src", "dccnet/fused_trg_to_src"}
 

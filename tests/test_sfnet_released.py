@@ -19,7 +19,8 @@ import pytest
 import torch
 
 from core.errors import WeightsError
-from core.models.sfnet import build_sfnet, convert_released_checkpoint, released_state_dict
+from core.models.pretrained import convert_released
+from core.models.sfnet import build_sfnet, released_state_dict
 from core.weights import sidecar_path
 
 
@@ -127,7 +128,8 @@ def test_a_pickle_with_code_is_never_executed(tmp_path):
 
 
 def test_conversion_to_the_project_format_round_trips(released_file, released_model, tmp_path):
-    out = convert_released_checkpoint(released_file, tmp_path / "sfnet_resnet101.safetensors")
+    out = tmp_path / "sfnet_resnet101.safetensors"
+    convert_released(released_file, out, "sfnet")
     meta = json.loads(sidecar_path(out).read_text())
     assert meta["config"] == {"model": "sfnet", "backbone": "resnet101", "backbone_weights": "default",
                               "beta": 50.0, "kernel_sigma": 5.0}

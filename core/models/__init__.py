@@ -5,9 +5,11 @@ Every builder has the signature::
     build_<name>(backbone="mobilenet_v2", backbone_weights="default",
                  weights=None, **options) -> CorrespondenceModel
 
-``weights`` is ``None`` (fresh head), ``"default"`` (the weights shipped with
-semcorr for this backbone), a project checkpoint (``.safetensors`` with its
-JSON sidecar) or the authors' released checkpoint file.
+``weights`` is any spec of :func:`core.models.pretrained.resolve`: ``None`` /
+``"none"`` / ``"random"`` (fresh head), ``"default"`` (the weights shipped with
+semcorr for this backbone, :data:`core.models.pretrained.SHIPPED_WEIGHTS`), a
+project checkpoint (``.safetensors`` with its JSON sidecar) or the authors'
+released checkpoint file (read by the model class's ``read_released`` adapter).
 """
 
 from __future__ import annotations
@@ -26,14 +28,32 @@ MODEL_BUILDERS: dict[str, str] = {
 }
 
 
+#: The model class of each builder (what :func:`core.models.pretrained.resolve` reads weights for).
+MODEL_CLASSES: dict[str, str] = {
+    "sfnet": "core.models.sfnet:SFNet",
+    "ncnet": "core.models.ncnet:NCNet",
+    "dccnet": "core.models.dccnet:DCCNet",
+    "mmnet": "core.models.mmnet:MMNet",
+}
+
+
 def model_names() -> list[str]:
     return list(MODEL_BUILDERS)
 
 
 def get_builder(name: str):
-    if name not in MODEL_BUILDERS:
-        raise UsageError(f"unknown model '{name}'; choose one of {', '.join(MODEL_BUILDERS)}")
-    module, func = MODEL_BUILDERS[name].split(":")
+    return _lookup(name, MODEL_BUILDERS)
+
+
+def get_model_class(name: str) -> type[CorrespondenceModel]:
+    """The class of model ``name``."""
+    return _lookup(name, MODEL_CLASSES)
+
+
+def _lookup(name: str, table: dict[str, str]):
+    if name not in table:
+        raise UsageError(f"unknown model '{name}'; choose one of {', '.join(table)}")
+    module, func = table[name].split(":")
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -48,4 +68,4 @@ def build_model(name: str, **kwargs: Any) -> CorrespondenceModel:
     return get_builder(name)(**kwargs)
 
 
-__all__ = ["CorrespondenceModel", "Matches", "build_model", "model_names", "MODEL_BUILDERS"]
+__all__ = ["CorrespondenceModel", "Matches", "build_model", "get_model_class", "model_names", "MODEL_BUILDERS"]

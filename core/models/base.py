@@ -20,8 +20,11 @@ Matches use normalised coordinates (:mod:`core.geometry`);
 
 from __future__ import annotations
 
+import inspect
 from abc import ABCMeta, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -56,6 +59,31 @@ class Matches:
     extra: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
+def matches_from_scores(
+    corr: torch.Tensor,
+    match: Callable[[torch.Tensor], torch.Tensor],
+    confidence: Callable[[torch.Tensor], torch.Tensor],
+    corr_t: torch.Tensor | None = None,
+) -> Matches:
+    """:class:`Matches` in both directions from source→target scores ``corr`` ``(B, hA, wA, hB, wB)``.
+
+    ``corr_t``: the target→source scores ``(B, hB, wB, hA, wA)`` (default: the
+    transpose of ``corr``). ``match`` maps a volume to ``(B, h, w, 2)`` matches
+    over its last two dimensions, ``confidence`` to ``(B, h, w)``; ``corr`` is kept.
+    """
+    if corr_t is None:
+        from ..correlation import transpose_corr
+
+        corr_t = transpose_corr(corr)
+    return Matches(
+        src_to_trg=match(corr),
+        trg_to_src=match(corr_t),
+        corr=corr,
+        confidence_src=confidence(corr),
+        confidence_trg=confidence(corr_t),
+    )
+
+
 class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     """Base class: subclasses set ``name``, build ``self.backbone`` and implement
     ``required_layers``, ``head`` and ``loss`` (abstract: a subclass missing one cannot be built)."""
@@ -69,6 +97,12 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     train_defaults: ClassVar[dict[str, Any]] = {}
     #: Working image size for inference (square side, pixels).
     input_size: int = 400
+    #: Backbone used when neither the caller nor the weights name one.
+    default_backbone: ClassVar[str] = "mobilenet_v2"
+    #: Other models whose semcorr checkpoints this one starts from (DCCNet: NC-Net's consensus).
+    accepts_checkpoints_of: ClassVar[tuple[str, ...]] = ()
+    #: True when a ``.safetensors`` file without a sidecar may be the authors' file (MMNet).
+    reads_bare_safetensors: ClassVar[bool] = False
 
     backbone: FeatureBackbone
 
@@ -86,6 +120,21 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     def head(self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]) -> Matches:
         """Backbone features of both images (``{layer: (B, C, h, w)}``) → :class:`Matches`."""
 
+    def train(self, mode: bool = True):
+        """Train the head; the backbone always stays in eval mode.
+
+        Its BatchNorm statistics stay fixed whether its weights are frozen or
+        fine-tuned: NC-Net's and DCCNet's published training keep their
+        feature extractor in eval mode throughout, and MMNet's batches of 5 are
+        too small for batch statistics. The one backbone-freeze policy of semcorr
+        (the training engine relies on it).
+        """
+        super().train(mode)
+        backbone = getattr(self, "backbone", None)
+        if backbone is not None:
+            backbone.eval()
+        return self
+
     def forward(self, img_src: torch.Tensor, img_trg: torch.Tensor) -> Matches:
         layers = self.required_layers
         return self.head(self.backbone(img_src, layers), self.backbone(img_trg, layers))
@@ -93,6 +142,47 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     @abstractmethod
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
         """The paper's training objective on a batch: ``(scalar loss, {name: value})``."""
+
+    #: Constructor options that :meth:`recorded_options` leaves out (memory knobs, not architecture).
+    unrecorded_options: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The model's options: its constructor's keyword parameters but ``backbone`` and ``backbone_weights``.
+
+        Declared once (the constructor; one that takes ``**options`` adds its
+        base class's); builders accept exactly these and :meth:`recorded_options` records them.
+        """
+        skip = {"self", "backbone", "backbone_weights"}
+        names: list[str] = []
+        for klass in cls.__mro__:  # a constructor taking **options passes them on to its base's
+            init = klass.__dict__.get("__init__")
+            if init is None:
+                continue
+            params = list(inspect.signature(init).parameters.values())
+            names += [p.name for p in params if p.name not in skip and p.name not in names and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            if not any(p.kind == p.VAR_KEYWORD for p in params):
+                break
+        return names
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> None:
+        """:class:`UsageError` naming the first of ``options`` that is not one of :meth:`option_names`."""
+        from ..errors import UsageError
+
+        allowed = cls.option_names()
+        unknown = sorted(set(options) - set(allowed))
+        if unknown:
+            raise UsageError(f"{cls.name} has no option '{unknown[0]}' (options: {', '.join(sorted(allowed))})")
+
+    def recorded_options(self) -> dict[str, Any]:
+        """``{option: value}`` of every option but :attr:`unrecorded_options` (sequences as lists), for :meth:`config`."""
+        out = {}
+        for name in self.option_names():
+            if name not in self.unrecorded_options:
+                value = getattr(self, name)
+                out[name] = list(value) if isinstance(value, (list, tuple)) else value
+        return out
 
     def config(self) -> dict[str, Any]:
         """Builder arguments that rebuild this architecture (``build_<name>(**config minus "model")``).
@@ -131,6 +221,25 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
         or target (``"trg->src"``) image → ``(N, 2)`` pixels in the other image.
         """
         return None
+
+    # -- weights ------------------------------------------------------------------------------
+
+    @classmethod
+    def read_released(cls, path: Path, backbone: str | None):
+        """The adapter from the authors' released file ``path`` to this model's names.
+
+        Returns :class:`core.models.pretrained.ResolvedWeights` (architecture
+        ``config`` read from the file, ``state`` under this model's names);
+        :class:`WeightsError` when ``path`` is not in the authors' layout.
+        Models without a released layout refuse every file that is not a
+        semcorr checkpoint.
+        """
+        from ..errors import WeightsError
+
+        raise WeightsError(
+            f"'{path}' is not a semcorr checkpoint (.safetensors with its JSON sidecar), and {cls.name} "
+            "reads no authors' released file"
+        )
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """Weights of everything but a frozen backbone (what a checkpoint must keep)."""
@@ -171,24 +280,35 @@ def load_matching_shapes(
     model.load_state_dict(state, strict=False)
 
 
+def load_resolved(model: CorrespondenceModel, resolved, optional: tuple[str, ...] = ()) -> list[str]:
+    """Load :class:`core.models.pretrained.ResolvedWeights` into ``model`` and record their id.
+
+    Strict for the head (:func:`load_head_weights`); ``optional``: prefixes of
+    a part the weights may lack (:func:`fill_optional_part`). Returns the
+    prefixes for which the model kept its own values. Fresh weights load nothing.
+    """
+    model.weights_id = resolved.weights_id
+    if resolved.state is None:
+        return []
+    state, kept = fill_optional_part(model, resolved.state, optional)
+    load_head_weights(model, state, str(resolved.path))
+    return kept
+
+
 def load_project_checkpoint(model: CorrespondenceModel, path, optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a project checkpoint (``.safetensors`` + JSON sidecar) into ``model``; return its metadata.
 
-    Checks the sidecar's sha256 and that it was made for the same model name.
-    ``optional``: prefixes of a part the checkpoint may lack altogether (see
-    :func:`fill_optional_part`); ``meta["kept_own"]`` then lists the prefixes kept.
+    Read by :func:`core.models.pretrained.read_checkpoint` (sha256 checked,
+    made for the same model). ``optional``: prefixes of a part the checkpoint
+    may lack altogether (see :func:`fill_optional_part`); ``meta["kept_own"]``
+    then lists the prefixes kept.
     """
-    from ..errors import WeightsError
-    from ..weights import load_checkpoint
+    from .pretrained import read_checkpoint
 
-    state, meta = load_checkpoint(path)
-    cfg = meta.get("config", {})
-    if cfg.get("model") not in (None, model.name):
-        raise WeightsError(f"'{path}' holds {cfg.get('model')} weights, not {model.name}")
-    state, kept = fill_optional_part(model, state, optional)
+    resolved = read_checkpoint(Path(path), type(model), None)
+    state, kept = fill_optional_part(model, resolved.state or {}, optional)
     load_head_weights(model, state, str(path))
-    meta["kept_own"] = kept
-    return meta
+    return dict(resolved.meta, kept_own=kept)
 
 
 def fill_optional_part(

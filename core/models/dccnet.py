@@ -34,8 +34,9 @@ from ..correlation import correlation_4d, l2_normalize
 from ..errors import WeightsError
 from ..flow import argmax_matches
 from ..losses.weak import matching_score, matching_score_of_distributions
+from ..parsing import parse_int_list
 from .base import Matches
-from .ncnet import WeakConsensusModel, _as_int_list, best_probability, build_weak_model
+from .weak_consensus import WeakConsensusModel, best_probability, build_weak_model
 from .official import OfficialCheckpoint, conv4d_weight_from_official, modules_in_order
 
 
@@ -54,6 +55,8 @@ class DCCNet(WeakConsensusModel):
     """
 
     name: ClassVar[str] = "dccnet"
+    #: An NC-Net checkpoint gives DCCNet its shared consensus (:func:`~core.models.weak_consensus.load_consensus_weights`).
+    accepts_checkpoints_of: ClassVar[tuple[str, ...]] = ("ncnet",)
     #: The paper's objective: fused loss + 1.0 × local + 1.0 × context.
     loss_weights: ClassVar[dict[str, float]] = {"fused": 1.0, "local": 1.0, "context": 1.0}
     #: The fused scores are already distributions: their best value is the confidence.
@@ -63,29 +66,21 @@ class DCCNet(WeakConsensusModel):
         self,
         backbone: FeatureBackbone,
         backbone_weights: str = "default",
-        layer: str | None = None,
-        ncons_kernel_sizes: Sequence[int] = PF_PASCAL_KERNEL_SIZES,
-        ncons_channels: Sequence[int] = PF_PASCAL_CHANNELS,
-        symmetric: bool = True,
-        finetune_blocks: int = 0,
         context_kernel_size: int = DEFAULT_CONTEXT_KERNEL,
         context_channels: int | None = None,
         fusion_kernel_sizes: Sequence[int] = PF_PASCAL_KERNEL_SIZES,
         fusion_channels: Sequence[int] = PF_PASCAL_CHANNELS,
         fusion_grid: int | Sequence[int] = DEFAULT_FUSION_GRID,
-        hypercolumn: Sequence[str] | str = (),
-        center: bool = False,
+        **consensus_options: Any,
     ):
-        super().__init__(
-            backbone, backbone_weights, layer, ncons_kernel_sizes, ncons_channels, symmetric, finetune_blocks,
-            hypercolumn, center,
-        )
+        """``consensus_options``: NC-Net's (:class:`~core.models.weak_consensus.WeakConsensusModel`)."""
+        super().__init__(backbone, backbone_weights, **consensus_options)
         channels = self.feature_channels
         self.context_kernel_size = int(context_kernel_size)
         self.context_channels = int(context_channels or channels)
-        self.fusion_kernel_sizes = _as_int_list(fusion_kernel_sizes, "fusion_kernel_sizes")
-        self.fusion_channels = _as_int_list(fusion_channels, "fusion_channels")
-        grid = _as_int_list(fusion_grid, "fusion_grid")
+        self.fusion_kernel_sizes = parse_int_list(fusion_kernel_sizes, "fusion_kernel_sizes")
+        self.fusion_channels = parse_int_list(fusion_channels, "fusion_channels")
+        grid = parse_int_list(fusion_grid, "fusion_grid")
         self.fusion_grid = (grid[0], grid[0]) if len(grid) == 1 else (grid[0], grid[1])
         self.context = SpatialContextEncoder(channels, self.context_kernel_size, self.context_channels)
         self.fusion = DynamicFusion(self.fusion_kernel_sizes, self.fusion_channels, self.fusion_grid, self.symmetric)
@@ -149,16 +144,6 @@ class DCCNet(WeakConsensusModel):
             "context": matching_score(out["context"]),
         }
 
-    def config(self) -> dict[str, Any]:
-        return {
-            **super().config(),
-            "context_kernel_size": self.context_kernel_size,
-            "context_channels": self.context_channels,
-            "fusion_kernel_sizes": list(self.fusion_kernel_sizes),
-            "fusion_channels": list(self.fusion_channels),
-            "fusion_grid": list(self.fusion_grid),
-        }
-
     # -- authors' checkpoints ------------------------------------------------------------------------
 
     @classmethod
@@ -220,17 +205,18 @@ class DCCNet(WeakConsensusModel):
         ):
             if arg in ckpt.args and ckpt.args[arg] is not None:
                 given = ckpt.args[arg]
-                given = _as_int_list(given, arg) if isinstance(options[key], list) else int(given)
+                given = parse_int_list(given, arg) if isinstance(options[key], list) else int(given)
                 if given != options[key]:
                     raise WeightsError(f"'{ckpt.path}': its args say {arg}={ckpt.args[arg]} but its weights have {options[key]}")
         return backbone, options
 
-    def official_head_state(self, ckpt: OfficialCheckpoint) -> dict[str, torch.Tensor]:
+    @classmethod
+    def official_head_state(cls, ckpt: OfficialCheckpoint) -> dict[str, torch.Tensor]:
         state = super().official_head_state(ckpt)
         sce = ckpt.keys_under("SpatialContextEncoder.embeddingFea.0.")
         state["context.embedding.0.weight"] = sce["weight"]
         state["context.embedding.0.bias"] = sce["bias"]
-        convs, (att_w, att_b) = self._official_fusion(ckpt)
+        convs, (att_w, att_b) = cls._official_fusion(ckpt)
         for i, (w, b) in enumerate(convs):
             state[f"fusion.embed.conv.{2 * i}.weight"] = w
             state[f"fusion.embed.conv.{2 * i}.bias"] = b

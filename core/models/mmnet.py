@@ -44,9 +44,9 @@ from ..geometry import pixel_grid
 from ..losses.mmnet import multiscale_keypoint_loss
 from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
 from ..pseudo_labels import mutual_nn_keypoints, teacher_scores
-from ..weights import load_state_dict_file, sidecar_path, weights_file_id
-from ..weights import shipped_weights_path as shipped_path
-from .base import CorrespondenceModel, Matches, load_head_weights, load_project_checkpoint
+from ..weights import load_state_dict_file, weights_file_id
+from .base import CorrespondenceModel, Matches, load_resolved, matches_from_scores
+from .pretrained import DEFAULT_SPEC, ResolvedWeights, find_shipped, released_weights, resolve
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,10 @@ class MMNet(CorrespondenceModel):
     input_resize = "tensor"  # the public dataset code: F.interpolate(bilinear, align_corners=False)
     #: The backbone's learning rate relative to the head's (``param_groups``).
     backbone_lr_ratio = 0.01
+    #: ``max_volume`` is a memory knob, not architecture.
+    unrecorded_options = ("max_volume",)
+    #: The authors' released file may be a bare ``.safetensors`` (no sidecar).
+    reads_bare_safetensors = True
 
     def __init__(
         self,
@@ -127,7 +131,7 @@ class MMNet(CorrespondenceModel):
             raise UsageError(f"unknown teacher '{teacher}'; choose one of {', '.join(TEACHERS)}")
         if teacher != "nn" and supervision != "pseudo":
             raise UsageError(f"teacher={teacher} needs supervision=pseudo (keypoint supervision has no teacher)")
-        if teacher == "ncnet" and not shipped_path("ncnet", backbone.name).is_file():
+        if teacher == "ncnet" and find_shipped("ncnet", backbone.name) is None:
             raise UsageError(f"teacher=ncnet needs the NC-Net weights shipped for backbone {backbone.name}; there are none")
         self.backbone = backbone
         self.stages = block_layers(backbone.name)
@@ -150,7 +154,8 @@ class MMNet(CorrespondenceModel):
         self.train_data = "weak" if supervision == "pseudo" else "keypoints"  # type: ignore[misc]
         self.teacher_layers = list(DEFAULT_LAYERS[backbone.name]) if backbone.name in DEFAULT_LAYERS else []
         self.backbone.requires_grad_(self.train_backbone)
-        #: Where the weights came from: ``"fresh"`` or ``"[released-]file:<name>:<sha256[:12]>"`` (set by the builder).
+        #: Where the weights came from: ``"fresh"`` or ``"[released-]file:<name>:<sha256[:12]>"``
+        #: (:func:`core.models.pretrained.resolve`).
         self.weights_id = "fresh"
 
     # ------------------------------------------------------------------ interface
@@ -160,18 +165,7 @@ class MMNet(CorrespondenceModel):
         return [layer for stage in self.stages for layer in stage]
 
     def config(self) -> dict[str, Any]:
-        return {
-            "model": self.name,
-            "backbone": self.backbone.name,
-            "backbone_weights": self.backbone_weights,
-            "upsample": self.upsample,
-            "output_level": self.output_level,
-            "matching": self.matching,
-            "train_backbone": self.train_backbone,
-            "supervision": self.supervision,
-            "pseudo_points": self.pseudo_points,
-            "teacher": self.teacher,
-        }
+        return {**super().config(), "backbone_weights": self.backbone_weights, **self.recorded_options()}
 
     @property
     def supervision_summary(self) -> str:
@@ -179,11 +173,22 @@ class MMNet(CorrespondenceModel):
             return f"pseudo keypoints from the {self.teacher} teacher"
         return "keypoint supervision"
 
-    def train(self, mode: bool = True) -> MMNet:
-        """Train the head; the backbone's BatchNorm keeps its statistics (batches of 5 are too small)."""
-        super().train(mode)
-        self.backbone.eval()
-        return self
+    @classmethod
+    def read_released(cls, path: Path, backbone: str | None):
+        """The authors' released ``.pth`` (a full public ``state_dict``) under this model's names.
+
+        Read safely (:func:`core.weights.load_state_dict_file`); renamed by
+        :func:`map_public_state_dict` on a skeleton of the model (no weights
+        initialised); the weights the public forward never calls are logged in
+        one line. A file already in this model's layout (no sidecar) loads as it is.
+        """
+        state = load_state_dict_file(path)
+        if _is_own_state(state):
+            return ResolvedWeights("checkpoint", {}, state, weights_file_id(path), path)
+        backbone = backbone or cls.default_backbone
+        mapped, unused = map_public_state_dict(state, cls(build_backbone(backbone, "empty")))
+        log_unused(str(path), unused)
+        return released_weights(path, {"model": cls.name, "backbone": backbone}, mapped)
 
     def param_groups(self, base_lr: float) -> list[dict[str, Any]]:
         """Head at ``base_lr``; a trainable backbone at ``base_lr · backbone_lr_ratio``."""
@@ -245,15 +250,7 @@ class MMNet(CorrespondenceModel):
         b, _, ha, wa = fa.shape
         hb, wb = fb.shape[-2:]
         if b * ha * wa * hb * wb <= self.max_volume:
-            corr = self.volumes(maps_a, maps_b, stop_level=level)[level]
-            corr_t = transpose_corr(corr)
-            return Matches(
-                src_to_trg=self._match_rows(corr),
-                trg_to_src=self._match_rows(corr_t),
-                corr=corr,
-                confidence_src=match_confidence(corr),
-                confidence_trg=match_confidence(corr_t),
-            )
+            return matches_from_scores(self.volumes(maps_a, maps_b, stop_level=level)[level], self._match_rows, match_confidence)
         coarse = self.volumes(maps_a, maps_b, stop_level=level + 1)[level + 1] if level + 1 < len(maps_a) else None
         coarse_t = transpose_corr(coarse) if coarse is not None else None
         s2t, conf_a = chunked_matches(fa, fb, coarse, self._match_rows, self.upsample, max(1, CHUNK_SCORES // (hb * wb)))
@@ -303,7 +300,7 @@ class MMNet(CorrespondenceModel):
         if net is None:
             from .ncnet import build_ncnet
 
-            net = build_ncnet(backbone=self.backbone.name, weights="default").eval().requires_grad_(False)
+            net = build_ncnet(backbone=self.backbone.name, weights=DEFAULT_SPEC).eval().requires_grad_(False)
             self.__dict__["_teacher_network"] = net
         return net.to(device)
 
@@ -576,10 +573,8 @@ def _unused_summary(unused: list[str]) -> str:
     return ", ".join(modules)
 
 
-def load_released_state(model: MMNet, state: dict[str, torch.Tensor], source: str) -> list[str]:
-    """Load a public MMNet ``state_dict`` into ``model``; the unused keys are logged (one line) and returned."""
-    mapped, unused = map_public_state_dict(state, model)
-    model.load_state_dict(mapped, strict=True)
+def log_unused(source: str, unused: list[str]) -> None:
+    """Log, in one line, the released file's weights that the public forward never calls."""
     if unused:
         log.warning(
             "%s: ignored %d weights of modules the MMNet forward never calls (%s)",
@@ -587,105 +582,38 @@ def load_released_state(model: MMNet, state: dict[str, torch.Tensor], source: st
             len(unused),
             _unused_summary(unused),
         )
-    return unused
-
-
-def load_released_checkpoint(model: MMNet, path: str | Path) -> list[str]:
-    """Load the authors' released ``.pth`` (a plain full ``state_dict``) into ``model``, safely.
-
-    Read with ``torch.load(weights_only=True)``; keys renamed by
-    :func:`map_public_state_dict`; unused keys are logged and returned.
-    """
-    return load_released_state(model, load_state_dict_file(path), str(path))
 
 
 def _is_own_state(state: dict[str, torch.Tensor]) -> bool:
     return any(k.startswith("encoder.") for k in state)
 
 
-def shipped_weights_path(backbone: str) -> Path:
-    """Where ``weights="default"`` looks: ``core/weights/mmnet_<backbone>.safetensors``."""
-    return shipped_path("mmnet", backbone)
-
-
-def _has_backbone(keys) -> bool:
-    return any(k.startswith(("backbone.", "features.")) for k in keys)
-
-
-def _safetensors_keys(path: Path) -> list[str]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return list(f.keys())
-    except Exception as exc:  # safetensors raises its own error types
-        raise WeightsError(f"'{path}' is not a readable safetensors file ({exc})") from None
-
-
 def build_mmnet(
     backbone: str = "mobilenet_v2",
     backbone_weights: str = "default",
     weights: str | Path | None = None,
-    upsample: str = "nearest",
-    output_level: int = 1,
-    matching: str = "argmax",
-    train_backbone: bool = True,
-    max_volume: int = 1 << 25,
-    supervision: str = "keypoints",
-    pseudo_points: int = 32,
-    teacher: str = "nn",
+    **options: Any,
 ) -> MMNet:
-    """Build MMNet; ``weights``: None, ``"default"`` (shipped), a project checkpoint or the authors' file.
+    """Build MMNet; ``weights``: any spec of :func:`core.models.pretrained.resolve`.
 
-    When ``weights`` carries a (fine-tuned) backbone, the ImageNet backbone
-    weights are not loaded first (they would be overwritten).
+    ``options``: :class:`MMNet`'s (``upsample``, ``output_level``, ``matching``,
+    ``train_backbone``, ``max_volume``, ``supervision``, ``pseudo_points``,
+    ``teacher``). When ``weights`` carries a (fine-tuned) backbone, the
+    ImageNet backbone weights are not loaded first (they would be overwritten).
     """
-    path: Path | None = None
-    if weights is not None:
-        path = shipped_weights_path(backbone) if str(weights) == "default" else Path(weights)
-        if str(weights) == "default" and not path.is_file():
-            raise WeightsError(
-                f"no MMNet weights are shipped with semcorr for backbone {backbone}; "
-                "pass --weights FILE (a semcorr checkpoint or the authors' released .pth)"
-            )
-        if not path.is_file():
-            raise WeightsError(f"weights file '{path}' does not exist")
-    state: dict[str, torch.Tensor] | None = None
-    project = path is not None and path.suffix == ".safetensors" and sidecar_path(path).is_file()
-    if path is not None and not project:
-        state = load_state_dict_file(path)  # safe: safetensors or torch.load(weights_only=True)
-    keys = _safetensors_keys(path) if project else (state or {}).keys()
-    carries_backbone = path is not None and _has_backbone(keys)
+    MMNet.check_options(options)
+    resolved = resolve(weights, MMNet, backbone)
+    carries_backbone = resolved.carries_backbone
     init = "empty" if carries_backbone else backbone_weights  # the file overwrites every backbone weight
-    bb = build_backbone(backbone, init)
-    model = MMNet(
-        bb,
-        upsample=upsample,
-        output_level=output_level,
-        matching=matching,
-        train_backbone=train_backbone,
-        max_volume=max_volume,
-        backbone_weights=backbone_weights,
-        supervision=supervision,
-        pseudo_points=pseudo_points,
-        teacher=teacher,
-    )
-    if project:
-        load_project_checkpoint(model, path)
-    elif state is not None:
-        if _is_own_state(state):
-            load_head_weights(model, state, str(path))
-        else:
-            load_released_state(model, state, str(path))
+    model = MMNet(build_backbone(backbone, init), backbone_weights=backbone_weights, **options)
+    load_resolved(model, resolved)
     if carries_backbone:
-        lacking = [k for k in model.state_dict() if k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
-        lacking = [k for k in lacking if k not in set(keys)] if project or _is_own_state(state or {}) else []
-        if lacking:
-            raise WeightsError(f"'{path}' holds only part of the backbone (no '{lacking[0]}')")
-    if path is not None:
-        released = "" if project or _is_own_state(state or {}) else "released-"
-        model.weights_id = released + weights_file_id(path)
-        if carries_backbone:
-            model.backbone.weights_id = model.weights_id
+        if resolved.kind != "released":  # the released adapter has checked every weight already
+            given = set(resolved.state or {})
+            lacking = [k for k in model.state_dict() if k.startswith("backbone.") and not k.endswith("num_batches_tracked")]
+            lacking = [k for k in lacking if k not in given]
+            if lacking:
+                raise WeightsError(f"'{resolved.path}' holds only part of the backbone (no '{lacking[0]}')")
+        model.backbone.weights_id = model.weights_id
     model.eval()
     return model

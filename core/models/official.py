@@ -228,10 +228,12 @@ def feature_backbone_state(backbone, tv_state: dict[str, torch.Tensor]) -> dict[
     return out
 
 
-def load_backbone_from_official(backbone, ckpt: OfficialCheckpoint, layer: str) -> None:
-    """Load the checkpoint's ResNet features into ``backbone`` (every stage up to ``layer``).
+def official_backbone_state(backbone, ckpt: OfficialCheckpoint, layer: str) -> dict[str, torch.Tensor]:
+    """The checkpoint's ResNet features under ``backbone``'s names (``stages.<i>.…``), every stage up to ``layer``.
 
-    BatchNorm ``num_batches_tracked`` counters may be absent (files from before PyTorch 0.4.1).
+    ``backbone``: a :class:`core.backbones.FeatureBackbone` of the right
+    architecture (its weights are not read). BatchNorm ``num_batches_tracked``
+    counters may be absent (files from before PyTorch 0.4.1).
     """
     prefix = feature_prefix(ckpt.state_dict)
     if prefix is None:
@@ -249,4 +251,4 @@ def load_backbone_from_official(backbone, ckpt: OfficialCheckpoint, layer: str) 
     for k, v in state.items():
         if k in own and own[k].shape != v.shape:
             raise WeightsError(f"'{ckpt.path}': backbone weight '{k}' has shape {tuple(v.shape)}, expected {tuple(own[k].shape)}")
-    backbone.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return {k: v for k, v in state.items() if k in own}

@@ -34,10 +34,10 @@ mask on the grid. The authors' public code has no such layers, so their form
 semcorr's. Off by default: the default model, its weights and its flows are
 exactly those without the option.
 
-Weights: a project checkpoint (``.safetensors`` + sidecar), the authors'
+Weights: any spec of :func:`core.models.pretrained.resolve`; the authors'
 released ``best_checkpoint.pt`` (``{'state_dict1': adap_layer_feat3,
-'state_dict2': adap_layer_feat4}``, ResNet-101 only), or ``"default"`` for
-weights shipped in ``core/weights/sfnet_<backbone>.safetensors``.
+'state_dict2': adap_layer_feat4}``, ResNet-101 only) is read by
+:meth:`SFNet.read_released`.
 
 The published evaluation protocol (resize to 288×288, zero-pad to 320×320,
 crop the grid border, rescale, upsample) is :func:`sfnet_published_flow`.
@@ -54,12 +54,12 @@ from PIL import Image, ImageOps
 from ..adaptation import AdaptationLayer, MaskRegression
 from ..backbones import FeatureBackbone, build_backbone
 from ..correlation import correlate, normalize_over_target, transpose_corr
-from ..errors import UsageError, WeightsError
-from ..weights import weights_file_id
+from ..errors import UsageError, WeightsError, param
 from ..flow import kernel_soft_argmax_matches, match_confidence, matches_to_flow
 from ..images import image_to_tensor
 from ..losses.sfnet import LAMBDA_MASK_REGRESSION, mask_regression_loss, masks_on_grid, sfnet_objective
-from .base import CorrespondenceModel, Matches, fill_optional_part, load_head_weights, load_project_checkpoint
+from .base import CorrespondenceModel, Matches, load_resolved, matches_from_scores
+from .pretrained import released_weights, resolve
 
 #: Backbone layers SFNet reads: (stride-16 map, stride-32 map).
 SFNET_LAYERS: dict[str, tuple[str, str]] = {
@@ -80,6 +80,12 @@ RELEASED_KEYS = ("state_dict1", "state_dict2")
 
 DEFAULT_BETA = 50.0
 DEFAULT_SIGMA = 5.0
+
+
+def check_sfnet_backbone(backbone: str) -> None:
+    """:class:`UsageError` unless SFNet has a layer choice for ``backbone``."""
+    if backbone not in SFNET_LAYERS:
+        raise UsageError(f"SFNet has no layer choice for backbone '{backbone}' (use {', '.join(SFNET_LAYERS)})")
 
 
 class SFNet(CorrespondenceModel):
@@ -114,8 +120,7 @@ class SFNet(CorrespondenceModel):
         mask_weight: float = LAMBDA_MASK_REGRESSION,
     ):
         super().__init__()
-        if backbone.name not in SFNET_LAYERS:
-            raise UsageError(f"SFNet has no layer choice for backbone '{backbone.name}' (use {', '.join(SFNET_LAYERS)})")
+        check_sfnet_backbone(backbone.name)
         if beta is not None and not beta > 0:
             raise UsageError(f"SFNet's softmax temperature beta must be positive or None (argmax), got {beta}")
         if not kernel_sigma > 0:
@@ -124,7 +129,8 @@ class SFNet(CorrespondenceModel):
         self.backbone_weights = str(backbone_weights)
         self.beta = None if beta is None else float(beta)
         self.kernel_sigma = float(kernel_sigma)
-        #: Where the head weights came from: "fresh", "file:<name>:<sha12>" or "released-file:<name>:<sha12>".
+        #: Where the head weights came from: "fresh", "file:<name>:<sha12>" or "released-file:<name>:<sha12>"
+        #: (:func:`core.models.pretrained.resolve`).
         self.weights_id = "fresh"
         self.layers = SFNET_LAYERS[backbone.name]
         for attr, layer, k in zip(ADAPTATION_NAMES, self.layers, ADAPTATION_KERNELS):
@@ -192,13 +198,7 @@ class SFNet(CorrespondenceModel):
     def head(self, feats_src: dict[str, torch.Tensor], feats_trg: dict[str, torch.Tensor]) -> Matches:
         src, trg = self.adapt(feats_src), self.adapt(feats_trg)
         corr_s2t, corr_t2s = self.correlation(src, trg)
-        m = Matches(
-            src_to_trg=self.match(corr_s2t),
-            trg_to_src=self.match(corr_t2s),
-            corr=corr_s2t,
-            confidence_src=match_confidence(corr_s2t),
-            confidence_trg=match_confidence(corr_t2s),
-        )
+        m = matches_from_scores(corr_s2t, self.match, match_confidence, corr_t=corr_t2s)
         if self.mask_head:
             m.mask_src, m.mask_trg = self.predict_mask(src)[:, 0], self.predict_mask(trg)[:, 0]
         return m
@@ -228,12 +228,27 @@ class SFNet(CorrespondenceModel):
             logs = dict(logs, loss=float(total.detach()), mask_regression=float(l_reg.detach()))
         return total, logs
 
-    def train(self, mode: bool = True) -> SFNet:
-        """Like :meth:`nn.Module.train`, but a frozen backbone stays in eval mode."""
-        super().train(mode)
-        if not any(p.requires_grad for p in self.backbone.parameters()):
-            self.backbone.eval()
-        return self
+    @classmethod
+    def read_released(cls, path: Path, backbone: str | None):
+        """The authors' ``best_checkpoint.pt`` (adaptation layers of ResNet-101 features) under this model's names."""
+        from ..weights import load_state_dict_file
+
+        obj = load_state_dict_file(path, raw=True)
+        if not is_released_checkpoint(obj):
+            raise WeightsError(
+                f"'{path}' is neither a project checkpoint (.safetensors) nor SFNet's released "
+                "checkpoint (a dict with 'state_dict1' and 'state_dict2')"
+            )
+        if backbone not in (None, "resnet101"):
+            raise WeightsError(
+                f"SFNet's released checkpoint '{path.name}' was trained on resnet101 features, "
+                f"not {backbone}; use {param('backbone')} resnet101"
+            )
+        state = released_state_dict(obj, str(path))
+        check_head_state(state, "resnet101", str(path))
+        config = {"model": cls.name, "backbone": "resnet101", "backbone_weights": "default",
+                  "beta": DEFAULT_BETA, "kernel_sigma": DEFAULT_SIGMA}  # fmt: skip
+        return released_weights(path, config, state)
 
     def config(self) -> dict[str, Any]:
         """Architecture options; every key but ``model`` is a keyword argument of :func:`build_sfnet`."""
@@ -282,8 +297,7 @@ def released_state_dict(obj: dict[str, Any], source: str = "checkpoint") -> dict
 
 def expected_head_shapes(backbone: str) -> dict[str, tuple[int, ...]]:
     """Shapes of SFNet's head weights for ``backbone``, computed without allocating them."""
-    if backbone not in SFNET_LAYERS:
-        raise UsageError(f"SFNet has no layer choice for backbone '{backbone}' (use {', '.join(SFNET_LAYERS)})")
+    check_sfnet_backbone(backbone)
     from ..backbones import layer_table
 
     table = layer_table(backbone)
@@ -308,70 +322,6 @@ def check_head_state(state: dict[str, torch.Tensor], backbone: str, source: str)
             raise WeightsError(f"'{source}': '{k}' has shape {tuple(state[k].shape)}, SFNet/{backbone} expects {shape}")
 
 
-def convert_released_checkpoint(src: str | Path, dst: str | Path) -> Path:
-    """Convert the authors' ``best_checkpoint.pt`` to a project checkpoint ``dst`` (``.safetensors`` + sidecar).
-
-    Read with ``torch.load(weights_only=True)``; no model or backbone is
-    built. The sidecar's config names the backbone the authors trained on
-    (``resnet101`` with ImageNet weights, ``backbone_weights="default"``).
-    Returns ``dst``.
-    """
-    from ..weights import load_state_dict_file, save_checkpoint, sha256_file
-
-    dst = Path(dst)
-    if dst.suffix != ".safetensors":
-        raise UsageError(f"the converted checkpoint must be a .safetensors file, not '{dst}'")
-    state = released_state_dict(load_state_dict_file(src, raw=True), str(src))
-    check_head_state(state, "resnet101", str(src))
-    config = {
-        "model": SFNet.name,
-        "backbone": "resnet101",
-        "backbone_weights": "default",
-        "beta": DEFAULT_BETA,
-        "kernel_sigma": DEFAULT_SIGMA,
-    }
-    meta = {
-        "config": config,
-        "converted_from": Path(src).name,
-        "source_sha256": sha256_file(src),
-        "origin": "SFNet authors' released checkpoint (github.com/cvlab-yonsei/SFNet)",
-    }
-    save_checkpoint(dst, state, meta)
-    return dst
-
-
-# ----------------------------------------------------------------------------- builder
-
-
-def shipped_weights_path(backbone: str) -> Path:
-    """Where weights shipped with semcorr for ``backbone`` live: ``core/weights/sfnet_<backbone>.safetensors``."""
-    from ..weights import shipped_weights_path as shipped
-
-    return shipped("sfnet", backbone)
-
-
-def _checkpoint_config(path: Path) -> dict[str, Any]:
-    """The config in a project checkpoint's sidecar (empty when there is none)."""
-    import json
-
-    from ..weights import sidecar_path
-
-    side = sidecar_path(path)
-    if not side.is_file():
-        return {}
-    try:
-        cfg = json.loads(side.read_text()).get("config", {})
-    except (json.JSONDecodeError, AttributeError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
-
-def _checkpoint_backbone(path: Path) -> str | None:
-    """The backbone named in a project checkpoint's sidecar, if any."""
-    from ..weights import read_sidecar
-
-    return read_sidecar(path).get("config", {}).get("backbone")
-
-
 def build_sfnet(
     backbone: str | None = None,
     backbone_weights: str | Path = "default",
@@ -388,9 +338,8 @@ def build_sfnet(
       checkpoint's sidecar, ``resnet101`` for the authors' file), else
       ``"mobilenet_v2"``.
     * ``backbone_weights``: as :func:`core.backbones.build_backbone`.
-    * ``weights``: ``None`` (fresh adaptation layers), ``"default"`` (shipped
-      with semcorr), a project ``.safetensors`` checkpoint, or the authors'
-      released ``best_checkpoint.pt`` (ResNet-101 only).
+    * ``weights``: any spec of :func:`core.models.pretrained.resolve` (the
+      authors' released ``best_checkpoint.pt`` is ResNet-101 only).
     * ``beta``: softmax temperature of the kernel soft-argmax (None: argmax);
       ``kernel_sigma``: Gaussian window std in feature cells.
     * ``mask_head``: add the mask regression layers (co-segmentation); None
@@ -400,66 +349,22 @@ def build_sfnet(
       weights id); ``mask_weight``: the L2 mask term's weight in training
       (None: the sidecar's, else :data:`~core.losses.sfnet.LAMBDA_MASK_REGRESSION`).
     """
-    released: dict[str, torch.Tensor] | None = None
-    path: Path | None = None
     if isinstance(mask_head, str):
         mask_head = {"true": True, "false": False}.get(mask_head.lower(), mask_head)  # type: ignore[arg-type]
     if mask_head not in (None, True, False):
         raise UsageError(f"SFNet's mask_head must be true or false, not '{mask_head}'")
-    if weights is not None and str(weights) == "default":
-        name = backbone or "mobilenet_v2"
-        path = shipped_weights_path(name)
-        if not path.is_file():
-            raise WeightsError(
-                f"no SFNet weights are shipped for backbone '{name}'; train some (semcorr train) "
-                "or convert the authors' checkpoint, and pass them with --weights FILE"
-            )
-    elif weights is not None:
-        path = Path(weights)
-        if not path.is_file():
-            raise WeightsError(f"weights file '{path}' does not exist")
-        if path.suffix != ".safetensors":
-            from ..weights import load_state_dict_file
-
-            obj = load_state_dict_file(path, raw=True)
-            if not is_released_checkpoint(obj):
-                raise WeightsError(
-                    f"'{path}' is neither a project checkpoint (.safetensors) nor SFNet's released "
-                    "checkpoint (a dict with 'state_dict1' and 'state_dict2')"
-                )
-            if backbone not in (None, "resnet101"):
-                raise WeightsError(
-                    f"SFNet's released checkpoint '{path.name}' was trained on resnet101 features, "
-                    f"not {backbone}; use --backbone resnet101"
-                )
-            backbone = "resnet101"
-            released = released_state_dict(obj, str(path))
-        else:
-            cfg = _checkpoint_config(path)
-            backbone = backbone or cfg.get("backbone")
-            if mask_head is None:
-                mask_head = bool(cfg.get("mask_head", False))
-            if mask_weight is None and cfg.get("mask_weight") is not None:
-                mask_weight = float(cfg["mask_weight"])
-    backbone = backbone or "mobilenet_v2"
-    if backbone not in SFNET_LAYERS:
-        raise UsageError(f"SFNet has no layer choice for backbone '{backbone}' (use {', '.join(SFNET_LAYERS)})")
-    if released is not None:
-        check_head_state(released, backbone, str(path))
+    resolved = resolve(weights, SFNet, backbone)
+    stored = resolved.config
+    backbone = backbone or stored.get("backbone") or SFNet.default_backbone
+    check_sfnet_backbone(backbone)
+    mask_head = bool(stored.get("mask_head", False)) if mask_head is None else mask_head
+    mask_weight = float(stored.get("mask_weight", LAMBDA_MASK_REGRESSION)) if mask_weight is None else mask_weight
     model = SFNet(
         build_backbone(backbone, backbone_weights), backbone_weights, beta=beta, kernel_sigma=kernel_sigma,
-        mask_head=bool(mask_head), mask_weight=LAMBDA_MASK_REGRESSION if mask_weight is None else mask_weight,
+        mask_head=mask_head, mask_weight=mask_weight,
     )  # fmt: skip
-    if released is not None:
-        state, kept = fill_optional_part(model, released, MASK_NAMES)
-        load_head_weights(model, state, str(path))
-        model.weights_id = "released-" + weights_file_id(path)
-    elif path is not None:
-        kept = load_project_checkpoint(model, path, optional=MASK_NAMES)["kept_own"]
-        model.weights_id = weights_file_id(path)
-    else:
-        kept = []
-    if model.mask_head and path is not None:
+    kept = load_resolved(model, resolved, optional=MASK_NAMES)
+    if model.mask_head and resolved.state is not None:
         model.mask_head_state = "fresh" if kept else "trained"
         if kept:
             model.weights_id += "+fresh-mask-head"
@@ -553,7 +458,6 @@ __all__ = [
     "SFNetPublishedPredictor",
     "SFNet",
     "build_sfnet",
-    "convert_released_checkpoint",
     "released_state_dict",
     "sfnet_published_flow",
     "published_input",

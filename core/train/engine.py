@@ -140,11 +140,8 @@ def restore_determinism(previous: tuple[bool, bool, bool, bool]) -> None:
 
 
 def set_train_mode(model: CorrespondenceModel) -> None:
-    """Training mode, except a frozen backbone, which stays in eval mode (its BatchNorm statistics are fixed)."""
+    """Training mode; the backbone stays in eval mode (:meth:`CorrespondenceModel.train`, the one freeze policy)."""
     model.train()
-    backbone = getattr(model, "backbone", None)
-    if backbone is not None and not any(p.requires_grad for p in backbone.parameters()):
-        backbone.eval()
 
 
 def library_versions() -> dict[str, str]:
