@@ -1,0 +1,35 @@
+"""Score volumes from features: the correlation every matcher starts from, optionally mutually filtered.
+
+Below the models and the stages: :mod:`core.pseudo_labels` (a model's teacher)
+and :mod:`core.pipeline` (``correlate``, the ``nn`` predictor) both read it.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .consensus import mutual_matching as soft_mutual_matching
+from .correlation import correlate
+
+
+def correlate_scores(
+    fa: list[torch.Tensor],
+    fb: list[torch.Tensor],
+    mode: str = "hypercolumn",
+    normalize: bool = True,
+    relu: bool = False,
+    center: bool = False,
+    mutual_matching: bool = False,
+) -> torch.Tensor:
+    """Features of both images (lists of ``(B, C_i, h_i, w_i)``) → scores ``(B, hA, wA, hB, wB)``.
+
+    :func:`core.correlation.correlate`, then optionally NC-Net's soft mutual
+    nearest-neighbour filter (negative scores clamped first).
+    """
+    corr = correlate(fa, fb, mode=mode, normalize=normalize, relu=relu, center=center)
+    if mutual_matching:
+        corr = soft_mutual_matching(corr.clamp_min(0))
+    return corr
+
+
+__all__ = ["correlate_scores"]
