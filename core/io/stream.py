@@ -24,7 +24,7 @@ from typing import BinaryIO
 import h5py
 
 from ..checks import require_file
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, param
 from ..files import temporary_beside
 from .records import PairRecord, check_root, read_record, write_record, write_root_attrs
 
@@ -216,9 +216,9 @@ class RecordWriter:
         self._tmp: Path | None = None
         self.count = 0
         if self.dtype not in (None, "float16", "float32"):
-            raise UsageError(f"--dtype must be float16 or float32, not '{dtype}'")
+            raise UsageError(f"{param('dtype')} must be float16 or float32, not '{dtype}'")
         if self.compression not in (None, "gzip", "lzf"):
-            raise UsageError(f"--compression must be gzip, lzf or none, not '{compression}'")
+            raise UsageError(f"{param('compression')} must be gzip, lzf or none, not '{compression}'")
 
     @property
     def is_file(self) -> bool:
