@@ -203,3 +203,21 @@ def test_library_imports_only_run_downwards():
     # the test sees an upward import where there is one
     assert layer_of("core.pipeline.flow") > layer_of("core.pseudo_labels")
     assert "core.scores.correlate_scores" in imports_of(CORE / "pseudo_labels.py")
+
+
+def test_every_parameter_a_library_error_names_renders_to_a_real_flag():
+    import typer
+
+    names = set()
+    for f in CORE.rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "param" and node.args:
+                if isinstance(node.args[0], ast.Constant):
+                    names.add(node.args[0].value)
+    assert {"weights", "model", "layers", "skip_bad", "resume", "output", "model_options"} <= names
+    flags = set()
+    for command in typer.main.get_command(app).commands.values():
+        for p in command.params:
+            flags |= set(p.opts) | set(getattr(p, "secondary_opts", []))
+    rendered = {name: flag_for(name) for name in names}
+    assert {n: f for n, f in rendered.items() if not set(f.split("/")) <= flags} == {}
