@@ -12,21 +12,14 @@ from .consensus import mutual_matching as soft_mutual_matching
 from .correlation import correlate
 
 
-def correlate_scores(
-    fa: list[torch.Tensor],
-    fb: list[torch.Tensor],
-    mode: str = "hypercolumn",
-    normalize: bool = True,
-    relu: bool = False,
-    center: bool = False,
-    mutual_matching: bool = False,
-) -> torch.Tensor:
+def correlate_scores(fa: list[torch.Tensor], fb: list[torch.Tensor], mutual_matching: bool = False, **correlation) -> torch.Tensor:
     """Features of both images (lists of ``(B, C_i, h_i, w_i)``) → scores ``(B, hA, wA, hB, wB)``.
 
-    :func:`core.correlation.correlate`, then optionally NC-Net's soft mutual
+    :func:`core.correlation.correlate` (``correlation``: its ``mode``,
+    ``normalize``, ``relu``, ``center``), then optionally NC-Net's soft mutual
     nearest-neighbour filter (negative scores clamped first).
     """
-    corr = correlate(fa, fb, mode=mode, normalize=normalize, relu=relu, center=center)
+    corr = correlate(fa, fb, **correlation)
     if mutual_matching:
         corr = soft_mutual_matching(corr.clamp_min(0))
     return corr

@@ -92,8 +92,8 @@ def flow_cmd(
     dev = resolve_device(device)
     filler = layer_filler(dev, f"flow --model {model}", quiet)
     stream = flow_records(
-        iter_records(input), method, beta, sigma, mutual, keep, dev, normalize_scores,
-        model, model_weights(weights), filler, None if quiet else warn,
+        iter_records(input), model, model_weights(weights), keep, dev, filler, None if quiet else warn,
+        method=method, beta=beta, sigma=sigma, mutual=mutual, normalize=normalize_scores,
     )  # fmt: skip
     with RecordWriter(output, history_line()) as writer, progress(quiet) as bar:
         task = bar.add_task("flow", total=None)

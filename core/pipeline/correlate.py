@@ -28,7 +28,7 @@ def correlate_record(
     nearest-neighbour filter (negative scores clamped first).
     """
     fa, fb, layers = record_features(rec, layers, device, "correlate")
-    corr = correlate_scores(fa, fb, mode, normalize, relu, center, mutual_matching)
+    corr = correlate_scores(fa, fb, mutual_matching, mode=mode, normalize=normalize, relu=relu, center=center)
     rec.corr = to_numpy(corr[0])
     rec.corr_attrs = {
         "method": mode,

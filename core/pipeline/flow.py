@@ -192,34 +192,34 @@ def load_flow_model(name: str, rec: PairRecord, weights: str | Path | None, devi
 
 def flow_records(
     records: Iterable[PairRecord],
-    method: str | None = None,
-    beta: float = 50.0,
-    sigma: float = 5.0,
-    mutual: bool = False,
-    keep_inputs: bool = False,
-    device: torch.device | str = "cpu",
-    normalize: bool = False,
     model: str | None = None,
     weights: str | Path | None = "default",
+    keep_inputs: bool = False,
+    device: torch.device | str = "cpu",
     filler: LayerFiller | None = None,
     warn: Callable[[str], None] | None = None,
+    **matching,
 ) -> Iterator[PairRecord]:
-    """The ``flow`` stage on a stream: :func:`flow_record` on correlation records, or with ``model``
-    :func:`model_flow_record` on features records (the model built for the first record's backbone;
-    missing layers computed by ``filler``; ``warn(text)`` hears once that the head is untrained).
+    """The ``flow`` stage on a stream.
 
-    An unknown ``model`` is refused at once, before any record is read.
+    Without ``model``: :func:`flow_record` on correlation records
+    (``matching``: its ``method``, ``beta``, ``sigma``, ``mutual``,
+    ``normalize``). With ``model``: :func:`model_flow_record` on features
+    records, the model built for the first record's backbone, missing layers
+    computed by ``filler``; ``warn(text)`` hears once that the head is
+    untrained (``weights=None``). An unknown ``model`` is refused at once,
+    before any record is read.
     """
     if model is not None:
         get_builder(model)
-    return _flow_stream(records, method, beta, sigma, mutual, keep_inputs, device, normalize, model, weights, filler or LayerFiller(device), warn)
+    return _flow_stream(records, model, weights, keep_inputs, device, filler or LayerFiller(device), warn, matching)
 
 
-def _flow_stream(records, method, beta, sigma, mutual, keep, device, normalize, model, weights, filler, warn):
+def _flow_stream(records, model, weights, keep, device, filler, warn, matching):
     net = None
     for rec in records:
         if model is None:
-            yield flow_record(rec, method, beta, sigma, mutual, keep, device, normalize=normalize)
+            yield flow_record(rec, keep_corr=keep, device=device, **matching)
             continue
         if net is None:
             net = load_flow_model(model, rec, weights, device)
