@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
+from .files import atomic_write_bytes
 
 FLO_MAGIC = 202021.25
 #: Middlebury's threshold for "unknown flow".
@@ -66,13 +67,13 @@ def _pixel_grid(h: int, w: int) -> np.ndarray:
 
 
 def write_flo(path: str | Path, flow: np.ndarray) -> None:
-    """Write displacements ``(H, W, 2)`` as a ``.flo`` file; NaN/inf become ``1e10`` (unknown)."""
+    """Write displacements ``(H, W, 2)`` as a ``.flo`` file (atomically); NaN/inf become ``1e10`` (unknown)."""
     flow = _as_flow(flow)
     h, w = flow.shape[:2]
     out = flow.copy()
     out[~np.isfinite(out).all(axis=2)] = UNKNOWN_FLOW_VALUE
     header = np.array([FLO_MAGIC], "<f4").tobytes() + np.array([w, h], "<i4").tobytes()
-    Path(path).write_bytes(header + out.astype("<f4").tobytes())
+    atomic_write_bytes(path, header + out.astype("<f4").tobytes())
 
 
 def displacement_to_absolute(disp: np.ndarray) -> np.ndarray:

@@ -244,10 +244,3 @@ def normalize_imagenet(x: torch.Tensor) -> torch.Tensor:
     mean = torch.tensor(IMAGENET_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return (x - mean) / std
-
-
-def resize_tensor(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of ``(B, C, H, W)`` to ``(B, C, *size)`` (antialiased when shrinking)."""
-    import torch.nn.functional as F
-
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)

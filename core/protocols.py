@@ -342,7 +342,8 @@ PRESETS: dict[str, Protocol] = {
             notes=(
                 "CUB-200-2011 test split, parts visible in both images only; per-pair PCK averaged over pairs "
                 "(MMNet's Evaluator). MMNet's code names a 'cub' benchmark but ships no reader or pair list: the "
-                "default list is semcorr's (10,000 seeded pairs of test images), or give the papers' list with pairs=FILE."
+                "list is pairs=FILE, else random_pairs.txt (class_pairs.txt with pairing=class) in the root, the "
+                "public CUB readers' file, first 10,000 lines, else semcorr's own (10,000 seeded pairs of test images)."
             ),
         ),
         Protocol(

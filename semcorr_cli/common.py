@@ -19,20 +19,23 @@ that fills up) is one sentence too.
 
 from __future__ import annotations
 
+import contextvars
 import functools
+import inspect
 import json
 import os
 import shlex
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Literal, Optional, TypeVar
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from core.errors import DataError, SemcorrError, UsageError, render_params
+from core.errors import DataError, SemcorrError, UsageError, param, render_params
+from core.parsing import parse_key_values, parse_name_list
 
 console = Console()
 err_console = Console(stderr=True)
@@ -86,11 +89,22 @@ def flag_for(name: str) -> str:
     return FLAG_OF_PARAM.get(name, "--" + name.replace("_", "-"))
 
 
+#: The running command's typer context (set by :func:`handle_errors`, read by :func:`history_line`).
+_COMMAND_CONTEXT: contextvars.ContextVar[typer.Context | None] = contextvars.ContextVar("semcorr_command_context", default=None)
+#: The parameter :func:`handle_errors` adds to a command, through which typer hands it the context.
+_CONTEXT_PARAM = "_semcorr_context"
+
+
 def handle_errors(fn: F) -> F:
-    """Turn library errors into one line on stderr and the right exit code (see the module docstring)."""
+    """Turn library errors into one line on stderr and the right exit code (see the module docstring).
+
+    The wrapped command also receives its typer context (a parameter typer fills and the command
+    does not see), kept for :func:`history_line` while the command runs.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        token = _COMMAND_CONTEXT.set(kwargs.pop(_CONTEXT_PARAM, None))
         try:
             return fn(*args, **kwargs)
         except typer.Exit:
@@ -108,7 +122,12 @@ def handle_errors(fn: F) -> F:
         except OSError as exc:  # the file system refused (full disk, lost permission): one sentence, not a traceback
             where = f"'{exc.filename}': " if exc.filename else ""
             fail(f"{where}{exc.strerror or exc}", 1)
+        finally:
+            _COMMAND_CONTEXT.reset(token)
 
+    signature = inspect.signature(fn, eval_str=True)
+    context = inspect.Parameter(_CONTEXT_PARAM, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=typer.Context)
+    wrapper.__signature__ = signature.replace(parameters=[*signature.parameters.values(), context])  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
 
 
@@ -161,18 +180,9 @@ def report_skipped(bad, total: int, outcome: str) -> None:
         fail(skipped_rows_report(bad, total, outcome), 1)
 
 
-def _current_context():
-    """The running click context (typer vendors click in recent versions)."""
-    try:
-        from typer._click.globals import get_current_context
-    except ImportError:  # pragma: no cover - typer using the real click
-        from click import get_current_context
-    return get_current_context(silent=True)
-
-
 def history_line() -> str:
     """The running command with its effective non-default options, for the records' ``history``."""
-    ctx = _current_context()
+    ctx = _COMMAND_CONTEXT.get()
     if ctx is None:
         return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
     parts = ["semcorr", ctx.info_name or ""]
@@ -227,17 +237,14 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def parse_float_list(text: str, name: str) -> list[float]:
-    try:
-        return [float(x) for x in text.replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{name} must be a comma-separated list of numbers, got '{text}'") from None
-
-
 def parse_str_list(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [x.strip() for x in text.split(",") if x.strip()]
+    """``--layers a,b`` → ``["a", "b"]`` (None stays None): :func:`core.parsing.parse_name_list`."""
+    return None if text is None else parse_name_list(text, "layers")
+
+
+def parse_model_options(items: list[str] | None) -> dict:
+    """``--model-opt key=value`` items → dict, values decoded as JSON when they can be (:func:`core.parsing.parse_key_values`)."""
+    return parse_key_values(items, param("model_options"), json_values=True)
 
 
 def working_size(value: int | None, option: str = "--size") -> int | None:
@@ -267,13 +274,51 @@ def renamed(new_value: Any, old_value: Any, new: str, old: str, unset: Any = Non
     return new_value
 
 
-# Option declarations shared by the subcommands, so names and help stay consistent.
-OutputOpt = typer.Option(None, "-o", "--output", help="Output file (.h5 for an HDF5 file); '-' or omitted: stream to stdout.")
-DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
-QuietOpt = typer.Option(False, "-q", "--quiet", help="No progress bar or summary.")
+# ----------------------------------------------------------------------------- shared options
+# Each option several commands take is declared here once (its flags and default); a command may
+# word the help for what the option means to it. Fixed choices are typer choice types (Literal):
+# typer refuses another value (exit 2) and --help lists the choices; the values stay plain strings.
+
+#: ``--dtype``: how stored volumes are kept (None: as computed).
+Dtype = Optional[Literal["float16", "float32"]]
+#: ``--compression`` of stored volumes.
+Compression = Literal["gzip", "lzf", "none"]
+#: ``--method``: how a score volume becomes matches (:data:`core.flow.METHODS`; a test keeps the two equal).
+MatchMethod = Optional[Literal["argmax", "soft-argmax", "kernel-soft-argmax"]]
+#: ``--device`` stays text: besides auto, cpu and cuda it takes ``cuda:N`` (checked by :func:`resolve_device`).
+DEVICE_HELP = "auto (CUDA when present), cpu or cuda."
+
+
+def device_option(help: str = DEVICE_HELP) -> Any:
+    """``--device`` (default auto)."""
+    return typer.Option("auto", "--device", help=help)
+
+
+def quiet_option(help: str = "No progress bar or summary.") -> Any:
+    """``-q/--quiet``."""
+    return typer.Option(False, "-q", "--quiet", help=help)
+
+
+def output_option(help: str, default: Any = None) -> Any:
+    """``-o/--output`` (``...`` as ``default``: required)."""
+    return typer.Option(default, "-o", "--output", help=help)
+
+
+def size_option(help: str, default: int | None = None) -> Any:
+    """``--size``, a square working side (checked by :func:`working_size`)."""
+    return typer.Option(default, "--size", help=help)
+
+
+def weights_option(help: str, default: str | None = "default") -> Any:
+    """``--weights`` of a learned model (read by :func:`model_weights`)."""
+    return typer.Option(default, "--weights", help=help)
+
+
+OutputOpt = output_option("Output file (.h5 for an HDF5 file); '-' or omitted: stream to stdout.")
+DeviceOpt = device_option()
+QuietOpt = quiet_option()
 DtypeOpt = typer.Option(None, "--dtype", help="Store volumes as float16 or float32 (default: as computed).")
 CompressionOpt = typer.Option("none", "--compression", help="Compression of stored volumes: gzip, lzf or none.")
-BatchOpt = typer.Option(1, "--batch-size", min=1, help="Pairs processed together on the device.")
 SkipBadOpt = typer.Option(
     False, "--skip-bad",
     help="A list with bad rows (missing images, empty cells): compute the good pairs, list the skipped rows at the end and exit with status 1 (default: stop before any work).",
@@ -300,16 +345,3 @@ __all__ = [
     "UsageError",
 ]
 
-
-def parse_model_options(items: list[str] | None) -> dict:
-    """``["key=value", ...]`` (``--model-opt``) → dict; values parsed as JSON when they can be (numbers, true/false, lists)."""
-    out: dict = {}
-    for item in items or []:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise UsageError(f"--model-opt takes KEY=VALUE, got '{item}'")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import check_outputs, err_console, handle_errors
+from .common import quiet_option  # shared option declarations
 
 HELP = """Convert a released checkpoint into semcorr's own format (.safetensors + JSON sidecar).
 
@@ -28,7 +29,7 @@ def convert_cmd(
     output: Path = typer.Argument(..., help="Output .safetensors path (a .json sidecar is written beside it)."),
     model: str = typer.Option(..., "--model", help="sfnet, ncnet, dccnet or mmnet."),
     backbone: str = typer.Option("resnet101", "--backbone", help="The backbone the checkpoint was trained with."),
-    quiet: bool = typer.Option(False, "-q", "--quiet"),
+    quiet: bool = quiet_option("No summary line."),
 ) -> None:
     from core.errors import UsageError
 

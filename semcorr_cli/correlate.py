@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import typer
 
 from .common import (
@@ -20,6 +22,7 @@ from .common import (
     renamed,
     resolve_device,
 )
+from .common import Compression, Dtype  # shared option declarations
 
 HELP = """Dense 4D correlation (h_src, w_src, h_trg, w_trg) from extracted features.
 
@@ -39,7 +42,7 @@ Examples:
 def correlate_cmd(
     input: str = typer.Argument(None, help="Records file, or '-'/omitted for stdin.", show_default=False),
     layers: str = typer.Option(None, "--layers", help="Comma-separated layers to use (default: all in the record)."),
-    mode: str = typer.Option("hypercolumn", "--mode", help="hypercolumn or product."),
+    mode: Literal["hypercolumn", "product"] = typer.Option("hypercolumn", "--mode", help="hypercolumn or product."),
     normalize: bool = typer.Option(True, "--normalize/--raw", help="L2-normalise features (cosine scores) or use raw dot products."),
     relu: bool = typer.Option(False, "--relu", help="Clamp negative scores to zero."),
     center: bool = typer.Option(True, "--center/--no-center", help="Subtract each channel's image mean before normalising (better training-free matches)."),
@@ -48,8 +51,8 @@ def correlate_cmd(
     keep_features: bool = typer.Option(False, "--keep-features", hidden=True),  # the old spelling of --keep-inputs
     output: str = OutputOpt,
     device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
-    compression: str = CompressionOpt,
+    dtype: Dtype = DtypeOpt,
+    compression: Compression = CompressionOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     from core.errors import UsageError

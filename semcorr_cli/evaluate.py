@@ -3,29 +3,40 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Optional
 
 import typer
 from rich.table import Table
 
-from core.errors import UsageError
+from core.errors import UsageError, param
+from core.metrics import THRESHOLD_KINDS
+from core.protocols import DIRECTIONS, PROPAGATIONS
+from core.parsing import parse_key_values, parse_list
 
 from .common import (
+    MatchMethod,
     SkipBadOpt,
     bad_rows_gate,
     check_outputs,
+    device_option,
     console,
     err_console,
     handle_errors,
     model_weights,
-    parse_float_list,
+    output_option,
     parse_model_options,
     parse_str_list,
     progress,
+    quiet_option,
     report_skipped,
     resolve_device,
+    size_option,
+    weights_option,
     working_size,
 )
+
+#: How ``--coords`` reads a list's coordinates (:data:`core.datasets.base.COORDS`; a test keeps the two equal).
+Coords = Literal["one-based", "raw"]
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
 
@@ -55,10 +66,6 @@ annotations, its images' headers): bad pairs are listed by file and row and
 nothing is scored, or, with --skip-bad, the others are scored and the
 skipped ones listed at the end (exit 1).
 """
-
-#: What ``-o FILE`` writes, by the file's extension.
-OUTPUT_KINDS = {".json": "json", ".csv": "csv", ".png": "plot"}
-
 
 def _fmt(v: Any) -> str:
     return "–" if v is None else f"{v:.1f}"
@@ -220,17 +227,6 @@ def print_summary(run) -> None:
         console.print(t)
 
 
-def parse_options(items: list[str] | None) -> dict[str, str]:
-    """``["layout=small", "lists=DIR"]`` → ``{"layout": "small", "lists": "DIR"}`` (reader options)."""
-    out = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise UsageError(f"--option must look like KEY=VALUE, not '{item}'")
-        out[key.strip().replace("-", "_")] = value.strip()
-    return out
-
-
 def _build_source(args: dict[str, Any], protocol, root: Path):
     """The predictor (``--model``) or the record flows (``--flows``)."""
     if args["flows"] is not None:
@@ -265,9 +261,11 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
 
 def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> list[tuple[str, Path]]:
     """``-o FILE`` (repeatable; the kind from the extension) and the old ``--json/--csv/--plot FILE`` → ``[(kind, path)]``."""
+    from core.evaluate.reports import report_kind
+
     out = []
     for path in outputs or []:
-        kind = OUTPUT_KINDS.get(path.suffix.lower())
+        kind = report_kind(path)
         if kind is None:
             raise UsageError(f"-o '{path}': evaluate writes .json, .csv or .png files")
         out.append((kind, path))
@@ -276,13 +274,12 @@ def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: P
 
 
 def _write_outputs(run, files: list[tuple[str, Path]], quiet: bool) -> None:
-    from core.evaluate import write_csv, write_json, write_plot
+    """Every report file, all or none (:func:`core.evaluate.write_reports`)."""
+    from core.evaluate import write_reports
 
-    writers = {"json": write_json, "csv": write_csv, "plot": write_plot}
-    for kind, path in files:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writers[kind](path, run)
-        if not quiet:
+    write_reports(run, files)
+    if not quiet:
+        for _, path in files:
             err_console.print(f"wrote {path}", highlight=False)
 
 
@@ -317,7 +314,7 @@ def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool)
         propagation=args["propagation"],
     )  # fmt: skip
     options = protocol.options()
-    options.update(parse_options(args["option"]))
+    options.update(parse_key_values(args["option"], param("reader_options"), dash_to_underscore=True))
     if args["pairs"] is not None:
         options["pairs"] = args["pairs"]
     shard = parse_shard(args["shard"])
@@ -362,21 +359,21 @@ def register(app: typer.Typer) -> None:
         pairs: str = typer.Option(None, "--pairs", help="Another pair-list CSV (absolute or relative to --root)."),
         option: list[str] = typer.Option(None, "--option", "-O", help="Reader option KEY=VALUE, repeatable: layout=small (spair), lists=DIR or pair_list=sfnet (pf-pascal), keypoints=mat (pf-willow), subsets=JODS,PASCAL (tss)."),
         model: str = typer.Option(None, "--model", "-m", help="nn (training-free matching, default), identity (no-motion baseline) or a learned model: sfnet, ncnet, dccnet, mmnet."),
-        weights: str = typer.Option(None, "--weights", help="The learned model's weights: default (shipped), none (untrained), a checkpoint or the authors' file."),
+        weights: str = weights_option("The learned model's weights: default (shipped), none (untrained), a checkpoint or the authors' file.", None),
         model_opt: list[str] = typer.Option(None, "--model-opt", help="Learned model builder option KEY=VALUE, repeatable (e.g. mask_head=true for sfnet)."),
         backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
         backbone_weights: str = typer.Option(None, "--backbone-weights", help="Backbone weights (name or file)."),
         layers: str = typer.Option(None, "--layers", help="nn: comma-separated backbone layers."),
-        method: str = typer.Option(None, "--method", help="nn: argmax, soft-argmax or kernel-soft-argmax."),
+        method: MatchMethod = typer.Option(None, "--method", help="nn: argmax, soft-argmax or kernel-soft-argmax."),
         protocol: str = typer.Option(None, "--protocol", "-p", help="Protocol preset (default: the dataset's; see docs/protocols.md)."),
         alpha: str = typer.Option(None, "--alpha", help="Comma-separated α values replacing the protocol's."),
-        threshold: str = typer.Option(None, "--threshold", help="Override the reference length: img, bbox, kps or kps-diag."),
-        propagation: str = typer.Option(None, "--propagation", help="jhmdb: first (every frame matched to the first, the preset) or chain (frame to frame)."),
-        direction: str = typer.Option(None, "--direction", help="Override the transfer direction: src->trg or trg->src."),
-        coords: str = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
-        size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: a learned model gets the protocol's, nn its own)."),
-        device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
-        outputs: list[Path] = typer.Option(None, "-o", "--output", help="Save the figures: FILE.json, FILE.csv or FILE.png (PCK against α); repeatable."),
+        threshold: Optional[Literal[THRESHOLD_KINDS]] = typer.Option(None, "--threshold", help="Override the reference length: img, bbox, kps or kps-diag."),
+        propagation: Optional[Literal[PROPAGATIONS]] = typer.Option(None, "--propagation", help="jhmdb: first (every frame matched to the first, the preset) or chain (frame to frame)."),
+        direction: Optional[Literal[DIRECTIONS]] = typer.Option(None, "--direction", help="Override the transfer direction: src->trg or trg->src."),
+        coords: Optional[Coords] = typer.Option(None, "--coords", help="Override how coordinates are read: one-based or raw."),
+        size: int = size_option("Working image size fed to the model (default: a learned model gets the protocol's, nn its own)."),
+        device: str = device_option(),
+        outputs: list[Path] = output_option("Save the figures: FILE.json, FILE.csv or FILE.png (PCK against α); repeatable."),
         json_path: Path = typer.Option(None, "--json", hidden=True),  # old spelling of -o FILE.json
         csv_path: Path = typer.Option(None, "--csv", hidden=True),  # old spelling of -o FILE.csv
         plot_path: Path = typer.Option(None, "--plot", hidden=True),  # old spelling of -o FILE.png
@@ -388,9 +385,9 @@ def register(app: typer.Typer) -> None:
         merge: bool = typer.Option(False, "--merge", help="Combine per-pair results files (FILES) and report them."),
         skip_bad: bool = SkipBadOpt,
         partial: bool = typer.Option(False, "--partial", help="With --merge: report files that are not a whole run (shards missing), marked partial."),
-        quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or tables."),
+        quiet: bool = quiet_option("No progress bar or tables."),
     ) -> None:
-        alphas = parse_float_list(alpha, "--alpha") if alpha else None
+        alphas = parse_list(alpha, float, param("alpha"), "comma-separated numbers") if alpha else None
         files_out = output_files(outputs, json_path, csv_path, plot_path)
         working_size(size)
         check_outputs(*(path for _, path in files_out), results)

@@ -26,6 +26,7 @@ from .common import (
     resolve_device,
     working_size,
 )
+from .common import Compression, Dtype, size_option, weights_option  # shared option declarations
 
 HELP = """Extract backbone features of image pairs.
 
@@ -58,12 +59,12 @@ def extract_features(
     backbone_weights: str = typer.Option("default", "--backbone-weights", help="default, random, a torchvision weights name, or a .pth/.safetensors file."),
     layers: str = typer.Option(None, "--layers", help="Comma-separated layer names, e.g. layer3,layer4 or features.13 (default: the backbone's hypercolumn)."),
     model: str = typer.Option(None, "--model", help="Extract exactly the layers (and backbone) this model needs: sfnet, ncnet, dccnet, mmnet."),
-    weights: str = typer.Option(None, "--weights", help="With --model: a checkpoint whose (fine-tuned) backbone extracts the features, as MMNet's does."),
-    size: int = typer.Option(400, "--size", help="Working size: images are resized to SIZE x SIZE (16 to 4096)."),
+    weights: str = weights_option("With --model: a checkpoint whose (fine-tuned) backbone extracts the features, as MMNet's does.", None),
+    size: int = size_option("Working size: images are resized to SIZE x SIZE (16 to 4096).", 400),
     output: str = OutputOpt,
     device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
-    compression: str = CompressionOpt,
+    dtype: Dtype = DtypeOpt,
+    compression: Compression = CompressionOpt,
     limit: int = typer.Option(None, "--limit", min=1, help="Only the first N pairs of --pairs."),
     batch_size: int = typer.Option(1, "--batch-size", min=1, help="Pairs passed through the backbone together."),
     skip_bad: bool = SkipBadOpt,

@@ -20,6 +20,7 @@ from .common import (
     resolve_device,
     warn,
 )
+from .common import MatchMethod, weights_option  # shared option declarations
 
 HELP = """Dense flow at the original image resolution, in both directions.
 
@@ -57,7 +58,7 @@ Examples:
 
 def flow_cmd(
     input: str = typer.Argument(None, help="Records file, or '-'/omitted for stdin.", show_default=False),
-    method: str = typer.Option(
+    method: MatchMethod = typer.Option(
         None, "--method", help="argmax, soft-argmax or kernel-soft-argmax [default: the refining model's rule, else kernel-soft-argmax].",
         show_default=False,
     ),
@@ -67,7 +68,7 @@ def flow_cmd(
     mutual: bool = typer.Option(False, "--mutual", hidden=True),  # the old spelling of --mutual-nn
     normalize_scores: bool = typer.Option(False, "--normalize-scores", help="L2-normalise each cell's scores over the other image first (SFNet)."),
     model: str = typer.Option(None, "--model", help="Learned model: sfnet, ncnet, dccnet or mmnet."),
-    weights: str = typer.Option("default", "--weights", help="With --model: default (shipped weights), none (untrained), a checkpoint, or the authors' released file."),
+    weights: str = weights_option("With --model: default (shipped weights), none (untrained), a checkpoint, or the authors' released file."),
     keep_inputs: bool = KeepInputsOpt,
     keep: bool = typer.Option(False, "--keep", hidden=True),  # the old spelling of --keep-inputs
     output: str = OutputOpt,

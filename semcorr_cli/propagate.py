@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import typer
 
 from .common import check_outputs, err_console, handle_errors, progress, renamed, resolve_device
+from .common import device_option, output_option, quiet_option, size_option, weights_option  # shared option declarations
 
 HELP = """Carry the keypoints of the first frame through a folder of frames.
 
@@ -32,16 +34,16 @@ Examples:
 def propagate_cmd(
     frames: Path = typer.Argument(..., help="Folder of frames, taken in name order.", show_default=False),
     points: Path = typer.Option(..., "--points", help="CSV of the first frame's points (x,y per row)."),
-    out: Path = typer.Option(None, "-o", "--output", help="Folder for the per-frame CSVs and contact_sheet.png."),
+    out: Path = output_option("Folder for the per-frame CSVs and contact_sheet.png."),
     out_old: Path = typer.Option(None, "--out", hidden=True),  # the spelling of the first release
     model: str = typer.Option("nn", "--model", "-m", help="nn (training-free), identity, or a learned model: sfnet, ncnet, dccnet, mmnet."),
-    weights: str = typer.Option("default", "--weights", help="The learned model's checkpoint (default: shipped weights)."),
-    mode: str = typer.Option("first", "--mode", help="first (every frame matched to the first) or chain (frame to frame)."),
-    size: int = typer.Option(None, "--size", help="Working image size fed to the model (default: the model's)."),
+    weights: str = weights_option("The learned model's checkpoint (default: shipped weights)."),
+    mode: Literal["first", "chain"] = typer.Option("first", "--mode", help="first (every frame matched to the first) or chain (frame to frame)."),
+    size: int = size_option("Working image size fed to the model (default: the model's)."),
     backbone: str = typer.Option(None, "--backbone", help="Feature backbone (default: the pipeline's)."),
     columns: int = typer.Option(5, "--columns", help="Thumbnails per row of the contact sheet."),
-    device: str = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or summary."),
+    device: str = device_option(),
+    quiet: bool = quiet_option(),
 ) -> None:
     from core.errors import UsageError
 

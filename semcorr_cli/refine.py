@@ -20,6 +20,7 @@ from .common import (
     resolve_device,
     warn,
 )
+from .common import Compression, Dtype, weights_option  # shared option declarations
 
 HELP = """Refine correlations with a neighbourhood-consensus model (NC-Net or DCCNet).
 
@@ -59,11 +60,11 @@ Examples:
 def refine_cmd(
     input: str = typer.Argument(None, help="Features records file, or '-'/omitted for stdin.", show_default=False),
     model: str = typer.Option(..., "--model", help="ncnet or dccnet."),
-    weights: str = typer.Option("default", "--weights", help="default, none, a .safetensors checkpoint or the authors' .pth.tar."),
+    weights: str = weights_option("default, none, a .safetensors checkpoint or the authors' .pth.tar."),
     output: str = OutputOpt,
     device: str = DeviceOpt,
-    dtype: str = DtypeOpt,
-    compression: str = CompressionOpt,
+    dtype: Dtype = DtypeOpt,
+    compression: Compression = CompressionOpt,
     quiet: bool = QuietOpt,
 ) -> None:
     check_outputs(output)  # before torch is imported

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from .common import DeviceOpt, QuietOpt, check_outputs, check_records_input, console, handle_errors, layer_filler, model_weights, resolve_device, working_size
+from .common import output_option, size_option, weights_option  # shared option declarations
 
 HELP = """Heatmaps of a source point's matching scores over the target image.
 
@@ -47,10 +48,10 @@ def show_cmd(
     inputs: list[str] = typer.Argument(None, help="SOURCE TARGET images, or one records file ('-' for stdin).", show_default=False),
     model: str = typer.Option(..., "--model", help="dccnet or ncnet (other models: their refined score)."),
     point: str = typer.Option(..., "--point", help="Source point X,Y in pixels."),
-    output: str = typer.Option(..., "-o", "--output", help="Output PNG file."),
-    weights: str = typer.Option("default", "--weights", help="default, none (untrained), a .safetensors checkpoint or the authors' .pth.tar."),
+    output: str = output_option("Output PNG file.", ...),
+    weights: str = weights_option("default, none (untrained), a .safetensors checkpoint or the authors' .pth.tar."),
     backbone: str = typer.Option("mobilenet_v2", "--backbone", help="Backbone for image inputs (records carry their own)."),
-    size: int = typer.Option(None, "--size", help="Working size for image inputs (default: the model's, 400)."),
+    size: int = size_option("Working size for image inputs (default: the model's, 400)."),
     pair: str = typer.Option(None, "--pair", help="With a records input: the pair id to show (default: the first)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,

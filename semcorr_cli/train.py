@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import inspect
 import os
 import shlex
 import sys
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, Literal, Optional
 
 import typer
 
-from core.errors import UsageError
+from core.errors import UsageError, param
+from core.parsing import parse_list
 
-from .common import check_outputs, err_console, handle_errors, parse_model_options, print_json, renamed, working_size
+from .common import (
+    check_outputs,
+    device_option,
+    err_console,
+    handle_errors,
+    output_option,
+    parse_model_options,
+    print_json,
+    quiet_option,
+    renamed,
+    size_option,
+    working_size,
+)
 
 HELP = """Train a correspondence model; every option not given comes from the model's paper, sized for a GPU.
 
@@ -42,81 +57,72 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
 
 
-def parse_int_list(text: str | None, name: str) -> list[int] | None:
-    if text is None:
-        return None
-    try:
-        return [int(x) for x in text.replace(";", ",").split(",") if x.strip()]
-    except ValueError:
-        raise UsageError(f"{name} must be a comma-separated list of integers, got '{text}'") from None
+#: Command-line spellings of :class:`core.train.options.TrainOptions` fields that are not ``--`` + the name with dashes.
+FLAGS = {"model": ("--model", "-m"), "model_options": ("--model-opt",)}
+#: What the command line types for a field, where it differs from the field (converted in :func:`train_options`).
+TYPED = {"lr_milestones": Optional[str], "model_options": Optional[list[str]], "image_size": Optional[int], "out": Optional[Path], "patience": int}
+
+
+def cli_option(f: dataclasses.Field) -> tuple[Any, Any]:
+    """``(annotation, typer.Option)`` of one :class:`TrainOptions` field: its default, flags, help and choices."""
+    from core.train.options import TrainOptions
+
+    help = f.metadata["help"]
+    shared = {"out": output_option(help), "image_size": size_option(help), "device": device_option(help), "quiet": quiet_option(help)}
+    annotation = TYPED.get(f.name, typing.get_type_hints(TrainOptions)[f.name])
+    if f.name in shared:
+        return annotation, shared[f.name]
+    required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    default = ... if required else (None if f.default is dataclasses.MISSING else f.default)
+    flags = FLAGS.get(f.name, ("--" + f.name.replace("_", "-"),))
+    if default is True:
+        flags = (f"{flags[0]}/--no-{flags[0][2:]}",)
+    choices = f.metadata["choices"]
+    if choices:
+        annotation = Literal[choices] if default is not None else Optional[Literal[choices]]
+    return annotation, typer.Option(default, *flags, help=help, **({"case_sensitive": False} if choices else {}))
+
+
+def command_parameters() -> list[inspect.Parameter]:
+    """The command's parameters: one per :class:`TrainOptions` field the command line sets, the old spellings and ``--json``."""
+    from core.train.options import option_fields
+
+    extra = {
+        "out_old": (Optional[Path], typer.Option(None, "--out", hidden=True)),  # the old spelling of --output
+        "image_size_old": (Optional[int], typer.Option(None, "--image-size", hidden=True)),  # the old spelling of --size
+        "json_out": (bool, typer.Option(False, "--json", help="Print the result as JSON on stdout.")),
+    }
+    declared = [(f.name, *cli_option(f)) for f in option_fields() if f.metadata["cli"]]
+    declared += [(name, *spec) for name, spec in extra.items()]
+    return [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=ann) for name, ann, opt in declared]
+
+
+def train_options(given: dict[str, Any]) -> dict[str, Any]:
+    """The command's values → :class:`TrainOptions` keyword arguments: old spellings folded in, lists parsed, checked before torch is imported."""
+    o = dict(given)
+    o["out"] = renamed(o["out"], o.pop("out_old"), "--output", "--out")
+    if o["out"] is None:
+        raise UsageError("train needs a run directory: -o/--output RUN_DIR")
+    o["image_size"] = working_size(renamed(o["image_size"], o.pop("image_size_old"), "--size", "--image-size"))
+    if o["workers"] is not None and o["workers"] < 0:
+        raise UsageError("--workers must be 0 or more")
+    if o["lr_milestones"] is not None:
+        o["lr_milestones"] = parse_list(o["lr_milestones"], int, param("lr_milestones"), "comma-separated integers")
+    o["model_options"] = parse_model_options(o["model_options"])
+    o["patience"] = o["patience"] or None
+    return o
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("train", help=HELP)
-    @handle_errors
-    def train_cmd(
-        model: str = typer.Option(..., "--model", "-m", help="Model name (sfnet, ncnet, dccnet, mmnet; toy for demos)."),
-        data: str = typer.Option(..., "--data", help="Training data SPEC (see above)."),
-        output: Path = typer.Option(None, "-o", "--output", help="Run directory (required)."),
-        out: Path = typer.Option(None, "--out", hidden=True),  # the old spelling of --output
-        epochs: Optional[int] = typer.Option(None, "--epochs", help="Training length in epochs."),
-        iterations: Optional[int] = typer.Option(None, "--iterations", help="Training length in optimizer steps."),
-        batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Pairs per step and per process."),
-        lr: Optional[float] = typer.Option(None, "--lr", help="Base learning rate."),
-        optimizer: Optional[str] = typer.Option(None, "--optimizer", help="adam or sgd."),
-        lr_schedule: Optional[str] = typer.Option(None, "--lr-schedule", help="step, cosine or none."),
-        lr_milestones: Optional[str] = typer.Option(None, "--lr-milestones", help="Step schedule milestones, e.g. 30,40."),
-        lr_step_size: Optional[int] = typer.Option(None, "--lr-step-size", help="Step schedule period."),
-        lr_gamma: Optional[float] = typer.Option(None, "--lr-gamma", help="Step schedule decay factor."),
-        lr_unit: Optional[str] = typer.Option(None, "--lr-unit", help="Step schedule unit: epoch or iteration."),
-        momentum: Optional[float] = typer.Option(None, "--momentum", help="SGD momentum."),
-        weight_decay: Optional[float] = typer.Option(None, "--weight-decay", help="Weight decay."),
-        size: Optional[int] = typer.Option(None, "--size", help="Training images are resized to N x N (16 to 4096)."),
-        image_size: Optional[int] = typer.Option(None, "--image-size", hidden=True),  # the old spelling of --size
-        backbone: Optional[str] = typer.Option(None, "--backbone", help="Backbone (mobilenet_v2, resnet50, resnet101, fcn_resnet101)."),
-        backbone_weights: Optional[str] = typer.Option(None, "--backbone-weights", help="default, random, a torchvision name or a file."),
-        model_opt: Optional[list[str]] = typer.Option(None, "--model-opt", help="Model builder option KEY=VALUE (repeatable)."),
-        init_weights: Optional[str] = typer.Option(None, "--init-weights", help="Start from these weights (project or official checkpoint)."),
-        device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (torchrun: one GPU per process)."),
-        seed: int = typer.Option(0, "--seed", help="Seed of initialisation, data order and augmentation."),
-        val: Optional[str] = typer.Option(None, "--val", help="Validation data SPEC (default split: val)."),
-        val_every: Optional[int] = typer.Option(None, "--val-every", help="Validate every N steps (default: every epoch, or every checkpoint)."),
-        val_metric: str = typer.Option("auto", "--val-metric", help="auto (pck when the pairs have keypoints, else loss), loss or pck."),
-        patience: int = typer.Option(5, "--patience", help="Stop after N validations without improvement (0: never)."),
-        pck_alpha: float = typer.Option(0.1, "--pck-alpha", help="PCK threshold for validation."),
-        resume: bool = typer.Option(False, "--resume", help="Continue the run in the run directory (starts it when there is nothing to resume)."),
-        overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run in the run directory."),
-        checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Save weights and state every N steps."),
-        log_every: int = typer.Option(10, "--log-every", help="Write a log.jsonl record every N steps."),
-        workers: Optional[int] = typer.Option(None, "--workers", help="Data-loading processes per training process (default: 0 on CPU, up to 4 on GPU)."),
-        limit_pairs: Optional[int] = typer.Option(None, "--limit-pairs", help="Use a seeded subset of N training (and validation) items."),
-        tensorboard: bool = typer.Option(False, "--tensorboard", help="Also log to RUN_DIR/tensorboard (needs the tensorboard package)."),
-        deterministic: bool = typer.Option(True, "--deterministic/--no-deterministic", help="Deterministic kernels (bit-identical resume)."),
-        find_unused: bool = typer.Option(False, "--find-unused-parameters", help="DDP: allow parameters the loss does not use."),
-        json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
-        quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar or messages."),
-    ) -> None:
-        out = renamed(output, out, "--output", "--out")
-        if out is None:
-            raise UsageError("train needs a run directory: -o/--output RUN_DIR")
-        image_size = working_size(renamed(size, image_size, "--size", "--image-size"))
-        if workers is not None and workers < 0:
-            raise UsageError("--workers must be 0 or more")
+    def train_cmd(**given: Any) -> None:
+        json_out = given.pop("json_out")
+        o = train_options(given)
+        out, quiet = o["out"], o["quiet"]
         check_outputs(folder=out)  # before torch is imported
 
         from core.train import TrainingInterrupted, TrainOptions, train
 
-        options = TrainOptions(
-            model=model, data=data, out=out, epochs=epochs, iterations=iterations, batch_size=batch_size, lr=lr,
-            optimizer=optimizer, lr_schedule=lr_schedule, lr_milestones=parse_int_list(lr_milestones, "--lr-milestones"),
-            lr_step_size=lr_step_size, lr_gamma=lr_gamma, lr_unit=lr_unit, momentum=momentum, weight_decay=weight_decay,
-            image_size=image_size, backbone=backbone, backbone_weights=backbone_weights,
-            model_options=parse_model_options(model_opt), init_weights=init_weights, device=device, seed=seed, val=val,
-            val_every=val_every, val_metric=val_metric, patience=patience or None, pck_alpha=pck_alpha, resume=resume,
-            overwrite=overwrite, checkpoint_every=checkpoint_every, log_every=log_every, workers=workers,
-            limit_pairs=limit_pairs, tensorboard=tensorboard, quiet=quiet, deterministic=deterministic,
-            find_unused_parameters=find_unused, command=command_line(),
-        )  # fmt: skip
+        options = TrainOptions(**o, command=command_line())
         try:
             result = train(options)
         except TrainingInterrupted as exc:
@@ -153,3 +159,6 @@ def register(app: typer.Typer) -> None:
                 highlight=False,
                 soft_wrap=True,
             )
+
+    train_cmd.__signature__ = inspect.Signature(command_parameters())  # type: ignore[attr-defined]
+    app.command("train", help=HELP)(handle_errors(train_cmd))

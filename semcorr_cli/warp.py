@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal, Optional
 
 import typer
 
 from .common import check_outputs, check_records_input, handle_errors
+from .common import output_option, quiet_option  # shared option declarations
 
 HELP = """Apply a flow record to an image, a binary mask or keypoints.
 
@@ -45,17 +47,17 @@ def warp_cmd(
     image: Path = typer.Option(None, "--image", help="Image to warp into the other image's frame."),
     mask: Path = typer.Option(None, "--mask", help="Binary mask to warp."),
     keypoints: Path = typer.Option(None, "--keypoints", help="CSV of x,y points to transfer."),
-    coseg: str = typer.Option(None, "--coseg", help="src or trg: write that image's co-segmentation mask (mask/src, mask/trg) as PNG."),
-    output: Path = typer.Option(..., "-o", "--output", help="Output .png (image, mask, drawing) or .csv (keypoints)."),
+    coseg: Optional[Literal["src", "trg"]] = typer.Option(None, "--coseg", help="src or trg: write that image's co-segmentation mask (mask/src, mask/trg) as PNG."),
+    output: Path = output_option("Output .png (image, mask, drawing) or .csv (keypoints).", ...),
     pair: str = typer.Option(None, "--pair", help="Pair id to use when the input holds several."),
-    direction: str = typer.Option("auto", "--direction", help="auto, src (the input is the source image) or trg."),
+    direction: Literal["auto", "src", "trg"] = typer.Option("auto", "--direction", help="auto, src (the input is the source image) or trg."),
     other: Path = typer.Option(None, "--other", help="The other image (for --overlay/--matches; default: the record's path)."),
     overlay: bool = typer.Option(False, "--overlay", help="Blend the warped image with the other image."),
     matches: bool = typer.Option(False, "--matches", help="Draw the most confident matches side by side."),
     top: int = typer.Option(30, "--top", min=0, help="--matches: how many (0: every match of the grid)."),
     foreground: Path = typer.Option(None, "--foreground", help="--matches: only matches on this mask of the image."),
     force: bool = typer.Option(False, "--force", help="Warp an image or mask that is not the record's (or not of its size), resized."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No summary line."),
+    quiet: bool = quiet_option("No summary line."),
 ) -> None:
     from core.checks import check_image_file
     from core.csvtable import read_points_csv

@@ -78,6 +78,26 @@ def test_drawn_pairs_are_seeded_distinct_and_of_the_split(tmp_path):
     assert draw_pairs([1, 2, 3], {1: "a", 2: "a", 3: "b"}, 2, 0, "random") == draw_pairs([1, 2, 3], {1: "a", 2: "a", 3: "b"}, 2, 0, "random")
 
 
+def test_published_pair_file_in_root_is_the_test_default(tmp_path):
+    # random_pairs.txt / class_pairs.txt of the public CUB readers: '<src id> <trg id>' a line, first 10,000 kept
+    base = make_cub(tmp_path)
+    (base / "random_pairs.txt").write_text("2 1\n3 1\n1 99\n")  # line 3 lies past n_pairs=2: never read
+    (base / "class_pairs.txt").write_text("1 2\n")
+    ds = open_dataset("cub", base, n_pairs=2)
+    assert [e.row for e in ds.entries] == [(2, 1), (3, 1)]
+    assert ds.describe()["pairs"].endswith("random_pairs.txt") and ds.describe()["pairs_found_in_root"] is True
+    assert ds[1].category == "002.Laysan_Albatross"  # the source's species
+    assert [e.row for e in open_dataset("cub", base, pairing="class").entries] == [(1, 2)]
+    with pytest.raises(DataError, match="line 3 names image 99"):
+        open_dataset("cub", base)  # the default keeps 10,000 lines, so line 3 is read
+    given = open_dataset("cub", base, pairs="class_pairs.txt")  # pairs=FILE wins, and is not 'found'
+    assert [e.row for e in given.entries] == [(1, 2)] and "pairs_found_in_root" not in given.describe()
+    train = open_dataset("cub", base, split="train", n_pairs=1)  # the file is a test list: training draws its own
+    assert set(train.entries[0].row) == {4, 5} and "pairs" not in train.describe()
+    (base / "random_pairs.txt").unlink()
+    assert "pairs" not in open_dataset("cub", base).describe()  # no file: the seeded draw
+
+
 def test_wrong_root_and_options(tmp_path):
     with pytest.raises(DataError, match="images.txt.*CUB-200-2011"):
         open_dataset("cub", tmp_path)

@@ -67,8 +67,8 @@ def class_name(value: str, where: str) -> str:
 def _is_polygon_row(row: list[str]) -> bool:
     try:
         for f in row[3:7]:
-            [float(v) for v in f.split(",") if v.strip()]
-    except ValueError:
+            parse_number_list(f, ",", "polygon")
+    except DataError:
         return False
     return True
 

@@ -11,14 +11,22 @@ Published layout under ``root/`` (``root`` may also be the folder holding ``CUB_
   ``x y`` are then 0); invisible parts become NaN rows and are never scored;
 * ``train_test_split.txt``: ``<image_id> <is_training_image>`` (1 train, 0 test).
 
-The dataset has no pair list of its own. ``pairs=FILE`` reads one: a line per
-pair, ``<source image_id> <target image_id>`` (the ``random_pairs.txt`` form
-of the public CUB correspondence readers), ids of ``images.txt``. Without it
-the reader draws its own list: ``n_pairs`` (10,000) pairs of distinct images
-of the split, from ``seed`` (0) with Python's ``random.Random``, either of any
-two birds (``pairing="random"``) or of two birds of one species
-(``pairing="class"``). A pair's category is the source image's species
-folder. The drawn list is semcorr's, not a paper's (docs/protocols.md).
+The dataset has no pair list of its own. The list is, in this order:
+
+* ``pairs=FILE``: a line per pair, ``<source image_id> <target image_id>``
+  (ids of ``images.txt``), every line, or the first ``n_pairs`` when given;
+* for the test split, the pair file of the public CUB correspondence readers
+  when it lies in the root beside ``images.txt``: ``random_pairs.txt``
+  (``pairing="random"``) or ``class_pairs.txt`` (``pairing="class"``), in the
+  same one-pair-a-line form, of which those readers keep the first 10,000
+  lines (``n_pairs`` changes that);
+* else a list the reader draws: ``n_pairs`` (10,000) pairs of distinct images
+  of the split, from ``seed`` (0) with Python's ``random.Random``, either of
+  any two birds (``pairing="random"``) or of two birds of one species
+  (``pairing="class"``). The drawn list is semcorr's, not a paper's
+  (docs/protocols.md).
+
+A pair's category is the source image's species folder.
 
 Boxes ``x y w h`` become ``x1, y1, x2 = x + w, y2 = y + h``, so
 ``max(w, h)`` is the α_bbox length. Coordinates are used as written
@@ -39,6 +47,8 @@ SPLITS = {"train": 1, "test": 0}
 PAIRINGS = ("random", "class")
 N_PARTS = 15
 DEFAULT_PAIRS = 10000
+#: The pair files of the public CUB correspondence readers (first 10,000 lines kept), by pairing.
+PUBLISHED_PAIR_FILES = {"random": "random_pairs.txt", "class": "class_pairs.txt"}
 LAYOUT_FILES = ("images.txt", "image_class_labels.txt", "bounding_boxes.txt", "train_test_split.txt", "parts/part_locs.txt")
 
 
@@ -127,7 +137,7 @@ class CUB200(PairDataset):
         split: str | None = None,
         pairs: str | Path | None = None,
         pairing: str = "random",
-        n_pairs: int | str = DEFAULT_PAIRS,
+        n_pairs: int | str | None = None,
         seed: int | str = 0,
         coords: str = "raw",
     ):
@@ -144,11 +154,12 @@ class CUB200(PairDataset):
         if pairing not in PAIRINGS:
             raise UsageError(f"cub pairing must be {' or '.join(PAIRINGS)}, not '{pairing}'")
         try:
-            self.n_pairs, self.seed = int(n_pairs), int(seed)
+            limit, self.seed = (None if n_pairs is None else int(n_pairs)), int(seed)
         except ValueError:
             raise UsageError(f"cub n_pairs and seed must be integers, not '{n_pairs}' and '{seed}'") from None
-        if self.n_pairs < 1:
-            raise UsageError(f"cub n_pairs must be at least 1, not {self.n_pairs}")
+        if limit is not None and limit < 1:
+            raise UsageError(f"cub n_pairs must be at least 1, not {limit}")
+        self.n_pairs = DEFAULT_PAIRS if limit is None else limit
         self.pairing, self.coords = pairing, check_coords(coords)
         for f in LAYOUT_FILES:
             if not (self.root / f).is_file():
@@ -161,10 +172,14 @@ class CUB200(PairDataset):
         self.part_names = self._part_names()
         self.parts = read_part_locs(self.root / "parts" / "part_locs.txt")
         ids = sorted(k for k, v in is_train.items() if int(v) == SPLITS[self.split] and k in self.images)
-        self.pairs_file = None
+        self.pairs_file, self.pairs_found = None, False
+        published = self.root / PUBLISHED_PAIR_FILES[pairing]
         if pairs is not None:
             self.pairs_file = Path(pairs) if Path(pairs).is_absolute() else self.root / pairs
-            rows = self._read_pairs(self.pairs_file)
+            rows = self._read_pairs(self.pairs_file, limit)
+        elif self.split == "test" and published.is_file():
+            self.pairs_file, self.pairs_found = published, True
+            rows = self._read_pairs(published, self.n_pairs)
         else:
             rows = draw_pairs(ids, self.classes, self.n_pairs, self.seed, pairing)
         self.entries = []
@@ -186,11 +201,14 @@ class CUB200(PairDataset):
         names = {k: " ".join(v) for k, v in read_id_table(path, 1, "part names").items()}
         return [names.get(k, f"part{k}") for k in range(1, N_PARTS + 1)]
 
-    def _read_pairs(self, path: Path) -> list[tuple[int, int]]:
+    def _read_pairs(self, path: Path, limit: int | None = None) -> list[tuple[int, int]]:
+        """The ``(source id, target id)`` rows of a pair file, its first ``limit`` pairs when given (later lines unread)."""
         if not path.is_file():
             raise DataError(f"cub: pair list '{path}' does not exist")
-        rows = []
+        rows: list[tuple[int, int]] = []
         for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if limit is not None and len(rows) >= limit:
+                break
             parts = line.replace(",", " ").split()
             if not parts:
                 continue
@@ -208,6 +226,8 @@ class CUB200(PairDataset):
         d = dict(super().describe(), split=self.split, coords=self.coords)
         if self.pairs_file is not None:
             d["pairs"] = str(self.pairs_file)
+            if self.pairs_found:
+                d["pairs_found_in_root"] = True
         else:
             d.update(pairing=self.pairing, n_pairs_drawn=self.n_pairs, seed=self.seed)
         return d
@@ -220,4 +240,4 @@ class CUB200(PairDataset):
         return keypoint_pair(entry, self.root, names, kps, (self.boxes.get(a), self.boxes.get(b)), self.coords, meta)
 
 
-__all__ = ["CUB200", "draw_pairs", "read_part_locs", "find_cub_root", "N_PARTS"]
+__all__ = ["CUB200", "draw_pairs", "read_part_locs", "find_cub_root", "N_PARTS", "PUBLISHED_PAIR_FILES"]

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DataError, UsageError
+from ..parsing import parse_name_list
 from .base import ImagePair, PairDataset, PairEntry, apply_coords, check_coords, image_size
 
 JOINTS = (
@@ -147,7 +148,7 @@ class JHMDB(PairDataset):
         files = sorted(self.splits_dir.glob(f"*_test_split{self.fold}.txt"))
         if not files:
             raise self.missing(self.splits_dir / f"<action>_test_split{self.fold}.txt", "split file")
-        wanted = [a.strip() for a in actions.split(",")] if isinstance(actions, str) else actions
+        wanted = parse_name_list(actions, "actions")
         self.entries = []
         for f in files:
             action = f.name[: -len(f"_test_split{self.fold}.txt")]

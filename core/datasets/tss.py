@@ -27,6 +27,7 @@ from ..checks import check_image_file
 from ..errors import DataError, UsageError
 from ..flo import displacement_to_absolute, read_flo
 from ..images import load_mask
+from ..parsing import parse_name_list
 from .base import FlowPair, PairDataset, PairEntry, image_size
 
 SUBSETS = ("FG3DCar", "JODS", "PASCAL")
@@ -80,9 +81,7 @@ class TSS(PairDataset):
         if found is None:
             raise DataError(f"tss: no FG3DCar, JODS or PASCAL folder in '{given}'; is the root right? ({self.source})")
         self.root = found
-        if isinstance(subsets, str):
-            subsets = [s.strip() for s in subsets.split(",") if s.strip()]
-        subsets = list(subsets) if subsets else list(SUBSETS)
+        subsets = parse_name_list(subsets, "subsets") or list(SUBSETS)
         unknown = [s for s in subsets if s not in SUBSETS]
         if unknown:
             raise UsageError(f"tss subset '{unknown[0]}' is not one of {', '.join(SUBSETS)}")

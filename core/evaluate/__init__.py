@@ -5,7 +5,8 @@
 * :mod:`.results` — the per-pair JSON-lines file (resume, merge);
 * :mod:`.engine` — the loop (:func:`evaluate`), selection (``limit``, ``shard``);
 * :mod:`.summary` — per-category/subset tables, SPair-71k breakdown, curves;
-* :mod:`.export`, :mod:`.plot` — JSON/CSV reports and the PCK-curve PNG.
+* :mod:`.export`, :mod:`.plot` — JSON/CSV reports and the PCK-curve PNG;
+* :mod:`.reports` — several report files written together, atomically.
 
 Example::
 
@@ -23,6 +24,7 @@ Example::
 from .engine import EvaluationRun, evaluate, parse_shard, run_from_results, select_indices
 from .export import report_dict, write_csv, write_json
 from .plot import draw_curves, run_curves, write_plot
+from .reports import report_kind, write_reports
 from .results import ResultsWriter, merge_results, read_results
 from .scoring import score_pair
 from .sources import PredictorSource, RecordFlows, mirror_flows
@@ -38,6 +40,8 @@ __all__ = [
     "write_json",
     "write_csv",
     "write_plot",
+    "write_reports",
+    "report_kind",
     "draw_curves",
     "run_curves",
     "ResultsWriter",

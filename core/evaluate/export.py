@@ -55,9 +55,14 @@ def run_label(header: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def json_report(run: EvaluationRun) -> str:
+    """The report as indented JSON (figures in percent)."""
+    return json.dumps(report_dict(run), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
 def write_json(path: str | Path, run: EvaluationRun) -> None:
-    """The report as indented JSON (figures in percent), written atomically."""
-    atomic_write_text(path, json.dumps(report_dict(run), indent=2, sort_keys=True, allow_nan=False) + "\n")
+    """:func:`json_report` written atomically."""
+    atomic_write_text(path, json_report(run))
 
 
 def _rows_keypoints(s: dict[str, Any]) -> list[list[Any]]:
@@ -139,7 +144,7 @@ def flat_items(value: Any, prefix: str) -> list[tuple[str, Any]]:
     return out
 
 
-def write_csv(path: str | Path, run: EvaluationRun) -> None:
+def csv_report(run: EvaluationRun) -> str:
     """Long-format CSV: ``section,group,metric,alpha,value,n_pairs,n_keypoints`` (values in percent),
     preceded by ``protocol`` rows (one per protocol field) and ``run`` rows (one per field of the
     dataset, source and selection descriptions, e.g. ``source.model``), every cell plain (:func:`plain_cell`)."""
@@ -157,7 +162,12 @@ def write_csv(path: str | Path, run: EvaluationRun) -> None:
     w.writerow(["section", "group", "metric", "alpha", "value", "n_pairs", "n_keypoints"])
     for r in rows:
         w.writerow(["" if v is None else v for v in r])
-    atomic_write_text(path, buf.getvalue())
+    return buf.getvalue()
 
 
-__all__ = ["report_dict", "run_label", "plain_cell", "write_json", "write_csv"]
+def write_csv(path: str | Path, run: EvaluationRun) -> None:
+    """:func:`csv_report` written atomically."""
+    atomic_write_text(path, csv_report(run))
+
+
+__all__ = ["report_dict", "run_label", "plain_cell", "json_report", "csv_report", "write_json", "write_csv"]

@@ -88,8 +88,8 @@ def draw_curves(curves: dict[str, Sequence[float]], alphas: Sequence[float] = CU
     return img
 
 
-def write_plot(path: str | Path, run: EvaluationRun) -> None:
-    """Draw the run's PCK curves into a PNG file."""
+def plot_png(run: EvaluationRun) -> bytes:
+    """The run's PCK curves drawn as a PNG image."""
     p = run.protocol
     curves = run_curves(run)
     if not curves:
@@ -97,7 +97,12 @@ def write_plot(path: str | Path, run: EvaluationRun) -> None:
     title = f"{run_label(run.header)} · {p.name} ({p.threshold}, {p.direction}, {len(run.records)} pairs)"
     buf = io.BytesIO()
     draw_curves(curves, title=title).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
 
 
-__all__ = ["run_curves", "draw_curves", "write_plot"]
+def write_plot(path: str | Path, run: EvaluationRun) -> None:
+    """:func:`plot_png` written atomically into a PNG file."""
+    atomic_write_bytes(path, plot_png(run))
+
+
+__all__ = ["run_curves", "draw_curves", "plot_png", "write_plot"]

@@ -11,16 +11,13 @@ being written; :func:`read_results` drops a truncated last line.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, UsageError, param
-from ..files import temporary_beside
+from ..files import atomic_output
 
 RESULTS_VERSION = 1
-#: Header fields that must agree for a file to be resumed or merged with another.
-IDENTITY_FIELDS = ("dataset", "protocol")
 
 
 def make_header(dataset: dict[str, Any], protocol: dict[str, Any], source: dict[str, Any], selection: dict[str, Any], pairs_total: int) -> dict[str, Any]:
@@ -122,11 +119,9 @@ class ResultsWriter:
             self.write(header)
 
     def _rewrite(self, header: dict[str, Any], records: list[dict[str, Any]]) -> None:
-        fd, tmp = temporary_beside(self.path)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with atomic_output(self.path) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             for obj in [header, *records]:
                 fh.write(json.dumps(obj, allow_nan=False) + "\n")
-        os.replace(tmp, self.path)
 
     def write(self, record: dict[str, Any]) -> None:
         self._fh.write(json.dumps(record, allow_nan=False) + "\n")

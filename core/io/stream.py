@@ -13,6 +13,7 @@ memory. Every reader accepts both forms; see ``docs/format.md``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
@@ -25,7 +26,7 @@ import h5py
 
 from ..checks import require_file
 from ..errors import DataError, UsageError, param
-from ..files import temporary_beside
+from ..files import atomic_output
 from .records import PairRecord, check_root, read_record, write_record, write_root_attrs
 
 STREAM_MAGIC = b"SEMCORR\n"
@@ -214,6 +215,7 @@ class RecordWriter:
         self._h5: h5py.File | None = None
         self._stream: BinaryIO | None = None
         self._tmp: Path | None = None
+        self._files = contextlib.ExitStack()
         self.count = 0
         if self.dtype not in (None, "float16", "float32"):
             raise UsageError(f"{param('dtype')} must be float16 or float32, not '{dtype}'")
@@ -231,16 +233,19 @@ class RecordWriter:
                 raise UsageError("refusing to write binary records to a terminal: use -o FILE.h5 or a pipe")
             self._stream = out
         else:
-            self.output.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = temporary_beside(self.output)
-            os.close(fd)
-            self._tmp = Path(tmp)
-            if self.is_file:
-                self._h5 = h5py.File(self._tmp, "w", track_order=True)
-                self._pairs = self._h5.create_group("pairs", track_order=True)
-                self._history_written = False
-            else:
-                self._stream = open(self._tmp, "wb")
+            # the file is closed (the callback) before atomic_output renames or removes it
+            self._tmp = self._files.enter_context(atomic_output(self.output))
+            self._files.callback(self._close)
+            try:
+                if self.is_file:
+                    self._h5 = h5py.File(self._tmp, "w", track_order=True)
+                    self._pairs = self._h5.create_group("pairs", track_order=True)
+                    self._history_written = False
+                else:
+                    self._stream = open(self._tmp, "wb")
+            except BaseException:
+                self._files.__exit__(*sys.exc_info())
+                raise
         return self
 
     def write(self, rec: PairRecord) -> None:
@@ -258,18 +263,17 @@ class RecordWriter:
         self.count += 1
         release_memory()
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def _close(self) -> None:
         if self._h5 is not None:
             if not self._history_written:
                 write_root_attrs(self._h5, [self.command])
             self._h5.close()
-        elif self._stream is not None and self._tmp is not None:
+        elif self._stream is not None:
             self._stream.close()
-        if self._tmp is not None:
-            if exc_type is None:
-                os.replace(self._tmp, self.output)
-            else:
-                self._tmp.unlink(missing_ok=True)
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        """A file: closed, then renamed into place on success or removed on any error (Ctrl-C included)."""
+        return self._files.__exit__(exc_type, exc, tb)
 
 
 def write_records(output, records, command: str, **kwargs) -> int:

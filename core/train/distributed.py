@@ -122,7 +122,3 @@ def all_gather_int(value: int, device: torch.device) -> list[int]:
     dist.all_gather(out, t)
     return [int(x.item()) for x in out]
 
-
-def barrier() -> None:
-    if _active():
-        dist.barrier()

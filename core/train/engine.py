@@ -27,7 +27,7 @@ import random
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +44,7 @@ from ..weights import save_checkpoint
 from . import distributed as D
 from .feedback import JsonlLog, Reporter, TensorBoardLog, check_tensorboard_available
 from .hyper import Hyper, resolve_hyper
+from .options import HYPER_FIELDS, VAL_METRICS, TrainOptions
 from .models import build_training_model
 from .optim import build_optimizer, set_lr_factor
 from .cpu import CpuDefaults, cpu_defaults, fixed_architecture
@@ -52,14 +53,8 @@ from .schedule import lr_factor
 from .state import Progress, capture_rng, load_resume_state, restore_rng, save_resume_state
 from .validate import evaluate
 
-VAL_METRICS = ("auto", "loss", "pck")
 #: Names the engine uses in log records; a model's own log entries with these names get a ``model_`` prefix.
 RESERVED_LOG_KEYS = ("event", "step", "time", "epoch", "loss", "lr", "pairs_per_s")
-#: ``TrainOptions`` fields that :func:`core.train.hyper.resolve_hyper` reads.
-HYPER_FIELDS = (
-    "optimizer", "lr", "batch_size", "epochs", "iterations", "momentum", "weight_decay", "image_size",
-    "lr_schedule", "lr_milestones", "lr_step_size", "lr_gamma", "lr_unit",
-)  # fmt: skip
 
 
 class TrainingDiverged(DataError):
@@ -92,50 +87,6 @@ class Boundary:
     progress: Progress
     rng: tuple[dict[str, torch.Tensor], dict[str, Any]]
     buffers: dict[str, torch.Tensor]
-
-
-@dataclass
-class TrainOptions:
-    """Everything ``semcorr train`` can be told. ``None`` means: the model's ``train_defaults``."""
-
-    model: str
-    data: str
-    out: Path
-    epochs: int | None = None
-    iterations: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    optimizer: str | None = None
-    lr_schedule: str | None = None
-    lr_milestones: list[int] | None = None
-    lr_step_size: int | None = None
-    lr_gamma: float | None = None
-    lr_unit: str | None = None
-    momentum: float | None = None
-    weight_decay: float | None = None
-    image_size: int | tuple[int, int] | None = None
-    backbone: str | None = None
-    backbone_weights: str | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)
-    init_weights: str | None = None
-    device: str = "auto"
-    seed: int = 0
-    val: str | None = None
-    val_every: int | None = None
-    val_metric: str = "auto"
-    patience: int | None = 5
-    pck_alpha: float = 0.1
-    resume: bool = False
-    overwrite: bool = False
-    checkpoint_every: int = 500
-    log_every: int = 10
-    workers: int | None = None
-    limit_pairs: int | None = None
-    tensorboard: bool = False
-    quiet: bool = False
-    deterministic: bool = True
-    find_unused_parameters: bool = False
-    command: str = ""
 
 
 @dataclass

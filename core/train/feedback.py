@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from ..errors import UsageError, param
-from ..weights import atomic_write_text
+from ..files import atomic_write_text
 
 
 def _json_safe(value: Any) -> Any:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DataError, UsageError, param
-from ..weights import atomic_write_text
+from ..files import atomic_write_text, is_temporary_of
 
 RUN_FILE = "run.json"
 STATE_FILE = "resume.safetensors"
@@ -67,7 +67,7 @@ def read_run_record(out: Path) -> dict[str, Any] | None:
 
 def is_own_temporary(name: str) -> bool:
     """A temporary file left by an atomic write of one of the run's files (a killed process)."""
-    return name.endswith(".tmp") and any(name.lstrip(".").startswith(own) for own in OWN_FILES)
+    return any(is_temporary_of(name, own) for own in OWN_FILES)
 
 
 def remove_stale_temporaries(out: Path) -> None:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
-from ..weights import atomic_write_bytes
+from ..files import atomic_write_bytes
 
 FORMAT = "semcorr-train-state"
 VERSION = 1
