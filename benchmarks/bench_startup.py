@@ -22,7 +22,7 @@ import time
 
 MODULES = {
     "import torch (reference)": "import torch",
-    "core.pipeline (extract, correlate, flow)": "import core.pipeline",
+    "core.pipeline (extract, correlate, flow)": "import core.pipeline.flow",
     "core.io.stream (every stage's reader/writer)": "import core.io.stream",
     "core.evaluate (evaluate)": "import core.evaluate",
     "core.models (flow --model, refine)": "import core.models",

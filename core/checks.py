@@ -15,7 +15,8 @@ is reported within a second or two, before the work rather than after it:
   running through a file are all caught;
 * :class:`BadRow` and :class:`BadRowsError`: the rows of a pair list that
   cannot be computed, each named by file and row number in
-  :mod:`core.csvtable`'s wording, and the refusal that lists them.
+  :mod:`core.csvtable`'s wording, and the refusal that lists them;
+* :func:`check_layer_choice`: the layers asked for are chosen one way only.
 """
 
 from __future__ import annotations
@@ -26,12 +27,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import DataError
+from .errors import DataError, UsageError, param
 
 #: How many bad rows a refusal lists (the rest are counted).
 SHOWN_BAD_ROWS = 5
 #: How many skipped rows the report at the end of a batch lists.
 SHOWN_SKIPPED_ROWS = 20
+
+
+# ----------------------------------------------------------------------------- choices
+
+
+def check_layer_choice(model: str | None, weights: object, layers: object) -> None:
+    """Features are chosen by a model or by layers: ``weights`` go with a ``model``, which chooses its own layers."""
+    if weights is not None and model is None:
+        raise UsageError(f"{param('weights')} goes with {param('model')}")
+    if model is not None and layers:
+        raise UsageError(f"{param('model')} chooses the layers; drop {param('layers')}")
 
 
 # ----------------------------------------------------------------------------- inputs

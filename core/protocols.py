@@ -369,7 +369,7 @@ PRESETS: dict[str, Protocol] = {
                 "split 1 test clips; the first frame's 15 joints carried to every later frame (each frame matched "
                 "to the first), the first frame not scored; PCK per joint pooled over all frames, averaged over the "
                 "15 joints (eval_pck.py's computePCK), which equals the pooled figure when every joint is annotated "
-                "in every frame; --model identity is the Identity baseline."
+                "in every frame; the identity model is the Identity baseline."
             ),
         ),
         Protocol(

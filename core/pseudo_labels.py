@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .pipeline import correlate_scores
+from .scores import correlate_scores
 
 
 def teacher_scores(feats_a: Sequence[torch.Tensor], feats_b: Sequence[torch.Tensor]) -> torch.Tensor:

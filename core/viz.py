@@ -1,11 +1,29 @@
-"""Pictures people would rather look at than read: overlays, match drawings, heatmaps."""
+"""Pictures people would rather look at than read: overlays, match drawings, heatmaps.
+
+Also the figures of ``show`` (:func:`heatmap_figure`: a source point's scores
+over the target, one panel per score map) and ``warp --matches``
+(:func:`matches_figure`), and :func:`save_image`, the one way a picture is
+written (atomically).
+"""
 
 from __future__ import annotations
 
 import colorsys
+import io
+from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .files import atomic_write_bytes
+
+
+def save_image(img: Image.Image, path: str | Path, format: str | None = None) -> None:
+    """Write a picture atomically (:func:`core.files.atomic_write_bytes`) in ``format``; None: JPEG for a ``.jpg``/``.jpeg`` path, else PNG."""
+    buf = io.BytesIO()
+    img.save(buf, format=format or ("JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def blend(a: Image.Image, b: Image.Image, alpha: float = 0.5) -> Image.Image:
@@ -125,6 +143,7 @@ def contact_sheet(
             cx, cy = x0 + p[0] * fs, y0 + caption + p[1] * (th / frame.height)
             draw.ellipse([cx - 3, cy - 3, cx + 3, cy + 3], fill=_colour(i, n), outline=(0, 0, 0))
     return sheet
+
 
 def font(size: int = 14) -> ImageFont.ImageFont:
     """PIL's built-in scalable font at ``size`` pixels."""
@@ -251,3 +270,112 @@ def draw_scored_matches(
         for x, y in ((px, py), (qx, qy)):
             draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=c, outline="black")
     return canvas, lo, hi
+
+
+def matches_figure(
+    src: Image.Image,
+    trg: Image.Image,
+    src_to_trg: np.ndarray,
+    trg_to_src: np.ndarray,
+    confidence: np.ndarray | None,
+    title: str,
+    top: int = 30,
+    foreground: np.ndarray | None = None,
+) -> Image.Image:
+    """Matches worth drawing (:func:`sample_matches`) side by side, titled, with a colour bar and a note.
+
+    ``src``/``trg``: the two images at the flows' sizes; flows ``(H, W, 2)``
+    from ``src`` and ``(H', W', 2)`` from ``trg``; ``confidence`` ``(H, W)``
+    colours the matches (else their cycle consistency); ``top = 0``: every
+    match of the grid.
+    """
+    pts, moved, scores, consistent = sample_matches(src_to_trg, trg_to_src, confidence, top=top or None, foreground=foreground)
+    drawing, lo, hi = draw_scored_matches(src, trg, pts, moved, scores)
+    label = "match confidence" if confidence is not None else "cycle consistency"
+    grid = f"{GRID_FOR_MATCHES}x{GRID_FOR_MATCHES}"
+    note = (
+        f"the {len(pts)} most confident of {consistent} cycle-consistent matches of a {grid} grid (--top 0: all)"
+        if top
+        else f"all {len(pts)} matches of a {grid} grid, background included"
+    )
+    bar = colour_bar(min(drawing.width, 360), lo, hi, label)
+    return with_title_and_legend(drawing, title, bar, note)
+
+
+# ----------------------------------------------------------------------------- heatmap figures (show)
+
+#: Height of every panel of :func:`heatmap_figure`, of its title band and of the gap between panels (pixels).
+PANEL_HEIGHT = 240
+TITLE_HEIGHT = 22
+GAP = 6
+
+
+def upsample_heatmap(heat: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(h, w)`` cell scores → ``(H, W)`` with cell centres on the image's corner pixels (align_corners)."""
+    import torch
+    import torch.nn.functional as F
+
+    t = torch.from_numpy(np.asarray(heat, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=True)[0, 0].numpy()
+
+
+def _marker(draw, xy: tuple[float, float], colour=(255, 255, 255), r: int = 6) -> None:
+    x, y = xy
+    draw.ellipse([x - r, y - r, x + r, y + r], outline=(0, 0, 0), width=3)
+    draw.ellipse([x - r, y - r, x + r, y + r], outline=colour, width=2)
+    draw.line([x - r - 3, y, x + r + 3, y], fill=colour, width=1)
+    draw.line([x, y - r - 3, x, y + r + 3], fill=colour, width=1)
+
+
+def _titled(img: Image.Image, title: str) -> Image.Image:
+    canvas = Image.new("RGB", (img.width, img.height + TITLE_HEIGHT), (255, 255, 255))
+    canvas.paste(img, (0, TITLE_HEIGHT))
+    ImageDraw.Draw(canvas).text((4, 5), title, fill=(0, 0, 0))
+    return canvas
+
+
+def _fit_height(img: Image.Image, height: int) -> Image.Image:
+    w = max(1, round(img.width * height / img.height))
+    return img.convert("RGB").resize((w, height), Image.BILINEAR)
+
+
+def heatmap_panel(target: Image.Image, heat: np.ndarray, title: str, height: int = PANEL_HEIGHT, alpha: float = 0.55) -> Image.Image:
+    """One panel: ``heat (hB, wB)`` over the target image, its maximum marked, with a title and a colour bar of its range."""
+    base = _fit_height(target, height)
+    up = upsample_heatmap(heat, (base.height, base.width))
+    img = blend(heatmap_image(up), base, alpha)
+    y, x = np.unravel_index(int(np.argmax(up)), up.shape)
+    _marker(ImageDraw.Draw(img), (float(x), float(y)), colour=(255, 255, 255), r=4)
+    titled = _titled(img, f"{title}  max {float(np.max(heat)):.3f}")
+    bar = colour_bar(titled.width, float(np.nanmin(up)), float(np.nanmax(up)), "matching score")
+    panel = Image.new("RGB", (titled.width, titled.height + bar.height), (255, 255, 255))
+    panel.paste(titled, (0, 0))
+    panel.paste(bar, (0, titled.height))
+    return panel
+
+
+def heatmap_figure(
+    source: Image.Image,
+    point: tuple[float, float],
+    target: Image.Image,
+    panels: Sequence[tuple[str, np.ndarray]],
+    height: int = PANEL_HEIGHT,
+) -> Image.Image:
+    """The whole figure: source with ``point`` (pixels), then every ``(title, heatmap)`` panel over ``target``.
+
+    source / target: PIL images; heatmaps ``(hB, wB)`` over the target's
+    feature grid (any size; drawn with cell centres at the image corners).
+    Returns a PIL RGB image.
+    """
+    src = _fit_height(source, height)
+    scale = height / source.height
+    _marker(ImageDraw.Draw(src), (point[0] * scale, point[1] * scale), colour=(255, 40, 40))
+    tiles = [_titled(src, f"source ({point[0]:g}, {point[1]:g})")]
+    tiles += [heatmap_panel(target, heat, title, height) for title, heat in panels]
+    width = sum(t.width for t in tiles) + GAP * (len(tiles) - 1)
+    fig = Image.new("RGB", (width, max(t.height for t in tiles)), (255, 255, 255))
+    x = 0
+    for t in tiles:
+        fig.paste(t, (x, 0))
+        x += t.width + GAP
+    return fig

@@ -34,7 +34,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from core.errors import DataError, SemcorrError, UsageError, param
+from core.errors import DataError, SemcorrError, UsageError, param, render_params
 from core.parsing import parse_key_values, parse_name_list
 
 console = Console()
@@ -132,8 +132,8 @@ def handle_errors(fn: F) -> F:
 
 
 def warn(text: str) -> None:
-    """``semcorr: warning: <text>`` on stderr."""
-    err_console.print(f"semcorr: warning: {text}", highlight=False, soft_wrap=True)
+    """``semcorr: warning: <text>`` on stderr (parameters marked in ``text`` named by their flags)."""
+    err_console.print(f"semcorr: warning: {render_params(text, flag_for)}", highlight=False, soft_wrap=True)
 
 
 def check_outputs(*files: str | os.PathLike | None, folder: str | os.PathLike | None = None) -> None:
@@ -208,11 +208,11 @@ def resolve_device(device: str):
 
 
 def layer_filler(device, stage: str, quiet: bool = False):
-    """A :class:`core.fill_layers.LayerFiller` that says once on stderr (unless ``quiet``) what it computes."""
-    from core.fill_layers import LayerFiller
+    """A :class:`core.pipeline.LayerFiller` that says once on stderr (unless ``quiet``) what it computes."""
+    from core.pipeline import LayerFiller
 
     def note(text: str) -> None:
-        err_console.print(f"semcorr: {stage}: {text}", highlight=False, soft_wrap=True)
+        err_console.print(f"semcorr: {stage}: {render_params(text, flag_for)}", highlight=False, soft_wrap=True)
 
     return LayerFiller(device, None if quiet else note)
 

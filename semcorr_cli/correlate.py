@@ -64,14 +64,14 @@ def correlate_cmd(
     check_records_input(input)
 
     from core.io.stream import RecordWriter, iter_records
-    from core.pipeline import correlate_record
+    from core.pipeline import correlate_records
 
-    dev = resolve_device(device)
-    layer_list = parse_str_list(layers)
+    options = dict(layers=parse_str_list(layers), mode=mode, normalize=normalize, relu=relu, keep_features=keep,
+                   device=resolve_device(device), center=center, mutual_matching=mutual_matching)  # fmt: skip
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet) as bar:
         task = bar.add_task("correlate", total=None)
-        for rec in iter_records(input):
-            writer.write(correlate_record(rec, layer_list, mode, normalize, relu, keep, dev, center, mutual_matching))
+        for rec in correlate_records(iter_records(input), **options):
+            writer.write(rec)
             bar.advance(task)
 
 

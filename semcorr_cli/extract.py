@@ -70,7 +70,7 @@ def extract_features(
     skip_bad: bool = SkipBadOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from core.checks import check_image_file
+    from core.checks import check_image_file, check_layer_choice
     from core.errors import UsageError
     from core.pairs import ImagePair, pairs_root, read_pair_list
 
@@ -78,10 +78,7 @@ def extract_features(
     # Everything given is checked before torch is imported or a model is built.
     if pairs is not None and images:
         raise UsageError("give either two images or --pairs, not both")
-    if weights is not None and model is None:
-        raise UsageError("--weights goes with --model")
-    if model is not None and layers:
-        raise UsageError("--model chooses the layers; drop --layers")
+    check_layer_choice(model, weights, layers)
     if pairs is None and (not images or len(images) != 2):
         raise UsageError("extract needs exactly two images (source and target), or --pairs FILE")
     check_outputs(output)
@@ -97,37 +94,13 @@ def extract_features(
         bad_rows_gate(listing.bad, listing.total, skip_bad, quiet)
         image_root = pairs_root(pairs, root).resolve()
 
-    from core.images import parse_size
-    from core.io.records import IMAGE_ROOT_ATTR
     from core.io.stream import RecordWriter
-    from core.pipeline import FeatureExtractor
+    from core.pipeline import build_extractor, extract_pairs
 
-    dev = resolve_device(device)
-    layer_list = parse_str_list(layers)
-    extractor = None
-    if model is not None:
-        from core.models import build_model
-
-        if weights is None:
-            from core.weights import shipped_weights_path
-
-            if shipped_weights_path(model, backbone or "mobilenet_v2").is_file():
-                weights = "default"  # the shipped weights decide the layers (and any fine-tuned backbone)
-        if weights is not None:
-            kwargs = {"backbone": backbone} if backbone else {}
-            m = build_model(model, backbone_weights=backbone_weights, weights=weights, **kwargs)
-            extractor = FeatureExtractor(m.backbone.to(dev).eval(), list(m.required_layers), parse_size(size), dev, m.input_resize)
-            extractor.check_size()
-        else:
-            m = build_model(model, backbone=backbone or "mobilenet_v2", backbone_weights="random", weights=None)
-            layer_list = list(m.required_layers)
-            backbone = m.backbone.name
-    if extractor is None:
-        extractor = FeatureExtractor.create(backbone or "mobilenet_v2", backbone_weights, layer_list, size, dev)
+    extractor = build_extractor(backbone, backbone_weights, parse_str_list(layers), size, resolve_device(device), model, weights)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet or len(todo) < 2) as bar:
         task = bar.add_task("extract", total=len(todo))
-        for rec in _records(extractor, todo, batch_size, listing, skip_bad):
-            rec.attrs[IMAGE_ROOT_ATTR] = str(image_root)  # later stages find relative image paths with it
+        for rec in extract_pairs(extractor, todo, batch_size, listing, skip_bad, image_root):
             writer.write(rec)
             bar.advance(task)
     if not quiet and writer.is_file:
@@ -136,39 +109,6 @@ def extract_features(
         where = output if output not in (None, "-") else "standard output"
         report_skipped(listing.bad, listing.total, f"the {plural(writer.count, 'other pair')} went to {where}")
 
-
-def _records(extractor, todo, batch_size: int, listing, skip_bad: bool):
-    """Features records of the pairs ``todo``, ``batch_size`` at a time.
-
-    A batch that fails (an image that is truncated past its header) is redone
-    pair by pair, so the error names the pair list's row; with ``skip_bad``
-    the pair joins ``listing.bad`` and the others go on.
-    """
-    from core.checks import BadRow
-    from core.errors import DataError
-
-    def items(chunk):
-        return [(p.pair_id, p.src_path, p.trg_path, p.src_name, p.trg_name) for p in chunk]
-
-    for start in range(0, len(todo), batch_size):
-        chunk = todo[start : start + batch_size]
-        try:
-            records = extractor.extract_records(items(chunk)) if len(chunk) > 1 else None
-        except DataError:
-            records = None
-        if records is None:
-            records = []
-            for pair in chunk:
-                try:
-                    records += extractor.extract_records(items([pair]))
-                except DataError as exc:
-                    if listing is None:
-                        raise
-                    bad = BadRow(int(pair.pair_id), f"{listing.where(pair)}: {exc}")
-                    if not skip_bad:
-                        raise DataError(f"{bad.message} (--skip-bad goes on past bad pairs)") from None
-                    listing.bad.append(bad)
-        yield from records
 
 def register(app: typer.Typer) -> None:
     fn = handle_errors(extract_features)

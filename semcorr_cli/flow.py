@@ -11,7 +11,6 @@ from .common import (
     QuietOpt,
     check_outputs,
     check_records_input,
-    err_console,
     handle_errors,
     history_line,
     layer_filler,
@@ -19,6 +18,7 @@ from .common import (
     progress,
     renamed,
     resolve_device,
+    warn,
 )
 from .common import MatchMethod, weights_option  # shared option declarations
 
@@ -84,42 +84,23 @@ def flow_cmd(
 
     from core.flow import METHODS
     from core.io.stream import RecordWriter, iter_records
-    from core.pipeline import flow_record, model_flow_record
+    from core.pipeline import flow_records
 
     if method is not None and method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")
     keep = bool(renamed(keep_inputs, keep, "--keep-inputs", "--keep", unset=False))
     mutual = bool(renamed(mutual_nn, mutual, "--mutual-nn", "--mutual", unset=False))
     dev = resolve_device(device)
-    if model is not None:
-        from core.models import get_builder
-
-        get_builder(model)  # an unknown model is a usage error before any input is read
-    net = None
     filler = layer_filler(dev, f"flow --model {model}", quiet)
+    stream = flow_records(
+        iter_records(input), model, model_weights(weights), keep, dev, filler, None if quiet else warn,
+        method=method, beta=beta, sigma=sigma, mutual=mutual, normalize=normalize_scores,
+    )  # fmt: skip
     with RecordWriter(output, history_line()) as writer, progress(quiet) as bar:
         task = bar.add_task("flow", total=None)
-        for rec in iter_records(input):
-            if model is None:
-                rec = flow_record(rec, method, beta, sigma, mutual, keep, dev, normalize=normalize_scores)
-            else:
-                if net is None:
-                    net = _load_model(model, rec, model_weights(weights), dev)
-                    if model_weights(weights) is None and not quiet:
-                        err_console.print(f"semcorr: warning: --weights none: the {model} head is untrained", highlight=False)
-                rec = model_flow_record(filler.fill(rec, net.required_layers, model, net.input_resize), net, dev, keep_inputs=keep)
+        for rec in stream:
             writer.write(rec)
             bar.advance(task)
-
-
-def _load_model(name: str, rec, weights: str | None, device):
-    from core.models import build_model
-
-    backbones = {a.get("backbone") for a in rec.feature_attrs.values()} - {None}
-    backbone = backbones.pop() if len(backbones) == 1 else "mobilenet_v2"
-    bb_weights = "random"  # the head reads stored features; the backbone is never run here
-    model = build_model(name, backbone=backbone, backbone_weights=bb_weights, weights=weights)
-    return model.to(device).eval()
 
 
 def register(app: typer.Typer) -> None:

@@ -16,30 +16,6 @@ Examples:
 """
 
 
-def _summary(rec) -> dict:
-    out = {
-        "pair_id": rec.pair_id,
-        "stage": rec.stage,
-        "src_path": rec.src_path,
-        "trg_path": rec.trg_path,
-        "src_size": list(rec.src_size),
-        "trg_size": list(rec.trg_size),
-        "datasets": {},
-    }
-    for side in ("src", "trg"):
-        for layer, arr in rec.features[side].items():
-            out["datasets"][f"features/{side}/{layer}"] = [list(arr.shape), str(arr.dtype)]
-    if rec.corr is not None:
-        out["datasets"]["corr"] = [list(rec.corr.shape), str(rec.corr.dtype)]
-    for k, arr in rec.flow.items():
-        out["datasets"][f"flow/{k}"] = [list(arr.shape), str(arr.dtype)]
-    for k, arr in rec.confidence.items():
-        out["datasets"][f"confidence/{k}"] = [list(arr.shape), str(arr.dtype)]
-    for k, arr in rec.extra.items():
-        out["datasets"][f"extra/{k}"] = [list(arr.shape), str(arr.dtype)]
-    return out
-
-
 def inspect_cmd(
     input: str = typer.Argument(None, help="Records file, or '-'/omitted for stdin.", show_default=False),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
@@ -47,14 +23,12 @@ def inspect_cmd(
     from rich.table import Table
 
     from core.io.stream import iter_records
+    from core.pipeline import summarise_records
 
-    pairs = []
-    history: list[str] = []
-    for rec in iter_records(input):
-        pairs.append(_summary(rec))
-        history = rec.history
+    summary = summarise_records(iter_records(input))
+    pairs, history = summary["pairs"], summary["history"]
     if as_json:
-        print_json({"pairs": pairs, "history": history, "count": len(pairs)})
+        print_json(summary)
         return
     console.print(f"[bold]{len(pairs)} pair(s)[/]")
     for p in pairs:

@@ -52,55 +52,17 @@ def propagate_cmd(
         raise UsageError("propagate needs an output folder: -o/--output DIR")
     check_outputs(folder=out)  # before torch is imported
 
-    import io
+    from core.pipeline import propagate_folder
 
-    import numpy as np
-
-    from core.csvtable import read_points_csv
-    from core.data.folder import list_image_files
-    from core.errors import DataError, UsageError
-    from core.images import load_image
-    from core.pipeline import build_predictor
-    from core.propagate import MODES, propagate
-    from core.viz import contact_sheet
-    from core.weights import atomic_write_bytes, atomic_write_text
-
-    if mode not in MODES:
-        raise UsageError(f"--mode must be {' or '.join(MODES)}, not '{mode}'")
-    if columns < 1:
-        raise UsageError("--columns must be at least 1")
-    if not frames.is_dir():
-        raise DataError(f"frame folder '{frames}' does not exist")
-    paths = list_image_files(frames)
-    if len(paths) < 2:
-        raise DataError(f"'{frames}' holds {len(paths)} image(s); propagation needs at least two frames")
-    first = read_points_csv(points)
-    images = [load_image(p) for p in paths]
-    if any(im.size != images[0].size for im in images):
-        raise DataError(f"the frames of '{frames}' are not all {images[0].width}x{images[0].height} pixels")
-    opts = {"backbone": backbone, "size": size, "device": resolve_device(device)}
-    if model not in ("nn", "identity"):
-        opts["weights"] = weights
-    predictor = build_predictor(model=model, **{k: v for k, v in opts.items() if v is not None})
     with progress(quiet) as bar:
-        task = bar.add_task(f"propagate ({mode})", total=len(paths) - 1)
-
-        def flow_between(a: int, b: int):
-            flow = predictor.predict(images[a], images[b])[0]
-            bar.advance(task)
-            return flow
-
-        tracked = propagate(first, len(paths), flow_between, mode)
-    out.mkdir(parents=True, exist_ok=True)
-    for path, pts in zip(paths, tracked):
-        lines = ["x,y"] + [f"{x:.3f},{y:.3f}" for x, y in pts]
-        atomic_write_text(out / f"{path.stem}.csv", "\n".join(lines) + "\n")
-    buf = io.BytesIO()
-    contact_sheet(images, tracked, columns=columns, labels=[p.name for p in paths]).save(buf, format="PNG")
-    atomic_write_bytes(out / "contact_sheet.png", buf.getvalue())
+        task = bar.add_task(f"propagate ({mode})", total=None)
+        tracked = propagate_folder(
+            frames, points, out, model, weights, mode, size, backbone, columns, resolve_device(device),
+            on_step=lambda total: bar.update(task, total=total, advance=1),
+        )  # fmt: skip
     if not quiet:
-        kept = int(np.isfinite(tracked[-1]).all(axis=1).sum())
-        err_console.print(f"{len(first)} points through {len(paths)} frames ({mode}); {kept} in the last frame → {out}", highlight=False)
+        n_points, n_frames = tracked.points.shape[1], len(tracked.frames)
+        err_console.print(f"{n_points} points through {n_frames} frames ({mode}); {tracked.kept} in the last frame → {out}", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -121,6 +121,7 @@ def test_loading_the_stages_does_not_import_torchvision():
     import subprocess
     import sys
 
-    code = "import sys, core.pipeline, core.io.stream, core.evaluate, core.flow, core.warp; print('torchvision' in sys.modules)"
+    stages = ", ".join(f"core.pipeline.{m}" for m in ("extract", "correlate", "refine", "flow", "heatmaps", "warping", "summary", "predictors"))
+    code = f"import sys, {stages}, core.io.stream, core.evaluate, core.flow, core.warp; print('torchvision' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

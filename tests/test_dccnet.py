@@ -402,7 +402,7 @@ def test_show_cli_draws_one_panel_per_branch(tmp_path):
 
     from core.viz import colour_bar
     from semcorr_cli.main import app
-    from semcorr_cli.show import heatmap_figure
+    from core.viz import heatmap_figure
 
     feats = _features_file(tmp_path, 1)
     fig = tmp_path / "fig.png"

@@ -15,6 +15,7 @@ from core.errors import DataError, UsageError
 from core.evaluate import RecordFlows, evaluate, merge_results, parse_shard, read_results, run_from_results, select_indices
 from core.geometry import pixel_grid
 from core.protocols import customize, get_protocol
+from semcorr_cli.common import flag_for
 
 TSS_ROOT = SHARED / "tss-sample" / "TSS_CVPR2016"
 CUSTOM = get_protocol("custom")
@@ -136,8 +137,9 @@ def test_resume_after_a_partial_results_file(tmp_path):
 def test_results_file_guards(tmp_path):
     ds = make_dataset(tmp_path)
     evaluate(ds, CUSTOM, predictor=Shift(), results=tmp_path / "r.jsonl", limit=1)
-    with pytest.raises(UsageError, match="--resume"):
+    with pytest.raises(UsageError) as refused:
         evaluate(ds, CUSTOM, predictor=Shift(), results=tmp_path / "r.jsonl")
+    assert "--resume" in refused.value.render(flag_for)  # the library names the parameter, the CLI its flag
     with pytest.raises(UsageError, match="another protocol.*threshold"):
         evaluate(ds, customize(CUSTOM, threshold="kps"), predictor=Shift(), results=tmp_path / "r.jsonl", resume=True, limit=1)
     with pytest.raises(UsageError, match="selection"):

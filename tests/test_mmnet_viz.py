@@ -85,7 +85,7 @@ def test_show_panels_are_the_same_heatmaps_coarsest_first(model):
     assert [t for t, _ in panels] == ["stride 32", "stride 16", "stride 8", "stride 4"]
     for (_, heat), hm in zip(panels, reversed(hms)):
         np.testing.assert_allclose(heat, hm.prob.numpy(), rtol=1e-5, atol=1e-7)
-    from semcorr_cli.show import heatmap_figure
+    from core.viz import heatmap_figure
 
     fig = heatmap_figure(a, point, b, panels, height=64)
     assert fig.height > 64 and fig.width > 4 * 64

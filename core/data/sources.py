@@ -15,7 +15,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, param
 from ..images import parse_size
 from .annotated import AnnotatedPairs
 from .folder import scan_class_tree
@@ -106,7 +106,7 @@ def open_training_source(
     spec = spec.with_default_split("train" if role == "train" else "val")
     size = parse_size(image_size)
     if limit is not None and limit < 1:
-        raise UsageError("--limit-pairs must be at least 1")
+        raise UsageError(f"{param('limit_pairs')} must be at least 1")
     source: Dataset
     if spec.kind in ("folder", "voc"):
         if train_data == "weak":

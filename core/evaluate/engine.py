@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checks import BadRow, BadRowsError
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, param
 from ..protocols import Protocol
 from .results import ResultsWriter, make_header
 from .scoring import score_item
@@ -52,16 +52,16 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     try:
         i, n = (int(v) for v in str(text).split("/"))
     except ValueError:
-        raise UsageError(f"--shard must look like i/n (e.g. 1/4), not '{text}'") from None
+        raise UsageError(f"{param('shard')} must look like i/n (e.g. 1/4), not '{text}'") from None
     if n < 1 or not 1 <= i <= n:
-        raise UsageError(f"--shard {text}: i must be between 1 and n")
+        raise UsageError(f"{param('shard')} {text}: i must be between 1 and n")
     return i, n
 
 
 def select_indices(n_pairs: int, limit: int | None = None, shard: tuple[int, int] | None = None) -> list[int]:
     """The pair indices a run covers: the first ``limit`` pairs, then every n-th from ``i − 1``."""
     if limit is not None and limit < 1:
-        raise UsageError(f"--limit must be at least 1, not {limit}")
+        raise UsageError(f"{param('limit')} must be at least 1, not {limit}")
     idx = list(range(min(n_pairs, limit) if limit is not None else n_pairs))
     if shard is not None:
         i, n = shard

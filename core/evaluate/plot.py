@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from ..files import atomic_write_bytes
 from ..metrics import CURVE_ALPHAS, mean_over_pairs, pooled_over_keypoints
 from .engine import EvaluationRun
@@ -93,7 +93,7 @@ def plot_png(run: EvaluationRun) -> bytes:
     p = run.protocol
     curves = run_curves(run)
     if not curves:
-        raise UsageError(f"--plot draws PCK curves; the {p.name} protocol has none (it reports LT-ACC and IoU)")
+        raise UsageError(f"{param('plot')} draws PCK curves; the {p.name} protocol has none (it reports LT-ACC and IoU)")
     title = f"{run_label(run.header)} · {p.name} ({p.threshold}, {p.direction}, {len(run.records)} pairs)"
     buf = io.BytesIO()
     draw_curves(curves, title=title).save(buf, format="PNG")

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, param
 from ..files import atomic_output
 
 RESULTS_VERSION = 1
@@ -104,11 +104,11 @@ class ResultsWriter:
         self.done: dict[int, dict[str, Any]] = {}
         if self.path.exists():
             if not resume:
-                raise UsageError(f"results file '{self.path}' exists; pass --resume to continue it, or remove it")
+                raise UsageError(f"results file '{self.path}' exists; pass {param('resume')} to continue it, or remove it")
             old, records, unterminated = read_results(self.path)
             check_compatible(old, header, f"'{self.path}'")
             if old.get("selection") != header.get("selection"):
-                raise UsageError(f"'{self.path}' was made with another selection ({old.get('selection')}); use the same --limit/--shard")
+                raise UsageError(f"'{self.path}' was made with another selection ({old.get('selection')}); use the same {param('limit')}/{param('shard')}")
             self.done = {int(r["index"]): r for r in records}
             if unterminated:
                 self._rewrite(old, records)
@@ -145,7 +145,7 @@ def merge_results(paths: list[str | Path]) -> tuple[dict[str, Any], list[dict[st
     and its ``coverage`` says whether they make a whole run (see :func:`coverage`).
     """
     if not paths:
-        raise UsageError("--merge needs at least one results file")
+        raise UsageError(f"{param('merge')} needs at least one results file")
     header: dict[str, Any] | None = None
     by_index: dict[int, dict[str, Any]] = {}
     parts: list[tuple[str, dict[str, Any], int]] = []

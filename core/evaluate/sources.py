@@ -19,7 +19,7 @@ import h5py
 import numpy as np
 from PIL import Image, ImageOps
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, param
 from ..images import load_image
 from ..io.records import FLOW_KEYS, check_root, refuse_non_finite
 from ..io.stream import iter_records
@@ -100,7 +100,7 @@ class PredictorSource:
         if not callable(getattr(self.predictor, "predict_coseg", None)):
             raise UsageError(
                 f"{getattr(self.predictor, 'name', 'this predictor')} predicts no masks; co-segmentation needs "
-                "--model sfnet --model-opt mask_head=true (or --flows records with mask/src and mask/trg)"
+                f"{param('model')} sfnet {param('model_options')} mask_head=true (or {param('flows')} records with mask/src and mask/trg)"
             )
         src: Image.Image = load_image(pair.src_path)
         trg: Image.Image = load_image(pair.trg_path)

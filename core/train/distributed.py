@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 
 
 @dataclass(frozen=True)
@@ -52,11 +52,11 @@ def dist_env_from_environ(environ=None) -> DistEnv:
 def training_device(requested: str, env: DistEnv) -> torch.device:
     """The device of this process: ``auto``/``cuda`` → ``cuda:LOCAL_RANK`` when a GPU is there, else CPU."""
     if requested not in ("auto", "cpu") and not requested.startswith("cuda"):
-        raise UsageError(f"--device must be auto, cpu or cuda, not '{requested}'")
+        raise UsageError(f"{param('device')} must be auto, cpu or cuda, not '{requested}'")
     if requested == "cpu" or (requested == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     if not torch.cuda.is_available():
-        raise UsageError("--device cuda was asked for but no CUDA GPU is available (use --device auto or cpu)")
+        raise UsageError(f"{param('device')} cuda was asked for but no CUDA GPU is available (use {param('device')} auto or cpu)")
     if ":" in requested and not env.distributed:
         device = torch.device(requested)
     else:

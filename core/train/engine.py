@@ -37,7 +37,7 @@ import torch.nn as nn
 from torch.utils.data import DataLoader
 
 from ..data import EvalBatchSampler, RankBatchSampler, StepOrder, collate_pairs, open_training_source
-from ..errors import DataError, SemcorrError, UsageError
+from ..errors import DataError, SemcorrError, UsageError, param
 from ..losses.weak import MIN_BATCH_SIZE as WEAK_LOSS_MIN_BATCH
 from ..models.base import CorrespondenceModel, load_head_weights
 from ..weights import save_checkpoint
@@ -252,16 +252,16 @@ class Trainer:
     def _check_options(self) -> None:
         o = self.o
         if o.val_metric not in VAL_METRICS:
-            raise UsageError(f"--val-metric must be one of {', '.join(VAL_METRICS)}, not '{o.val_metric}'")
+            raise UsageError(f"{param('val_metric')} must be one of {', '.join(VAL_METRICS)}, not '{o.val_metric}'")
         for name in ("checkpoint_every", "log_every"):
             if getattr(o, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
         if o.val_every is not None and o.val_every < 1:
-            raise UsageError("--val-every must be at least 1")
+            raise UsageError(f"{param('val_every')} must be at least 1")
         if o.patience is not None and o.patience < 1:
-            raise UsageError("--patience must be at least 1 (or 0 on the command line for no early stopping)")
+            raise UsageError(f"{param('patience')} must be at least 1 (or 0 on the command line for no early stopping)")
         if o.val is None and (o.val_every is not None or o.val_metric != "auto"):
-            raise UsageError("--val-every and --val-metric need --val SPEC")
+            raise UsageError(f"{param('val_every')} and {param('val_metric')} need {param('val')} SPEC")
         if o.tensorboard and self.env.is_main:
             check_tensorboard_available()
 
@@ -284,7 +284,7 @@ class Trainer:
             kwargs["backbone_weights"] = o.backbone_weights
         if o.init_weights is not None:
             if not Path(o.init_weights).is_file():
-                raise UsageError(f"--init-weights '{o.init_weights}' does not exist")
+                raise UsageError(f"{param('init_weights')} '{o.init_weights}' does not exist")
             kwargs["weights"] = o.init_weights
         try:
             model = build_training_model(o.model, **kwargs)
@@ -329,7 +329,7 @@ class Trainer:
         if self.order.steps_per_epoch == 0:
             raise DataError(
                 f"the data spec '{o.data}' yields {len(self.source)} pairs, fewer than one batch of "
-                f"{h.batch_size} × {self.env.world_size} process(es); lower --batch-size"
+                f"{h.batch_size} × {self.env.world_size} process(es); lower {param('batch_size')}"
             )
         self.val_source = None
         self.val_metric = "loss"
@@ -337,7 +337,7 @@ class Trainer:
             self.val_source = open_training_source(o.val, self.model.train_data, h.image_size, o.seed, o.limit_pairs, "val")
             has_kps = getattr(self.val_source, "provides_keypoints", False)
             if o.val_metric == "pck" and not has_kps:
-                raise UsageError(f"--val-metric pck needs keypoints, and '{o.val}' gives {self.model.train_data} pairs without them")
+                raise UsageError(f"{param('val_metric')} pck needs keypoints, and '{o.val}' gives {self.model.train_data} pairs without them")
             self.val_metric = o.val_metric if o.val_metric != "auto" else ("pck" if has_kps else "loss")
         spe = self.order.steps_per_epoch
         self.total_steps = h.epochs * spe if h.epochs is not None else int(h.iterations)  # type: ignore[arg-type]

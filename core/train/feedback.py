@@ -11,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from ..files import atomic_write_text
 
 
@@ -155,7 +155,7 @@ class TensorBoardLog:
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
-            raise UsageError("--tensorboard needs the 'tensorboard' package (pip install tensorboard)") from None
+            raise UsageError(f"{param('tensorboard')} needs the 'tensorboard' package (pip install tensorboard)") from None
         self.writer = SummaryWriter(str(logdir))
 
     def scalars(self, step: int, values: dict[str, float], prefix: str) -> None:
@@ -172,4 +172,4 @@ def check_tensorboard_available() -> None:
     import importlib.util
 
     if importlib.util.find_spec("tensorboard") is None:
-        raise UsageError("--tensorboard needs the 'tensorboard' package (pip install tensorboard)")
+        raise UsageError(f"{param('tensorboard')} needs the 'tensorboard' package (pip install tensorboard)")

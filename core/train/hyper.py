@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from ..images import parse_size
 from .schedule import check_schedule
 
@@ -63,7 +63,7 @@ def _schedule(defaults: dict[str, Any], o: dict[str, Any]) -> dict[str, Any] | N
     for key, opt in (("gamma", "lr_gamma"), ("unit", "lr_unit")):
         if o.get(opt) is not None:
             if not sched:
-                raise UsageError(f"--{opt.replace('_', '-')} needs a schedule (--lr-schedule step with milestones or a step size)")
+                raise UsageError(f"{param(opt)} needs a schedule ({param('lr_schedule')} step with milestones or a step size)")
             sched[key] = o[opt]
     return check_schedule(sched or None)
 
@@ -78,7 +78,7 @@ def resolve_hyper(defaults: dict[str, Any], overrides: dict[str, Any]) -> Hyper:
     """
     o = {k: v for k, v in overrides.items() if v is not None}
     if "epochs" in o and "iterations" in o:
-        raise UsageError("give --epochs or --iterations, not both")
+        raise UsageError(f"give {param('epochs')} or {param('iterations')}, not both")
 
     def pick(key: str) -> Any:
         return o.get(key, defaults.get(key, FALLBACK.get(key)))
@@ -90,17 +90,17 @@ def resolve_hyper(defaults: dict[str, Any], overrides: dict[str, Any]) -> Hyper:
         if epochs is not None and iterations is not None:
             iterations = None
     if epochs is None and iterations is None:
-        raise UsageError("the model has no default training length; give --epochs or --iterations")
+        raise UsageError(f"the model has no default training length; give {param('epochs')} or {param('iterations')}")
     if (epochs is not None and epochs < 1) or (iterations is not None and iterations < 1):
-        raise UsageError("--epochs and --iterations must be at least 1")
+        raise UsageError(f"{param('epochs')} and {param('iterations')} must be at least 1")
     optimizer = str(pick("optimizer")).lower()
     if optimizer not in OPTIMIZERS:
-        raise UsageError(f"--optimizer must be one of {', '.join(OPTIMIZERS)}, not '{optimizer}'")
+        raise UsageError(f"{param('optimizer')} must be one of {', '.join(OPTIMIZERS)}, not '{optimizer}'")
     lr, batch = float(pick("lr")), int(pick("batch_size"))
     if not lr > 0:
-        raise UsageError("--lr must be positive")
+        raise UsageError(f"{param('lr')} must be positive")
     if batch < 1:
-        raise UsageError("--batch-size must be at least 1")
+        raise UsageError(f"{param('batch_size')} must be at least 1")
     betas = tuple(float(b) for b in pick("betas"))
     if len(betas) != 2:
         raise UsageError(f"betas must be two numbers, got {betas}")

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from ..errors import DataError, UsageError
+from ..errors import DataError, UsageError, param
 from ..files import atomic_write_text, is_temporary_of
 
 RUN_FILE = "run.json"
@@ -95,7 +95,7 @@ def prepare_run_dir(out: Path, record: dict[str, Any], resume: bool, overwrite: 
     * holding other files and no run: refused unless ``--overwrite``.
     """
     if resume and overwrite:
-        raise UsageError("--resume and --overwrite contradict each other; choose one")
+        raise UsageError(f"{param('resume')} and {param('overwrite')} contradict each other; choose one")
     if out.exists() and not out.is_dir():
         raise UsageError(f"the run directory '{out}' is a file")
     old = read_run_record(out) if out.is_dir() else None
@@ -112,16 +112,16 @@ def prepare_run_dir(out: Path, record: dict[str, Any], resume: bool, overwrite: 
             if diffs:
                 raise UsageError(
                     f"'{out}' holds a different run ({', '.join(diffs[:4])} differ); "
-                    "resume it with the same options, or use --overwrite or another -o/--output"
+                    f"resume it with the same options, or use {param('overwrite')} or another {param('output')}"
                 )
         else:
             raise UsageError(
                 f"'{out}' already holds a run of {old.get('model')} on {old.get('data')}; "
-                "use --resume to continue it, --overwrite to replace it, or another -o/--output"
+                f"use {param('resume')} to continue it, {param('overwrite')} to replace it, or another {param('output')}"
             )
     elif out.is_dir() and any(out.iterdir()) and not overwrite:
         shown = ", ".join(sorted(others)[:3] or sorted(p.name for p in out.iterdir())[:3])
-        raise UsageError(f"'{out}' is not empty ({shown}…) and holds no semcorr run; use an empty -o/--output or --overwrite")
+        raise UsageError(f"'{out}' is not empty ({shown}…) and holds no semcorr run; use an empty {param('output')} or {param('overwrite')}")
     elif overwrite and out.is_dir():
         remove_run_files(out)
     out.mkdir(parents=True, exist_ok=True)

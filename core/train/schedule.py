@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 
 SCHEDULE_TYPES = ("step", "cosine", "none")
 UNITS = ("epoch", "iteration")
@@ -37,7 +37,7 @@ def check_schedule(schedule: dict[str, Any] | None) -> dict[str, Any] | None:
             raise UsageError(f"schedule unit must be epoch or iteration, not '{s['unit']}'")
         has_m, has_s = bool(s.get("milestones")), s.get("step_size") is not None
         if has_m == has_s:
-            raise UsageError("a step schedule needs either milestones (--lr-milestones) or a step size (--lr-step-size)")
+            raise UsageError(f"a step schedule needs either milestones ({param('lr_milestones')}) or a step size ({param('lr_step_size')})")
         if has_m:
             s["milestones"] = sorted(int(m) for m in s["milestones"])
             s.pop("step_size", None)
@@ -45,9 +45,9 @@ def check_schedule(schedule: dict[str, Any] | None) -> dict[str, Any] | None:
             s["step_size"] = int(s["step_size"])
             s.pop("milestones", None)
             if s["step_size"] < 1:
-                raise UsageError("--lr-step-size must be at least 1")
+                raise UsageError(f"{param('lr_step_size')} must be at least 1")
         if not float(s["gamma"]) > 0:
-            raise UsageError("--lr-gamma must be positive")
+            raise UsageError(f"{param('lr_gamma')} must be positive")
     else:
         s.setdefault("min_factor", 0.0)
     return s

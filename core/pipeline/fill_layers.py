@@ -2,16 +2,16 @@
 
 ``semcorr extract a.jpg b.jpg`` stores the backbone's hypercolumn layers; SFNet
 also reads ``features.17`` and MMNet every block. Rather than refuse such a
-record, ``flow --model``, ``refine`` and ``show`` hand it to a
+record, ``flow`` with a model, ``refine`` and ``show`` hand it to a
 :class:`LayerFiller`: it reads the record's images again
 (:meth:`core.io.records.PairRecord.image_path`), runs the backbone with the
 weights and at the working size that the stored layers record, and adds the
-missing layers — the numbers ``extract --model M`` would have stored. One
+missing layers — the numbers ``extract`` for that model would have stored. One
 backbone per (backbone, weights) is built and kept for the whole stream.
 
 A record whose images cannot be read, or whose features came from weights
 that cannot be rebuilt from their id (``random``, a ``file:`` id), keeps the
-missing-layer error of :func:`core.pipeline.missing_layer_error`, with the
+missing-layer error of :func:`core.pipeline.features.missing_layer_error`, with the
 reason added.
 """
 
@@ -21,10 +21,11 @@ from collections.abc import Callable
 
 import torch
 
-from .backbones import FeatureBackbone, build_backbone, weights_arg_for_id
-from .errors import DataError
-from .io.records import PairRecord
-from .pipeline import FeatureExtractor, missing_layer_error
+from ..backbones import FeatureBackbone, build_backbone, weights_arg_for_id
+from ..errors import DataError, param
+from ..io.records import PairRecord
+from .extract import FeatureExtractor
+from .features import missing_layer_error
 
 
 def feature_provenance(rec: PairRecord) -> tuple[str, str, tuple[int, int]] | None:
@@ -48,7 +49,8 @@ class LayerFiller:
     """Adds the layers a model reads to records that lack them (see the module docstring).
 
     ``notify(text)`` is called once, on the first record filled, with one
-    sentence saying what is computed and how to avoid it.
+    sentence saying what is computed and how to avoid it (parameters marked
+    with :func:`core.errors.param`, for a caller to name as it likes).
     """
 
     def __init__(self, device: torch.device | str = "cpu", notify: Callable[[str], None] | None = None):
@@ -107,7 +109,7 @@ class LayerFiller:
         if self.filled == 0 and self.notify is not None:
             self.notify(
                 f"computing {_named(missing)}, which {model} reads and the records lack, from each record's images "
-                f"({backbone}, {weights_id}, {size[0]}x{size[1]}); extract with --model {model} to store them instead"
+                f"({backbone}, {weights_id}, {size[0]}x{size[1]}); extract with {param('model')} {model} to store them instead"
             )
         self.filled += 1
         return rec
