@@ -206,19 +206,21 @@ def spectral_weight(weight: torch.Tensor, n3: int, n4: int) -> torch.Tensor:
     return blocks.view(n3 * m4 * c_out * 2, c_in * 2, k1, k2).contiguous(memory_format=torch.channels_last)
 
 
-#: Spectral kernels of the last few weights seen (inference reuses the same weights call after call).
-_SPECTRAL_CACHE: dict[tuple, torch.Tensor] = {}
+#: Spectral kernels of the last few weights seen (inference reuses the same weights call after call):
+#: key → (the weight itself, its spectral kernel). Holding the weight keeps its storage alive, so
+#: no other tensor can take its address while the entry exists; in-place updates bump ``_version``.
+_SPECTRAL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
 
 def _cached_spectral_weight(weight: torch.Tensor, n3: int, n4: int) -> torch.Tensor:
-    """:func:`spectral_weight`, reused while the weight tensor is unchanged (same storage and version)."""
-    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.dtype, weight.device, n3, n4)
+    """:func:`spectral_weight`, reused while the weight tensor is unchanged (same storage, strides and version)."""
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride(), weight.dtype, weight.device, n3, n4)
     hit = _SPECTRAL_CACHE.get(key)
     if hit is None:
         if len(_SPECTRAL_CACHE) >= 8:
             _SPECTRAL_CACHE.clear()
-        hit = _SPECTRAL_CACHE[key] = spectral_weight(weight, n3, n4)
-    return hit
+        hit = _SPECTRAL_CACHE[key] = (weight.detach(), spectral_weight(weight, n3, n4))
+    return hit[1]
 
 
 def _conv4d_spectral(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

@@ -146,3 +146,13 @@ def test_spectral_route_refuses_autograd_and_even_kernels():
     x, w, b = _data(2, 2, (3, 3, 4, 3))
     with torch.no_grad(), pytest.raises(ValueError, match="odd kernel"):
         conv4d(x, w, b, strategy="spectral")
+
+
+def test_spectral_kernels_follow_in_place_weight_updates():
+    x, w, b = _data(8, 8, (3, 3, 5, 5), grid=(4, 4, 8, 8))
+    with torch.no_grad():
+        conv4d(x, w, b, strategy="spectral")  # caches the kernel of w
+        w.mul_(-2.0)
+        got = conv4d(x, w, b, strategy="spectral")
+    expected = conv4d_direct(x.double(), w.double(), b.double()).float()
+    assert (got - expected).abs().max() <= 2e-6 * expected.abs().max()
