@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_conv4d.py                  # 25x25 grid (400 px at stride 16), CPU
     python benchmarks/bench_conv4d.py --grid 15 --backward --device cuda
+    python benchmarks/bench_conv4d.py --impl reference,spectral,auto --reps 2
 
 For each layer of NC-Net's PF-PASCAL NeighConsensus (kernel 5; channels
 1→16, 16→16, 16→1), and for the whole symmetric NeighConsensus, it prints
@@ -28,7 +29,8 @@ import subprocess
 import sys
 import time
 
-IMPLEMENTATIONS = ["reference", "stack-input", "stack-output", "sum-rows", "auto"]
+#: ``spectral`` (inference only) is skipped with ``--backward``; ``auto`` takes it for 16→16 at inference.
+IMPLEMENTATIONS = ["reference", "stack-input", "stack-output", "sum-rows", "spectral", "auto"]
 #: (C_in, C_out) of the NeighConsensus layers; (0, 0) is the whole symmetric NeighConsensus.
 LAYERS = [(1, 16), (16, 16), (16, 1), (0, 0)]
 
@@ -144,7 +146,7 @@ def main() -> None:
 
     import torch
 
-    impls = [i for i in args.impl.split(",") if i]
+    impls = [i for i in args.impl.split(",") if i and not (args.backward and i == "spectral")]
     threads = torch.get_num_threads() if args.device == "cpu" else None
     mode = "forward+backward" if args.backward else "forward"
     print(

@@ -20,6 +20,12 @@ Two formulations compute the same thing:
   widen (1 → 16) or narrow (16 → 1) the channels, the kernel's first axis is
   folded into the thin side's channels too, making it **one** call.
   ``benchmarks/bench_conv4d.py`` measures both.
+* the spectral route (:func:`_conv4d_spectral`, inference only) — a 2D FFT
+  over the target axes turns the kernel's last two axes into a product per
+  frequency, leaving a grouped 2D convolution over the source axes: ~10×
+  fewer multiplications for the 5⁴ kernels of the 16 → 16 consensus layer.
+  ``"auto"`` takes it for wide layers when no gradient is needed; training
+  keeps the direct sums.
 """
 
 from __future__ import annotations
@@ -158,7 +164,106 @@ def _conv4d_sum_rows(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return y.view(h_out, b, c_out, *y.shape[2:]).permute(1, 2, 0, 3, 4, 5)
 
 
+def _fft_size(n: int) -> int:
+    """The smallest ``m ≥ n`` whose only prime factors are 2, 3 and 5 (a fast FFT length)."""
+    while True:
+        k = n
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return n
+        n += 1
+
+
+def spectral_weight(weight: torch.Tensor, n3: int, n4: int) -> torch.Tensor:
+    """The kernel over (hB, wB) as frequencies, for :func:`_conv4d_spectral`'s grouped convolution.
+
+    weight ``(C_out, C_in, k1, k2, k3, k4)`` → ``(F · C_out · 2, C_in · 2, k1, k2)``
+    with ``F = n3 · (n4 // 2 + 1)``: for every frequency ``(f3, f4)`` of a real
+    2D DFT of size ``n3 × n4``, the complex kernel
+    ``Ŵ = Σ_q w[q] · exp(+2πi (f3·(q3 − k3//2)/n3 + f4·(q4 − k4//2)/n4))``
+    (a cross-correlation, centred) written as the real ``2 × 2`` blocks
+    ``[[Re, −Im], [Im, Re]]`` that multiply ``(Re, Im)`` channel pairs.
+    Built in float64, returned in the weight's dtype.
+    """
+    c_out, c_in, k1, k2, k3, k4 = weight.shape
+    m4 = n4 // 2 + 1
+    f3 = torch.arange(n3, dtype=torch.float64, device=weight.device).view(n3, 1, 1, 1)
+    f4 = torch.arange(m4, dtype=torch.float64, device=weight.device).view(1, m4, 1, 1)
+    q3 = (torch.arange(k3, dtype=torch.float64, device=weight.device) - k3 // 2).view(1, 1, k3, 1)
+    q4 = (torch.arange(k4, dtype=torch.float64, device=weight.device) - k4 // 2).view(1, 1, 1, k4)
+    angle = (2 * math.pi) * (f3 * q3 / n3 + f4 * q4 / n4)  # (n3, m4, k3, k4)
+    w = weight.detach().to(torch.float64).reshape(-1, k3 * k4)  # (C_out·C_in·k1·k2, k3·k4)
+    shape = (c_out, c_in, k1, k2, n3 * m4)
+    re = (w @ angle.cos().reshape(n3 * m4, k3 * k4).T).view(shape).permute(4, 0, 1, 2, 3)  # (F, C_out, C_in, k1, k2)
+    im = (w @ angle.sin().reshape(n3 * m4, k3 * k4).T).view(shape).permute(4, 0, 1, 2, 3)
+    blocks = weight.new_empty(n3 * m4, c_out, 2, c_in, 2, k1, k2)
+    blocks[:, :, 0, :, 0] = re
+    blocks[:, :, 0, :, 1] = -im
+    blocks[:, :, 1, :, 0] = im
+    blocks[:, :, 1, :, 1] = re
+    return blocks.view(n3 * m4 * c_out * 2, c_in * 2, k1, k2).contiguous(memory_format=torch.channels_last)
+
+
+#: Spectral kernels of the last few weights seen (inference reuses the same weights call after call):
+#: key → (the weight itself, its spectral kernel). Holding the weight keeps its storage alive, so
+#: no other tensor can take its address while the entry exists; in-place updates bump ``_version``.
+_SPECTRAL_CACHE: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _cached_spectral_weight(weight: torch.Tensor, n3: int, n4: int) -> torch.Tensor:
+    """:func:`spectral_weight`, reused while the weight tensor is unchanged (same storage, strides and version)."""
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.stride(), weight.dtype, weight.device, n3, n4)
+    hit = _SPECTRAL_CACHE.get(key)
+    if hit is None:
+        if len(_SPECTRAL_CACHE) >= 8:
+            _SPECTRAL_CACHE.clear()
+        hit = _SPECTRAL_CACHE[key] = (weight.detach(), spectral_weight(weight, n3, n4))
+    return hit[1]
+
+
+def _conv4d_spectral(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """Target axes by FFT, source axes by direct convolution: ~10× fewer multiplications for 5⁴ kernels.
+
+    A real 2D DFT over ``(hB, wB)``, zero-padded to ``n ≥ size + k // 2`` so
+    the circular convolution is the zero-padded one, turns the kernel's two
+    last axes into a product per frequency; what remains is, per frequency, a
+    2D convolution over ``(hA, wA)`` with complex ``C_in → C_out`` weights —
+    one grouped ``conv2d`` (a group per frequency, complex numbers as channel
+    pairs, see :func:`spectral_weight`), then the inverse DFT. Data stay in a
+    channels-last ``(B, hA, wA, hB, wB, C)`` layout so neither transform nor
+    the convolution needs a transpose. Equal to the direct sum up to float
+    rounding (~1e-6 of the largest output); for inference only (no autograd
+    through the kernel's spectrum), which :func:`conv4d` ensures.
+    """
+    b, c_in, ha, wa, hb, wb = x.shape
+    c_out, _, k1, k2, k3, k4 = weight.shape
+    n3, n4 = _fft_size(hb + k3 // 2), _fft_size(wb + k4 // 2)
+    m4 = n4 // 2 + 1
+    spectrum = torch.fft.rfft2(x.permute(0, 2, 3, 4, 5, 1), s=(n3, n4), dim=(3, 4))  # (B, hA, wA, n3, m4, C_in)
+    planes = torch.view_as_real(spectrum).reshape(b, ha, wa, n3 * m4 * c_in * 2).permute(0, 3, 1, 2)
+    y = F.conv2d(planes, _cached_spectral_weight(weight, n3, n4), padding=(k1 // 2, k2 // 2), groups=n3 * m4)
+    y = y.permute(0, 2, 3, 1).contiguous().view(b, ha, wa, n3, m4, c_out, 2)  # a no-op copy when channels-last
+    out = torch.fft.irfft2(torch.view_as_complex(y), s=(n3, n4), dim=(3, 4))[:, :, :, :hb, :wb]
+    if bias is not None:
+        out = out + bias
+    return out.permute(0, 5, 1, 2, 3, 4)
+
+
 CONV4D_STRATEGIES = ("auto", "stack-input", "stack-output", "sum-rows")
+#: Strategies without autograd support and for odd kernels only, which ``"auto"`` takes at inference.
+INFERENCE_STRATEGIES = ("spectral",)
+
+
+def _spectral_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """``"auto"`` takes the spectral route for wide (≥ 8 → ≥ 8 channels), large-kernel (k3, k4 ≥ 5) layers at
+    inference on CPU (no autograd), where it does ~10× fewer multiplications than the direct sum."""
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return False
+    k3, k4 = weight.shape[-2:]
+    odd = all(k % 2 == 1 for k in weight.shape[2:])
+    return odd and x.device.type == "cpu" and min(x.shape[1], weight.shape[0]) >= 8 and min(k3, k4) >= 5 and min(x.shape[-2:]) >= 8
 
 
 def conv4d(
@@ -176,19 +281,34 @@ def conv4d(
     per kernel row on views; ``"auto"`` stacks on the side with fewer
     channels and uses ``"sum-rows"`` when both sides have as many — the
     fastest in ``benchmarks/bench_conv4d.py`` while keeping the extra memory
-    at ``k1`` copies of a one-channel volume at most.
+    at ``k1`` copies of a one-channel volume at most. Without autograd, on
+    CPU, ``"auto"`` replaces ``"sum-rows"`` by ``"spectral"`` for layers of ≥ 8
+    channels with odd kernels of ≥ 5 along the target axes (equal to the
+    direct sum to ~1e-6 of the largest output). ``"spectral"`` may also be
+    asked for explicitly; it refuses autograd and even kernels.
     """
     _check_args(x, weight, bias)
     if strategy == "auto":
         c_in, c_out = x.shape[1], weight.shape[0]
         strategy = "stack-input" if c_in < c_out else "stack-output" if c_out < c_in else "sum-rows"
+        if strategy == "sum-rows" and _spectral_pays(x, weight):
+            strategy = "spectral"
+    if strategy == "spectral":
+        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+            raise ValueError("the spectral conv4d is for inference only; use another strategy with autograd")
+        if any(k % 2 == 0 for k in weight.shape[2:]):
+            raise ValueError(f"the spectral conv4d needs odd kernel sizes, got {tuple(weight.shape[2:])}")
     if strategy == "stack-input":
         return _conv4d_stack_input(x, weight, bias)
     if strategy == "stack-output":
         return _conv4d_stack_output(x, weight, bias)
     if strategy == "sum-rows":
         return _conv4d_sum_rows(x, weight, bias)
-    raise ValueError(f"unknown conv4d strategy {strategy!r}; choose one of {', '.join(CONV4D_STRATEGIES)}")
+    if strategy == "spectral":
+        return _conv4d_spectral(x, weight, bias)
+    raise ValueError(
+        f"unknown conv4d strategy {strategy!r}; choose one of {', '.join(CONV4D_STRATEGIES + INFERENCE_STRATEGIES)}"
+    )
 
 
 class Conv4d(nn.Module):

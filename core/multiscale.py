@@ -111,6 +111,11 @@ def neighbourhood_3x3(x: torch.Tensor) -> torch.Tensor:
     return F.unfold(padded, kernel_size=3).view(b, c, 9, h, w)
 
 
+def unit_vectors(x: torch.Tensor, eps: float) -> torch.Tensor:
+    """Each cell's channel vector over its norm clamped at ``eps`` (``F.cosine_similarity``'s rule): ``(B, C, h, w)`` → same."""
+    return x / torch.linalg.vector_norm(x, dim=1, keepdim=True).clamp_min(eps)
+
+
 class LocalSelfAttention(nn.Module):
     """Self-attention over each cell's 3×3 neighbourhood, added back to the input (MMNet's ``WeightAverage``).
 
@@ -135,11 +140,16 @@ class LocalSelfAttention(nn.Module):
         init_conv_weights(self)
 
     def attention_weights(self, x: torch.Tensor) -> torch.Tensor:
-        """Softmax weights of the 9 neighbours: ``(B, 21, h, w)`` → ``(B, 9, h, w)``."""
-        q = self.query(x).unsqueeze(2)  # (B, c, 1, h, w)
-        k = neighbourhood_3x3(self.key(x))  # (B, c, 9, h, w)
-        cos = F.cosine_similarity(k, q, dim=1, eps=self.eps)
-        return torch.softmax(cos, dim=1)
+        """Softmax weights of the 9 neighbours: ``(B, 21, h, w)`` → ``(B, 9, h, w)``.
+
+        ``F.cosine_similarity`` divides each vector by its norm (clamped at
+        ``eps``) and sums the products; the norms are taken here once per cell,
+        before the 9-fold neighbourhood copy (replicated borders copy the
+        normalised cells), which is the same arithmetic on 9× fewer norms.
+        """
+        q = unit_vectors(self.query(x), self.eps).unsqueeze(2)  # (B, c, 1, h, w)
+        k = neighbourhood_3x3(unit_vectors(self.key(x), self.eps))  # (B, c, 9, h, w)
+        return torch.softmax((k * q).sum(1), dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.attention_weights(x)
@@ -339,9 +349,37 @@ def coarse_to_fine_volumes(
         fa, fb = maps_a[level], maps_b[level]
         s = correlation_4d(fa, fb)
         if coarser is not None:
-            s = s + upsample_4d(coarser.detach(), fa.shape[-2:], fb.shape[-2:], upsample)
+            s = add_upsampled_(s, coarser.detach(), upsample)
         volumes[level] = coarser = s
     return volumes
+
+
+def _repeat_factor(n_in: int, n_out: int, mode: str) -> int | None:
+    """``r`` when resampling ``n_in → n_out`` copies every index ``r`` times (nearest, ``n_out = r·n_in``), else None."""
+    if mode != "nearest" or n_out % n_in:
+        return None
+    r = n_out // n_in
+    index, _ = interpolation_taps(n_in, n_out, mode)
+    return r if torch.equal(index.view(-1), torch.arange(n_in).repeat_interleave(r)) else None
+
+
+def add_upsampled_(s: torch.Tensor, coarser: torch.Tensor, mode: str = "nearest") -> torch.Tensor:
+    """``s + upsample_4d(coarser, …)`` to the grid of ``s``, added in place into ``s`` (returned).
+
+    s ``(B, hA, wA, hB, wB)``, coarser ``(B, hA', wA', hB', wB')``. When the
+    source grid grows by whole factors with nearest resampling (every ×2
+    level of a ResNet), the target maps are resampled once and broadcast to
+    their ``r1 × r2`` source children, so the upsampled volume is never built;
+    otherwise :func:`upsample_4d` is added. Same sums either way.
+    """
+    b, ha, wa, hb, wb = s.shape
+    _, hac, wac = coarser.shape[:3]
+    r1, r2 = _repeat_factor(hac, ha, mode), _repeat_factor(wac, wa, mode)
+    if r1 is None or r2 is None or not s.is_contiguous():
+        return s.add_(upsample_4d(coarser, (ha, wa), (hb, wb), mode))
+    maps = resize_last_two(coarser, (hb, wb), mode)  # (B, hA', wA', hB, wB)
+    s.view(b, hac, r1, wac, r2, hb * wb).add_(maps.reshape(b, hac, 1, wac, 1, hb * wb))
+    return s
 
 
 def _cell_rows(

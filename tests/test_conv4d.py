@@ -110,3 +110,49 @@ def test_bad_shapes_are_refused():
         conv4d(torch.rand(1, 2, 3, 3, 3, 3), torch.rand(1, 3, 3, 3, 3, 3))
     with pytest.raises(ValueError):
         conv4d(torch.rand(1, 2, 3, 3, 3, 3), torch.rand(1, 2, 3, 3, 3, 3), strategy="fft")
+
+
+# ----------------------------------------------------------------------------- spectral (inference) route
+
+
+@pytest.mark.parametrize(
+    "c_in, c_out, kernel, grid",
+    [(3, 4, (3, 5, 5, 3), (5, 6, 7, 9)), (8, 8, (5, 5, 5, 5), (6, 7, 9, 8)), (2, 1, (1, 3, 5, 5), (4, 3, 8, 10))],
+)
+def test_spectral_route_equals_the_direct_sum(c_in, c_out, kernel, grid):
+    x, w, b = _data(c_in, c_out, kernel, grid=grid)
+    expected = conv4d_direct(x.double(), w.double(), b.double()).float()
+    with torch.no_grad():
+        got = conv4d(x, w, b, strategy="spectral")
+    assert got.shape == expected.shape
+    assert (got - expected).abs().max() <= 2e-6 * expected.abs().max()
+
+
+def test_auto_takes_the_spectral_route_only_without_autograd():
+    x, w, b = _data(8, 8, (5, 5, 5, 5), grid=(6, 6, 9, 9))
+    direct = conv4d(x, w, b, strategy="sum-rows")
+    with torch.no_grad():
+        spectral = conv4d(x, w, b, strategy="spectral")
+        auto = conv4d(x, w, b)
+    assert not torch.equal(spectral, direct)  # another summation order: the route really differs
+    assert torch.equal(auto, spectral)
+    assert torch.equal(conv4d(x, w.requires_grad_(True), b), direct)  # training keeps the direct sum
+
+
+def test_spectral_route_refuses_autograd_and_even_kernels():
+    x, w, b = _data(2, 2, (3, 3, 3, 3))
+    with pytest.raises(ValueError, match="inference only"):
+        conv4d(x, w.requires_grad_(True), b, strategy="spectral")
+    x, w, b = _data(2, 2, (3, 3, 4, 3))
+    with torch.no_grad(), pytest.raises(ValueError, match="odd kernel"):
+        conv4d(x, w, b, strategy="spectral")
+
+
+def test_spectral_kernels_follow_in_place_weight_updates():
+    x, w, b = _data(8, 8, (3, 3, 5, 5), grid=(4, 4, 8, 8))
+    with torch.no_grad():
+        conv4d(x, w, b, strategy="spectral")  # caches the kernel of w
+        w.mul_(-2.0)
+        got = conv4d(x, w, b, strategy="spectral")
+    expected = conv4d_direct(x.double(), w.double(), b.double()).float()
+    assert (got - expected).abs().max() <= 2e-6 * expected.abs().max()

@@ -17,6 +17,7 @@ from core.multiscale import (
     ScaleEnhancement,
     StageEnhancement,
     TopDownFusion,
+    add_upsampled_,
     chunked_matches,
     coarse_to_fine_volumes,
     correlation_rows,
@@ -275,3 +276,15 @@ def test_top_down_fusion_puts_the_level_s_own_map_first():
     out = m([fine, coarse])
     up = m.upsample[0](coarse)
     torch.testing.assert_close(out[0], fine + 10.0 * up)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bicubic"])
+@pytest.mark.parametrize("coarse, fine", [((3, 4), (6, 8)), ((2, 3), (6, 9)), ((3, 4), (5, 8))])
+def test_add_upsampled_in_place_equals_adding_the_upsampled_volume(mode, coarse, fine):
+    g = torch.Generator().manual_seed(3)
+    coarser = torch.randn(2, *coarse, 4, 3, generator=g)
+    s = torch.randn(2, *fine, 7, 5, generator=g)
+    expected = s + upsample_4d(coarser, fine, (7, 5), mode)
+    out = add_upsampled_(s, coarser, mode)
+    assert out.data_ptr() == s.data_ptr()  # in place
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
