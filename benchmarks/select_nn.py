@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from core.images import float_to_image, image_to_float, load_image
 from core.pipeline import FeatureExtractor, NearestNeighbourPredictor
-from core.warp import transfer_keypoints
+from core.warp import points_through_flow
 
 REPO = Path(__file__).resolve().parents[1]
 CALTECH = Path(os.environ.get("SEMCORR_SHARED_DATA", REPO.parent / "shared" / "data")) / "caltech-101-subset" / "101_ObjectCategories"
@@ -72,7 +72,7 @@ def main() -> None:
         hits = {a: [] for a in alphas}
         for src, trg, p, q in pairs:
             flow, _ = pred.predict(src, trg)
-            moved = transfer_keypoints(torch.from_numpy(p), torch.from_numpy(flow)).numpy()
+            moved = points_through_flow(torch.from_numpy(p), torch.from_numpy(flow)).numpy()
             d = np.linalg.norm(moved - q, axis=1)
             for a in alphas:
                 hits[a].append(np.mean(d <= a * max(src.size)))

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .errors import UsageError
-from .warp import transfer_keypoints
+from .warp import points_through_flow
 
 MODES = ("first", "chain")
 
@@ -40,7 +40,7 @@ def carry_points(points: np.ndarray, flow: np.ndarray) -> np.ndarray:
     finite = np.isfinite(pts).all(axis=1)
     q = np.where(finite[:, None], pts, 0.0)
     clamped = np.stack([np.clip(q[:, 0], 0, w - 1), np.clip(q[:, 1], 0, h - 1)], axis=1)
-    moved = transfer_keypoints(torch.from_numpy(clamped), torch.from_numpy(flow)).numpy() + (q - clamped)
+    moved = points_through_flow(torch.from_numpy(clamped), torch.from_numpy(flow)).numpy() + (q - clamped)
     moved[~finite] = np.nan
     return moved
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .consensus import mutual_matching as soft_mutual_matching
+from .ncnet_consensus import mutual_matching as soft_mutual_matching
 from .correlation import correlate
 
 

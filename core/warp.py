@@ -48,7 +48,7 @@ def valid_flow_mask(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (x >= -0.5) & (x <= w - 0.5) & (y >= -0.5) & (y <= h - 0.5) & torch.isfinite(x) & torch.isfinite(y)
 
 
-def transfer_keypoints(points: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
+def points_through_flow(points: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
     """Move keypoints with a dense flow, interpolating it bilinearly.
 
     points ``(N, 2)`` pixel ``(x, y)`` in the frame the flow is defined on;

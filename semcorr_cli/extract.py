@@ -72,7 +72,7 @@ def extract_features(
 ) -> None:
     from core.checks import check_image_file, check_layer_choice
     from core.errors import UsageError
-    from core.pairs import ImagePair, pairs_root, read_pair_list
+    from core.io.pair_list import ImagePair, pairs_root, read_pair_list
 
     working_size(size)
     # Everything given is checked before torch is imported or a model is built.

@@ -115,7 +115,7 @@ def test_evaluate_reads_the_same_spreadsheet_list_as_a_plain_one(odd_images):
 
 
 def test_the_dataset_lists_that_train_and_evaluate_read_accept_spreadsheet_files(tmp_path):
-    from core.data.sources import open_training_source
+    from core.training_data.sources import open_training_source
     from core.datasets import open_dataset
     from test_data_sources import make_pf_pascal
 

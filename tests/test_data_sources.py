@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import CALTECH
-from core.data import (
+from core.training_data import (
     AnnotatedPairs,
     SameClassPairs,
     StepOrder,
@@ -24,10 +24,10 @@ from core.data import (
     scan_class_tree,
     segmentation_foreground,
 )
-from core.data.augment import is_well_conditioned, item_rng, random_affine
-from core.data.loading import scale_keypoints
-from core.data.masks import box_mask
-from core.data.order import RankBatchSampler, seeded_subset
+from core.training_data.augment import is_well_conditioned, item_rng, random_affine
+from core.training_data.loading import scale_keypoints
+from core.training_data.masks import box_mask
+from core.training_data.order import RankBatchSampler, seeded_subset
 from core.errors import DataError, UsageError
 from core.geometry import pixels_to_normalized
 from core.images import IMAGENET_MEAN, IMAGENET_STD

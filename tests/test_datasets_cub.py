@@ -136,7 +136,7 @@ def test_cub_mmnet_preset_identity_scores_by_hand(tmp_path):
 
 
 def test_training_pairs_from_the_train_split(tmp_path):
-    from core.data.sources import open_training_source
+    from core.training_data.sources import open_training_source
 
     base = make_cub(tmp_path)
     src = open_training_source(f"cub:{base}", "keypoints", 32, seed=0)

@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from core.consensus import mutual_matching, softmax_over_target
-from core.context import DynamicFusion, SpatialContextEncoder, spatial_descriptor, target_maps_on_grid
+from core.ncnet_consensus import mutual_matching, softmax_over_target
+from core.dccnet_context import DynamicFusion, SpatialContextEncoder, spatial_descriptor, target_maps_on_grid
 from core.conv4d import conv4d_reference
 from core.correlation import correlation_4d, l2_normalize, transpose_corr
 from core.errors import WeightsError

@@ -15,7 +15,7 @@ from core.flow import (
     soft_argmax_matches,
 )
 from core.geometry import cell_centers, cell_grid, normalized_to_pixels, pixels_to_normalized
-from core.warp import transfer_keypoints, valid_flow_mask, warp_image, warp_mask
+from core.warp import points_through_flow, valid_flow_mask, warp_image, warp_mask
 
 
 def test_cell_centres_and_pixel_round_trip():
@@ -138,7 +138,7 @@ def test_transfer_keypoints_interpolates_and_flags_outside():
     ys, xs = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
     flow = torch.stack([2 * xs + 3, ys - 1], -1)  # an affine map
     pts = torch.tensor([[4.5, 2.25], [0.0, 0.0], [25.0, 1.0], [float("nan"), 1.0]])
-    out = transfer_keypoints(pts, flow)
+    out = points_through_flow(pts, flow)
     assert torch.allclose(out[0], torch.tensor([12.0, 1.25]))
     assert torch.allclose(out[1], torch.tensor([3.0, -1.0]))
     assert torch.isnan(out[2]).all() and torch.isnan(out[3]).all()

@@ -78,7 +78,7 @@ def test_output_volume_is_the_coarse_to_fine_level(mobilenet_model):
         out = m.match_maps(maps_a, maps_b)
     torch.testing.assert_close(out.corr, vols[1])
     from core.correlation import correlation_4d
-    from core.multiscale import upsample_4d
+    from core.mmnet_multiscale import upsample_4d
 
     torch.testing.assert_close(vols[1], correlation_4d(maps_a[1], maps_b[1]) + upsample_4d(vols[2], (12, 12), (12, 12)))
 

@@ -1,4 +1,4 @@
-"""MMNet's multi-scale pieces (core/multiscale.py): enhancement, attention, fusion, coarse-to-fine correlation."""
+"""MMNet's multi-scale pieces (core/mmnet_multiscale.py): enhancement, attention, fusion, coarse-to-fine correlation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from core.correlation import correlation_4d
 from core.errors import UsageError
 from core.flow import argmax_matches
 from core.losses.mmnet import sample_volume_rows
-from core.multiscale import (
+from core.mmnet_multiscale import (
     LocalSelfAttention,
     ScaleEnhancement,
     StageEnhancement,

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.consensus import NeighConsensus, mutual_matching
+from core.ncnet_consensus import NeighConsensus, mutual_matching
 from core.conv4d import conv4d_reference
 from core.correlation import correlation_4d, l2_normalize, transpose_corr
 from core.errors import UsageError, WeightsError

@@ -47,7 +47,7 @@ def assert_same_datasets(ours: PairRecord, cli: PairRecord) -> None:
 
 
 def test_extract_correlate_flow_in_process_give_the_cli_records(tmp_path):
-    from core.pairs import ImagePair
+    from core.io.pair_list import ImagePair
     from core.pipeline import build_extractor, correlate_records, extract_pairs, flow_records
 
     layers = ["features.4", "features.6"]
@@ -72,7 +72,7 @@ def test_extract_correlate_flow_in_process_give_the_cli_records(tmp_path):
 
 
 def test_refine_in_process_gives_the_cli_record_and_flow_reads_its_rule(tmp_path):
-    from core.pairs import ImagePair
+    from core.io.pair_list import ImagePair
     from core.pipeline import build_extractor, extract_pairs, flow_records, matching_rule, refine_records
 
     assert run("extract", A, B, "--size", "64", "--model", "ncnet", "-o", tmp_path / "f.h5").exit_code == 0

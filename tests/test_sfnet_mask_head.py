@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from core.coseg import cosegment, read_through_flow
 from core.datasets import open_dataset
 from core.evaluate import PredictorSource, evaluate
-from core.flo import write_flo
+from core.io.middlebury_flo import write_flo
 from core.losses.sfnet import masks_on_grid, sfnet_objective
 from core.models.sfnet import MASK_NAMES, SFNet, build_sfnet
 from core.pipeline import ModelPredictor, identity_flow

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from core.adaptation import AdaptationLayer
+from core.sfnet_adaptation import AdaptationLayer
 from core.flow import kernel_soft_argmax_matches, soft_argmax_matches
 from core.geometry import cell_centers, cell_grid
 from core.models.sfnet import SFNet

@@ -62,7 +62,7 @@ def test_a_bad_row_is_named_by_file_and_row_before_torch_is_imported(tmp_path):
         "nothing was computed (--skip-bad computes the 3 other pairs)"
     )
     assert len(err) == 1 and not (tmp_path / "f.h5").exists()
-    assert "typer" in imported and "core.pairs" in imported  # the import log was read
+    assert "typer" in imported and "core.io.pair_list" in imported  # the import log was read
     assert "torch" not in imported and "torchvision" not in imported and "core.pipeline" not in imported
     assert seconds < 10  # Python and typer starting; with torch and a backbone it took 15-40 s
 

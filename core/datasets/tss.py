@@ -25,7 +25,7 @@ from pathlib import Path
 
 from ..checks import check_image_file
 from ..errors import DataError, UsageError
-from ..flo import displacement_to_absolute, read_flo
+from ..io.middlebury_flo import displacement_to_absolute, read_flo
 from ..images import load_mask
 from ..parsing import parse_name_list
 from .base import FlowPair, PairDataset, PairEntry, image_size

@@ -42,7 +42,7 @@ def clamp_points(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def sample_flow(points: np.ndarray, flow: np.ndarray, sampling: str = "bilinear") -> np.ndarray:
     """Positions ``(N, 2)`` in the other image of the points ``(N, 2)`` of the flow's frame.
 
-    ``bilinear`` interpolates the flow (:func:`core.warp.transfer_keypoints`);
+    ``bilinear`` interpolates the flow (:func:`core.warp.points_through_flow`);
     ``nearest`` reads the flow at the rounded pixel. Query points are clamped
     into the frame; NaN points stay NaN.
     """
@@ -58,9 +58,9 @@ def sample_flow(points: np.ndarray, flow: np.ndarray, sampling: str = "bilinear"
     elif sampling == "bilinear":
         import torch
 
-        from ..warp import transfer_keypoints
+        from ..warp import points_through_flow
 
-        out = transfer_keypoints(torch.from_numpy(q), torch.from_numpy(flow).double()).numpy()
+        out = points_through_flow(torch.from_numpy(q), torch.from_numpy(flow).double()).numpy()
     else:
         raise ValueError(f"unknown sampling {sampling!r}")
     out[~finite] = np.nan

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 import torch
 
-from ..consensus import softmax_over_target
+from ..ncnet_consensus import softmax_over_target
 from ..correlation import _check_corr, transpose_corr
 
 

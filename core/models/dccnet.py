@@ -5,12 +5,12 @@ consensus (MutualMatching → NeighConsensus → MutualMatching):
 
 * **local**: correlation of the L2-normalised backbone features (as NC-Net);
 * **context**: correlation of the raw (un-normalised) outputs of the spatial
-  context encoder (:class:`core.context.SpatialContextEncoder`: each
+  context encoder (:class:`core.dccnet_context.SpatialContextEncoder`: each
   L2-normalised feature with its 25 × 25 window self-similarity, embedded by a
   1×1 conv + ReLU), as the public code's ``FeatureCorrelation(normalization=False)``
   on the encoder output.
 
-:class:`core.context.DynamicFusion` then weighs the two per position: the
+:class:`core.dccnet_context.DynamicFusion` then weighs the two per position: the
 fused score of a source cell is ``Σ_s w_s · softmax_B(corr_s)``, a
 distribution over target cells, and likewise from the target side.
 
@@ -28,8 +28,8 @@ from typing import Any, ClassVar
 import torch
 
 from ..backbones import FeatureBackbone, layer_table
-from ..consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES
-from ..context import DEFAULT_CONTEXT_KERNEL, DEFAULT_FUSION_GRID, DynamicFusion, SpatialContextEncoder
+from ..ncnet_consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES
+from ..dccnet_context import DEFAULT_CONTEXT_KERNEL, DEFAULT_FUSION_GRID, DynamicFusion, SpatialContextEncoder
 from ..correlation import correlation_4d, l2_normalize
 from ..errors import WeightsError
 from ..flow import argmax_matches

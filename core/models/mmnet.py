@@ -1,6 +1,6 @@
 """MMNet: multi-scale matching network (Zhao et al., ICCV 2021).
 
-A composition of :mod:`core.multiscale` pieces::
+A composition of :mod:`core.mmnet_multiscale` pieces::
 
     backbone (every block) → MultiScaleEncoder (per-block enhancement, stage
     sums, local self-attention, top-down fusion) → coarse-to-fine 4D
@@ -22,7 +22,7 @@ Memory: inference builds the volumes from the coarsest level down to the
 output level only; when the output volume has more than ``max_volume`` scores
 it is never built and matches are computed a block of source cells at a time.
 Training never builds a level's volume with gradients: the loss samples
-correlation rows at the keypoints (:func:`core.multiscale.correlation_rows`),
+correlation rows at the keypoints (:func:`core.mmnet_multiscale.correlation_rows`),
 the coarser levels' volumes being needed detached only.
 """
 
@@ -42,7 +42,7 @@ from ..errors import UsageError, WeightsError
 from ..flow import argmax_matches, kernel_soft_argmax_matches, match_confidence, soft_argmax_matches
 from ..geometry import pixel_grid
 from ..losses.mmnet import multiscale_keypoint_loss
-from ..multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
+from ..mmnet_multiscale import UPSAMPLE_MODES, MultiScaleEncoder, chunked_matches, coarse_to_fine_volumes, correlation_rows
 from ..pseudo_labels import mutual_nn_keypoints, teacher_scores
 from ..weights import load_state_dict_file, weights_file_id
 from .base import CorrespondenceModel, Matches, load_resolved, matches_from_scores

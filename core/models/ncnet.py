@@ -2,7 +2,7 @@
 
 Pipeline: backbone features of both images → L2 normalisation (eps 1e-6) →
 raw 4D correlation → MutualMatching → NeighConsensus → MutualMatching
-(:class:`core.consensus.ConsensusRefinement`) → matches in both directions.
+(:class:`core.ncnet_consensus.ConsensusRefinement`) → matches in both directions.
 
 Backbone layer: ResNet-101 ``layer3`` (stride 16, 1024 channels) as
 published; with MobileNetV2 the stride-16 output ``features.13`` (96
@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..consensus import softmax_over_target
+from ..ncnet_consensus import softmax_over_target
 from ..flow import argmax_matches
 from ..losses.weak import matching_score
 from .base import Matches, matches_from_scores

@@ -7,7 +7,7 @@ The model is a composition of the project's pieces:
    channels) as in the paper; for MobileNetV2 the stride-16 ``features.13``
    (96 channels) and stride-32 ``features.17`` (320 channels), the last
    blocks of the same strides before the 1×1 expansion ``features.18``;
-2. one trainable adaptation layer per map (:class:`core.adaptation.AdaptationLayer`,
+2. one trainable adaptation layer per map (:class:`core.sfnet_adaptation.AdaptationLayer`,
    two residual conv-BN-ReLU blocks, kernel 5 on the stride-16 map and 3 on
    the stride-32 map), the stride-32 output upsampled bilinearly
    (``align_corners=True``) to the stride-16 grid;
@@ -25,7 +25,7 @@ the frozen backbone stays in eval mode (fixed batch-norm statistics) even in
 ``model.train()``.
 
 Object co-segmentation (``mask_head=True``, SFNet TPAMI 2020, Table 8): a
-mask regression layer on each adapted map (:class:`core.adaptation.MaskRegression`,
+mask regression layer on each adapted map (:class:`core.sfnet_adaptation.MaskRegression`,
 ``mask_reg_feat3`` / ``mask_reg_feat4``); the image's predicted foreground is
 the product of the two (the stride-32 one upsampled to the stride-16 grid, as
 the correlations are combined), trained with an extra L2 loss against the
@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 import torch
 from PIL import Image, ImageOps
 
-from ..adaptation import AdaptationLayer, MaskRegression
+from ..sfnet_adaptation import AdaptationLayer, MaskRegression
 from ..backbones import FeatureBackbone, build_backbone
 from ..correlation import correlate, normalize_over_target, transpose_corr
 from ..errors import UsageError, WeightsError, param

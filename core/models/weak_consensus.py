@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..backbones import FeatureBackbone, build_backbone
-from ..consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES, ConsensusRefinement
+from ..ncnet_consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES, ConsensusRefinement
 from ..correlation import center_features, correlation_4d, hypercolumn, l2_normalize
 from ..errors import UsageError, WeightsError, param
 from ..losses.weak import negative_pairs, weak_loss

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..consensus import softmax_over_target
+from ..ncnet_consensus import softmax_over_target
 from ..correlation import transpose_corr
 from ..errors import DataError, UsageError, param
 from ..flow import match_confidence, matches_from_corr, matches_to_flow

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..backbones import DEFAULT_BACKBONE
-from ..consensus import softmax_over_target
+from ..ncnet_consensus import softmax_over_target
 from ..errors import DataError, UsageError, param
 from ..images import image_to_tensor, load_image
 from ..io.records import PairRecord

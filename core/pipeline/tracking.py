@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from ..csvtable import read_points_csv
-from ..data.folder import list_image_files
+from ..training_data.folder import list_image_files
 from ..errors import DataError, UsageError, param
 from ..files import atomic_write_text
 from ..images import load_image

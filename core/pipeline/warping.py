@@ -22,7 +22,7 @@ from ..files import atomic_write_text
 from ..images import float_to_image, image_to_float, load_image, load_mask, original_size, resize_mask
 from ..io.records import PairRecord
 from ..viz import blend, matches_figure, save_image
-from ..warp import transfer_keypoints, warp_image, warp_mask
+from ..warp import points_through_flow, warp_image, warp_mask
 
 #: ``top`` of :func:`apply_flow` when not asked for: how many matches a drawing shows.
 DEFAULT_TOP = 30
@@ -180,7 +180,7 @@ def apply_flow(
         raise DataError(f"the record's other image '{other_path}' is not here (paths are as extract saw them); give it with {param('other')} FILE")
 
     if keypoints is not None:
-        moved = transfer_keypoints(torch.from_numpy(keypoints), torch.from_numpy(rec.flow[own_flow])).numpy()
+        moved = points_through_flow(torch.from_numpy(keypoints), torch.from_numpy(rec.flow[own_flow])).numpy()
         lines = ["x,y"] + [f"{x:.3f},{y:.3f}" for x, y in moved]
         atomic_write_text(output, "\n".join(lines) + "\n")
         return WarpResult("keypoints", side, int(np.isfinite(moved).all(1).sum()), len(keypoints))

@@ -36,7 +36,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from ..data import EvalBatchSampler, RankBatchSampler, StepOrder, collate_pairs, open_training_source
+from ..training_data import EvalBatchSampler, RankBatchSampler, StepOrder, collate_pairs, open_training_source
 from ..errors import DataError, SemcorrError, UsageError, param
 from ..losses.weak import MIN_BATCH_SIZE as WEAK_LOSS_MIN_BATCH
 from ..models.base import CorrespondenceModel, load_head_weights
@@ -51,7 +51,7 @@ from .cpu import CpuDefaults, cpu_defaults, fixed_architecture
 from .rundir import LOG_FILE, RUN_FORMAT, STATE_FILE, prepare_run_dir
 from .schedule import lr_factor
 from .state import Progress, capture_rng, load_resume_state, restore_rng, save_resume_state
-from .validate import evaluate
+from .validate import validation_metrics
 
 #: Names the engine uses in log records; a model's own log entries with these names get a ``model_`` prefix.
 RESERVED_LOG_KEYS = ("event", "step", "time", "epoch", "loss", "lr", "pairs_per_s")
@@ -452,7 +452,7 @@ class Trainer:
         sampler = EvalBatchSampler(len(self.val_source), self.hyper.batch_size, self.env.rank, self.env.world_size)
         loader = make_loader(self.val_source, sampler, self.workers, self.device, self.o.seed)
         with_pck = bool(getattr(self.val_source, "provides_keypoints", False))
-        metrics = evaluate(self.model, loader, self.device, self.o.pck_alpha, with_pck=with_pck)
+        metrics = validation_metrics(self.model, loader, self.device, self.o.pck_alpha, with_pck=with_pck)
         set_train_mode(self.model)
         torch.set_rng_state(rng)
         p = self.progress

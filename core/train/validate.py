@@ -35,7 +35,7 @@ def pair_pck(pred: torch.Tensor, true: torch.Tensor, reference: torch.Tensor, al
 
 
 @torch.no_grad()
-def evaluate(
+def validation_metrics(
     model: CorrespondenceModel, loader, device: torch.device, alpha: float = 0.1, with_pck: bool = True
 ) -> dict[str, float]:
     """Mean ``model.loss`` over the loader's batches and, when ``with_pck``, mean PCK@alpha over pairs.

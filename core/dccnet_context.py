@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES, NeighConsensus, softmax_over_target
+from .ncnet_consensus import PF_PASCAL_CHANNELS, PF_PASCAL_KERNEL_SIZES, NeighConsensus, softmax_over_target
 from .correlation import _check_corr, _check_features, correlation_4d, l2_normalize, transpose_corr
 
 #: Published DCCNet settings: 25 × 25 context window, 25 × 25 fusion grid.

@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import BadRow, check_image_file
-from .csvtable import read_csv
-from .errors import DataError
+from ..checks import BadRow, check_image_file
+from ..csvtable import read_csv
+from ..errors import DataError
 
 #: Accepted header names for the two image columns, in order of preference.
 SOURCE_COLUMNS = ("source_image", "imageA", "source image", "src", "source")

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
-from .files import atomic_write_bytes
+from ..errors import DataError
+from ..files import atomic_write_bytes
 
 FLO_MAGIC = 202021.25
 #: Middlebury's threshold for "unknown flow".

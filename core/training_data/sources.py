@@ -94,7 +94,7 @@ def open_training_source(
 ) -> Dataset:
     """The dataset a model with ``train_data`` trains (or validates, ``role="val"``) on.
 
-    Items are keyed ``(epoch, index)`` (see :mod:`core.data.order`); every
+    Items are keyed ``(epoch, index)`` (see :mod:`core.training_data.order`); every
     returned dataset has ``describe()``, ``kind`` and ``provides_keypoints``.
     ``limit`` keeps a seeded subset of that many items. Raises
     :class:`DataError` when the spec yields nothing.
