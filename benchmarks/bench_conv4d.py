@@ -48,12 +48,12 @@ def measure(impl: str, c_in: int, c_out: int, grid: int, batch: int, kernel: int
     """One measurement (run inside a child process)."""
     import torch
 
-    from core.conv4d import conv4d, conv4d_reference
+    from semcorr.conv4d import conv4d, conv4d_reference
 
     torch.manual_seed(0)
     dev = torch.device(device)
     if c_in == 0:  # the whole PF-PASCAL NeighConsensus, symmetric mode
-        from core.ncnet_consensus import NeighConsensus
+        from semcorr.ncnet_consensus import NeighConsensus
 
         nc = NeighConsensus([kernel] * 3, [16, 16, 1], symmetric=True).to(dev)
         x = torch.rand(batch, grid, grid, grid, grid, device=dev, requires_grad=backward)

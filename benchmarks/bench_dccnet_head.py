@@ -105,8 +105,8 @@ def main() -> None:
 
     import torch
 
-    import core.conv4d as c4
-    from core.models import build_model
+    import semcorr.conv4d as c4
+    from semcorr.models import build_model
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -43,7 +43,7 @@ def run_one(cfg: dict) -> dict:
     """Measure one configuration in this process; returns the figures as a dict."""
     import torch
 
-    from core.models.mmnet import build_mmnet
+    from semcorr.models.mmnet import build_mmnet
 
     torch.manual_seed(0)
     if cfg["threads"]:
@@ -123,8 +123,8 @@ def head_vs_official(path: str, repeats: int, threads: int) -> None:
 
     import torch
 
-    from core.correlation import transpose_corr
-    from core.models.mmnet import build_mmnet, own_to_public_key
+    from semcorr.correlation import transpose_corr
+    from semcorr.models.mmnet import build_mmnet, own_to_public_key
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -51,8 +51,8 @@ def run_one(
     if threads > 0:
         torch.set_num_threads(threads)
 
-    from core.flow import matches_to_flow
-    from core.models.sfnet import build_sfnet
+    from semcorr.flow import matches_to_flow
+    from semcorr.models.sfnet import build_sfnet
 
     dev = torch.device(device)
     torch.manual_seed(0)

@@ -22,10 +22,10 @@ import time
 
 MODULES = {
     "import torch (reference)": "import torch",
-    "core.pipeline (extract, correlate, flow)": "import core.pipeline.flow",
-    "core.io.stream (every stage's reader/writer)": "import core.io.stream",
-    "core.evaluate (evaluate)": "import core.evaluate",
-    "core.models (flow --model, refine)": "import core.models",
+    "semcorr.pipeline (extract, correlate, flow)": "import semcorr.pipeline.flow",
+    "semcorr.io.stream (every stage's reader/writer)": "import semcorr.io.stream",
+    "semcorr.evaluate (evaluate)": "import semcorr.evaluate",
+    "semcorr.models (flow --model, refine)": "import semcorr.models",
     "interpreter only": "pass",
 }
 STAGES = ["extract", "correlate", "refine", "flow", "warp", "evaluate", "train", "inspect", "show", "convert-weights"]

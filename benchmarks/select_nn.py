@@ -20,9 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.images import float_to_image, image_to_float, load_image
-from core.pipeline import FeatureExtractor, NearestNeighbourPredictor
-from core.warp import points_through_flow
+from semcorr.images import float_to_image, image_to_float, load_image
+from semcorr.pipeline import FeatureExtractor, NearestNeighbourPredictor
+from semcorr.warp import points_through_flow
 
 REPO = Path(__file__).resolve().parents[1]
 CALTECH = Path(os.environ.get("SEMCORR_SHARED_DATA", REPO.parent / "shared" / "data")) / "caltech-101-subset" / "101_ObjectCategories"

@@ -15,7 +15,7 @@ is reported within a second or two, before the work rather than after it:
   running through a file are all caught;
 * :class:`BadRow` and :class:`BadRowsError`: the rows of a pair list that
   cannot be computed, each named by file and row number in
-  :mod:`core.csvtable`'s wording, and the refusal that lists them;
+  :mod:`semcorr.csvtable`'s wording, and the refusal that lists them;
 * :func:`check_layer_choice`: the layers asked for are chosen one way only.
 """
 

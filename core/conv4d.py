@@ -3,7 +3,7 @@
 A 4D-conv tensor is ``(B, C, hA, wA, hB, wB)``: ``C`` channels over the grid of
 (source cell, target cell) pairs. Weights are ``(C_out, C_in, k1, k2, k3, k4)``
 (PyTorch's layout for convolutions; the authors' NC-Net checkpoints store them
-permuted, see :mod:`core.models.official`).
+permuted, see :mod:`semcorr.models.official`).
 
 Like PyTorch's convolutions this is a cross-correlation, stride 1, zero
 padding ``k // 2`` on every axis (odd kernels keep the grid size).

@@ -2,7 +2,7 @@
 
 A *match grid* ``(B, h, w, 2)`` holds, for every cell of the source feature
 grid, the normalised ``(x, y)`` of its match in the target (see
-:mod:`core.geometry`). A *flow* ``(B, H, W, 2)`` holds, for every pixel of the
+:mod:`semcorr.geometry`). A *flow* ``(B, H, W, 2)`` holds, for every pixel of the
 original source image, the absolute pixel ``(x, y)`` of its match in the
 original target image — the ``flow/src_to_trg`` dataset of the record format.
 """

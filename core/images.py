@@ -3,7 +3,7 @@
 Every image goes through :func:`load_image`, which turns it upright (the
 EXIF orientation a camera or phone stores is applied, as image viewers do),
 turns any readable format (grayscale, RGBA, palette, 16-bit) into 8-bit RGB
-and rejects everything else with a :class:`~core.errors.DataError` naming the
+and rejects everything else with a :class:`~semcorr.errors.DataError` naming the
 file. Sizes are always those of the upright image (:func:`image_file_size`
 reads one from the header alone).
 

@@ -470,7 +470,7 @@ def chunked_matches(
     """Matches of every source cell of ``S = S̃ + U(coarse)``, ``chunk`` source cells at a time.
 
     ``match_rows(rows (B, 1, n, hB, wB)) -> (B, 1, n, 2)`` turns score rows into
-    normalised target coordinates (e.g. :func:`core.flow.argmax_matches`).
+    normalised target coordinates (e.g. :func:`semcorr.flow.argmax_matches`).
     Peak memory is ``chunk · hB · wB`` scores instead of the whole volume.
 
     → ``(matches (B, hA, wA, 2), best score (B, hA, wA))``.

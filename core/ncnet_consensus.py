@@ -1,6 +1,6 @@
 """NC-Net's correlation refinement: mutual matching and neighbourhood consensus.
 
-Correlations are ``(B, hA, wA, hB, wB)`` (see :mod:`core.correlation`); the
+Correlations are ``(B, hA, wA, hB, wB)`` (see :mod:`semcorr.correlation`); the
 4D convolutions inside :class:`NeighConsensus` work on ``(B, C, hA, wA, hB, wB)``.
 
 The pipeline of NC-Net (Rocco et al., NeurIPS 2018), shared by DCCNet, is

@@ -9,7 +9,7 @@ dense flows of a correspondence method, in one of two ways:
 * ``chain``: frame ``t``'s points are frame ``t − 1``'s *predicted* points
   moved with the flow *frame t − 1 → frame t* (small motions, drift accumulates).
 
-Flows are semcorr's absolute pixel flows (:mod:`core.flow`): ``(H, W, 2)``
+Flows are semcorr's absolute pixel flows (:mod:`semcorr.flow`): ``(H, W, 2)``
 defined on the frame the points are in.
 """
 

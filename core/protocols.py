@@ -40,7 +40,7 @@ class Protocol:
       ``propagation`` (first-frame keypoints carried through a video, JHMDB)
       or ``coseg`` (co-segmentation masks against the ground truth, TSS);
     * ``alphas``: the reported α values; ``headline_alpha``: the one in the paper's table;
-    * ``threshold``: ``img``, ``bbox`` or ``kps`` (:mod:`core.metrics`);
+    * ``threshold``: ``img``, ``bbox`` or ``kps`` (:mod:`semcorr.metrics`);
     * ``direction``: ``src->trg``, ``trg->src`` or ``both``;
     * ``measure_size``: ``(H, W)`` frame the points of the measured image are
       rescaled to before measuring (NC-Net's 224×224 "SCNet procedure"),
@@ -49,14 +49,14 @@ class Protocol:
       for the model's own default; it resizes the images fed to a learned
       model only (the CLI leaves the training-free ``nn`` at its own size);
     * ``coords``: how the dataset's coordinates are read (``one-based`` or ``raw``,
-      :mod:`core.datasets.base`);
+      :mod:`semcorr.datasets.base`);
     * ``sampling``: how the flow is read at a keypoint: ``bilinear``, or
       ``nearest`` (rounded to the nearest pixel, SFNet's code);
     * ``average``: the headline average, ``pair`` (mean of per-pair PCK),
       ``keypoint`` (pooled) or ``joint`` (mean over keypoint indices of each
       index's pooled PCK; propagation only); all are always reported;
     * ``propagation``: ``first`` (every frame matched to the first) or
-      ``chain`` (frame to frame), :mod:`core.propagate`; propagation only;
+      ``chain`` (frame to frame), :mod:`semcorr.propagate`; propagation only;
     * ``flip``: ``gt`` runs the model on a mirrored source image for pairs the
       dataset flags as flipped (TSS), ``none`` never;
     * ``dataset_options``: reader options the protocol needs (e.g. the pair list).

@@ -61,7 +61,7 @@ class MaskRegression(nn.Module):
 
     ``forward(x (B, C, h, w)) -> (B, 1, h, w)`` in (0, 1). SFNet's object
     co-segmentation (TPAMI 2020) adds one on each adapted map; the form here
-    (one 3×3 convolution) is semcorr's, see :mod:`core.models.sfnet`.
+    (one 3×3 convolution) is semcorr's, see :mod:`semcorr.models.sfnet`.
     """
 
     def __init__(self, channels: int):

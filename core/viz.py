@@ -20,7 +20,7 @@ from .files import atomic_write_bytes
 
 
 def save_image(img: Image.Image, path: str | Path, format: str | None = None) -> None:
-    """Write a picture atomically (:func:`core.files.atomic_write_bytes`) in ``format``; None: JPEG for a ``.jpg``/``.jpeg`` path, else PNG."""
+    """Write a picture atomically (:func:`semcorr.files.atomic_write_bytes`) in ``format``; None: JPEG for a ``.jpg``/``.jpeg`` path, else PNG."""
     buf = io.BytesIO()
     img.save(buf, format=format or ("JPEG" if Path(path).suffix.lower() in (".jpg", ".jpeg") else "PNG"))
     atomic_write_bytes(path, buf.getvalue())

@@ -25,7 +25,7 @@ SHIPPED_DIR = Path(__file__).resolve().parent / "weights"
 
 #: sha256 of every shipped weights file, pinned in code so that a file and its
 #: sidecar cannot be swapped together unnoticed. Each file is also one
-#: :class:`core.models.pretrained.ShippedWeights` entry (model, backbone, layers,
+#: :class:`semcorr.models.pretrained.ShippedWeights` entry (model, backbone, layers,
 #: recipe and metrics, ``verify()``), which reads its pin here.
 SHIPPED_SHA256: dict[str, str] = {
     # SFNet on MobileNetV2: examples/train_default_weights.sh sfnet (see the JSON sidecar)
@@ -85,7 +85,7 @@ def refuse_non_finite_weights(obj: Any, source: str | Path, prefix: str = "") ->
     """:class:`WeightsError` when any tensor in ``obj`` (a tensor, or dicts/lists of them) holds NaN or Inf.
 
     Every weights file semcorr reads passes here (:func:`load_state_dict_file`,
-    :func:`core.models.official.read_official_checkpoint`), so a model with
+    :func:`semcorr.models.official.read_official_checkpoint`), so a model with
     broken numbers is refused at load, whatever the architecture.
     """
     if isinstance(obj, torch.Tensor):

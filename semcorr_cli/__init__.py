@@ -1,1 +1,1 @@
-"""Thin typer front end of semcorr: parse options, call ``core``, print."""
+"""Thin typer front end of semcorr: parse options, call the library (``semcorr``), print."""

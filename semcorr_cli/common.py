@@ -1,7 +1,7 @@
 """What every subcommand shares: consoles, error handling, options, device choice.
 
 A subcommand module defines ``register(app)`` and wraps its body in
-:func:`handle_errors`, so a :class:`core.errors.SemcorrError` becomes one
+:func:`handle_errors`, so a :class:`semcorr.errors.SemcorrError` becomes one
 sentence on stderr and exit code 1 (data) or 2 (usage), never a traceback.
 Ending early is quiet too, and leaves no partial output (writers are context
 managers that only rename their temporary file into place on success):
@@ -11,7 +11,7 @@ managers that only rename their temporary file into place on success):
 * Ctrl-C (SIGINT): ``semcorr: error: interrupted`` once, exit status 130.
 
 Commands check what they are given before any work, and before they import
-torch or load a model (:mod:`core.checks`): input files, the rows of a list
+torch or load a model (:mod:`semcorr.checks`): input files, the rows of a list
 (:func:`bad_rows_gate`, :func:`report_skipped`) and output locations
 (:func:`check_outputs`); an operating-system error that still escapes (a disk
 that fills up) is one sentence too.
@@ -34,8 +34,8 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from core.errors import DataError, SemcorrError, UsageError, param, render_params
-from core.parsing import parse_key_values, parse_name_list
+from semcorr.errors import DataError, SemcorrError, UsageError, param, render_params
+from semcorr.parsing import parse_key_values, parse_name_list
 
 console = Console()
 err_console = Console(stderr=True)
@@ -140,9 +140,9 @@ def check_outputs(*files: str | os.PathLike | None, folder: str | os.PathLike | 
     """Before any work: every output file (None and ``-``, standard output, are skipped) and ``folder`` can be written.
 
     One helper for every command, so an unwritable output is the same one
-    sentence everywhere (see :func:`core.checks.check_output_file`).
+    sentence everywhere (see :func:`semcorr.checks.check_output_file`).
     """
-    from core.checks import check_output_dir, check_output_file
+    from semcorr.checks import check_output_dir, check_output_file
 
     for f in files:
         if f is not None and str(f) != "-":
@@ -153,15 +153,15 @@ def check_outputs(*files: str | os.PathLike | None, folder: str | os.PathLike | 
 
 def check_records_input(source: str | os.PathLike | None) -> None:
     """Before any work: a records input file (None and ``-`` are standard input) exists and is a file."""
-    from core.checks import require_file
+    from semcorr.checks import require_file
 
     if source is not None and str(source) != "-":
         require_file(source, "input")
 
 
 def bad_rows_gate(bad, total: int, skip_bad: bool, quiet: bool = False) -> None:
-    """Before the work on a list: refuse its ``bad`` rows (:class:`core.checks.BadRow`), or with ``--skip-bad`` announce them."""
-    from core.checks import BadRowsError, plural
+    """Before the work on a list: refuse its ``bad`` rows (:class:`semcorr.checks.BadRow`), or with ``--skip-bad`` announce them."""
+    from semcorr.checks import BadRowsError, plural
 
     if not bad:
         return
@@ -174,7 +174,7 @@ def bad_rows_gate(bad, total: int, skip_bad: bool, quiet: bool = False) -> None:
 
 def report_skipped(bad, total: int, outcome: str) -> None:
     """After the work: list the skipped rows and exit with status 1 (nothing when none was skipped)."""
-    from core.checks import skipped_rows_report
+    from semcorr.checks import skipped_rows_report
 
     if bad:
         fail(skipped_rows_report(bad, total, outcome), 1)
@@ -201,15 +201,15 @@ def history_line() -> str:
 
 
 def resolve_device(device: str):
-    """``--device``: auto, cpu or cuda (see :func:`core.pipeline.resolve_device`)."""
-    from core.pipeline import resolve_device as resolve
+    """``--device``: auto, cpu or cuda (see :func:`semcorr.pipeline.resolve_device`)."""
+    from semcorr.pipeline import resolve_device as resolve
 
     return resolve(device)
 
 
 def layer_filler(device, stage: str, quiet: bool = False):
-    """A :class:`core.pipeline.LayerFiller` that says once on stderr (unless ``quiet``) what it computes."""
-    from core.pipeline import LayerFiller
+    """A :class:`semcorr.pipeline.LayerFiller` that says once on stderr (unless ``quiet``) what it computes."""
+    from semcorr.pipeline import LayerFiller
 
     def note(text: str) -> None:
         err_console.print(f"semcorr: {stage}: {render_params(text, flag_for)}", highlight=False, soft_wrap=True)
@@ -238,20 +238,20 @@ def print_json(obj: Any) -> None:
 
 
 def parse_str_list(text: str | None) -> list[str] | None:
-    """``--layers a,b`` → ``["a", "b"]`` (None stays None): :func:`core.parsing.parse_name_list`."""
+    """``--layers a,b`` → ``["a", "b"]`` (None stays None): :func:`semcorr.parsing.parse_name_list`."""
     return None if text is None else parse_name_list(text, "layers")
 
 
 def parse_model_options(items: list[str] | None) -> dict:
-    """``--model-opt key=value`` items → dict, values decoded as JSON when they can be (:func:`core.parsing.parse_key_values`)."""
+    """``--model-opt key=value`` items → dict, values decoded as JSON when they can be (:func:`semcorr.parsing.parse_key_values`)."""
     return parse_key_values(items, param("model_options"), json_values=True)
 
 
 def working_size(value: int | None, option: str = "--size") -> int | None:
-    """Every command's ``--size`` (a square working side), checked in one place: the range of :func:`core.images.parse_size`."""
+    """Every command's ``--size`` (a square working side), checked in one place: the range of :func:`semcorr.images.parse_size`."""
     if value is None:
         return None
-    from core.images import MAX_SIZE, MIN_SIZE
+    from semcorr.images import MAX_SIZE, MIN_SIZE
 
     if not MIN_SIZE <= value <= MAX_SIZE:
         raise UsageError(f"{option} must be between {MIN_SIZE} and {MAX_SIZE} pixels, not {value}")
@@ -283,7 +283,7 @@ def renamed(new_value: Any, old_value: Any, new: str, old: str, unset: Any = Non
 Dtype = Optional[Literal["float16", "float32"]]
 #: ``--compression`` of stored volumes.
 Compression = Literal["gzip", "lzf", "none"]
-#: ``--method``: how a score volume becomes matches (:data:`core.flow.METHODS`; a test keeps the two equal).
+#: ``--method``: how a score volume becomes matches (:data:`semcorr.flow.METHODS`; a test keeps the two equal).
 MatchMethod = Optional[Literal["argmax", "soft-argmax", "kernel-soft-argmax"]]
 #: ``--device`` stays text: besides auto, cpu and cuda it takes ``cuda:N`` (checked by :func:`resolve_device`).
 DEVICE_HELP = "auto (CUDA when present), cpu or cuda."

@@ -31,13 +31,13 @@ def convert_cmd(
     backbone: str = typer.Option("resnet101", "--backbone", help="The backbone the checkpoint was trained with."),
     quiet: bool = quiet_option("No summary line."),
 ) -> None:
-    from core.errors import UsageError
+    from semcorr.errors import UsageError
 
     if output.suffix != ".safetensors":
         raise UsageError("the output must end in .safetensors")
     check_outputs(output)  # before torch is imported
 
-    from core.models.pretrained import convert_released
+    from semcorr.models.pretrained import convert_released
 
     convert_released(source, output, model, backbone)
     if not quiet:

@@ -55,7 +55,7 @@ def correlate_cmd(
     compression: Compression = CompressionOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from core.errors import UsageError
+    from semcorr.errors import UsageError
 
     if mode not in ("hypercolumn", "product"):
         raise UsageError(f"--mode must be hypercolumn or product, not '{mode}'")
@@ -63,8 +63,8 @@ def correlate_cmd(
     check_outputs(output)  # before torch is imported
     check_records_input(input)
 
-    from core.io.stream import RecordWriter, iter_records
-    from core.pipeline import correlate_records
+    from semcorr.io.stream import RecordWriter, iter_records
+    from semcorr.pipeline import correlate_records
 
     options = dict(layers=parse_str_list(layers), mode=mode, normalize=normalize, relu=relu, keep_features=keep,
                    device=resolve_device(device), center=center, mutual_matching=mutual_matching)  # fmt: skip

@@ -8,10 +8,10 @@ from typing import Any, Literal, Optional
 import typer
 from rich.table import Table
 
-from core.errors import UsageError, param
-from core.metrics import THRESHOLD_KINDS
-from core.protocols import DIRECTIONS, PROPAGATIONS
-from core.parsing import parse_key_values, parse_list
+from semcorr.errors import UsageError, param
+from semcorr.metrics import THRESHOLD_KINDS
+from semcorr.protocols import DIRECTIONS, PROPAGATIONS
+from semcorr.parsing import parse_key_values, parse_list
 
 from .common import (
     MatchMethod,
@@ -35,7 +35,7 @@ from .common import (
     working_size,
 )
 
-#: How ``--coords`` reads a list's coordinates (:data:`core.datasets.base.COORDS`; a test keeps the two equal).
+#: How ``--coords`` reads a list's coordinates (:data:`semcorr.datasets.base.COORDS`; a test keeps the two equal).
 Coords = Literal["one-based", "raw"]
 
 HELP = """Score a model, or precomputed flows, on a benchmark under a named protocol.
@@ -217,7 +217,7 @@ def coseg_tables(s: dict[str, Any]) -> list[Table]:
 
 
 def print_summary(run) -> None:
-    from core.evaluate.export import run_label
+    from semcorr.evaluate.export import run_label
 
     s = run.summary
     console.print(f"scored: {run_label(run.header)}", highlight=False)
@@ -232,11 +232,11 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
     if args["flows"] is not None:
         if args["model"] is not None:
             raise UsageError("give --model or --flows, not both")
-        from core.evaluate import RecordFlows
+        from semcorr.evaluate import RecordFlows
 
         return None, RecordFlows(args["flows"], root)
     try:
-        from core.pipeline import build_predictor
+        from semcorr.pipeline import build_predictor
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the installation
         raise UsageError(f"models are unavailable in this installation ({exc}); score precomputed flows with --flows") from None
     opts = {
@@ -261,7 +261,7 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
 
 def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: Path | None, plot_path: Path | None) -> list[tuple[str, Path]]:
     """``-o FILE`` (repeatable; the kind from the extension) and the old ``--json/--csv/--plot FILE`` → ``[(kind, path)]``."""
-    from core.evaluate.reports import report_kind
+    from semcorr.evaluate.reports import report_kind
 
     out = []
     for path in outputs or []:
@@ -274,8 +274,8 @@ def output_files(outputs: list[Path] | None, json_path: Path | None, csv_path: P
 
 
 def _write_outputs(run, files: list[tuple[str, Path]], quiet: bool) -> None:
-    """Every report file, all or none (:func:`core.evaluate.write_reports`)."""
-    from core.evaluate import write_reports
+    """Every report file, all or none (:func:`semcorr.evaluate.write_reports`)."""
+    from semcorr.evaluate import write_reports
 
     write_reports(run, files)
     if not quiet:
@@ -285,9 +285,9 @@ def _write_outputs(run, files: list[tuple[str, Path]], quiet: bool) -> None:
 
 def _run_merge(files: list[Path], alphas: list[float] | None, partial: bool, quiet: bool):
     """The merged run; refused when the files are not a whole run (missing shards, cut-off files) unless ``partial``."""
-    from core.errors import DataError
-    from core.evaluate import merge_results, run_from_results
-    from core.evaluate.results import coverage_problem
+    from semcorr.errors import DataError
+    from semcorr.evaluate import merge_results, run_from_results
+    from semcorr.evaluate.results import coverage_problem
 
     header, records = merge_results(files)
     problem = coverage_problem(header["coverage"])
@@ -299,9 +299,9 @@ def _run_merge(files: list[Path], alphas: list[float] | None, partial: bool, qui
 
 
 def _run_evaluate(args: dict[str, Any], alphas: list[float] | None, quiet: bool):
-    from core.datasets import dataset_class, open_dataset
-    from core.evaluate import evaluate, parse_shard, select_indices
-    from core.protocols import customize, default_protocol, get_protocol
+    from semcorr.datasets import dataset_class, open_dataset
+    from semcorr.evaluate import evaluate, parse_shard, select_indices
+    from semcorr.protocols import customize, default_protocol, get_protocol
 
     if not args["dataset"] or not args["root"]:
         raise UsageError("--dataset and --root are required (or use --merge FILES)")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from core.checks import plural
+from semcorr.checks import plural
 
 from .common import (
     CompressionOpt,
@@ -70,9 +70,9 @@ def extract_features(
     skip_bad: bool = SkipBadOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from core.checks import check_image_file, check_layer_choice
-    from core.errors import UsageError
-    from core.io.pair_list import ImagePair, pairs_root, read_pair_list
+    from semcorr.checks import check_image_file, check_layer_choice
+    from semcorr.errors import UsageError
+    from semcorr.io.pair_list import ImagePair, pairs_root, read_pair_list
 
     working_size(size)
     # Everything given is checked before torch is imported or a model is built.
@@ -94,8 +94,8 @@ def extract_features(
         bad_rows_gate(listing.bad, listing.total, skip_bad, quiet)
         image_root = pairs_root(pairs, root).resolve()
 
-    from core.io.stream import RecordWriter
-    from core.pipeline import build_extractor, extract_pairs
+    from semcorr.io.stream import RecordWriter
+    from semcorr.pipeline import build_extractor, extract_pairs
 
     extractor = build_extractor(backbone, backbone_weights, parse_str_list(layers), size, resolve_device(device), model, weights)
     with RecordWriter(output, history_line(), dtype=dtype, compression=compression) as writer, progress(quiet or len(todo) < 2) as bar:

@@ -75,16 +75,16 @@ def flow_cmd(
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from core.errors import UsageError
+    from semcorr.errors import UsageError
 
     if beta <= 0 or sigma <= 0:
         raise UsageError("--beta and --sigma must be positive")
     check_outputs(output)  # before torch is imported
     check_records_input(input)
 
-    from core.flow import METHODS
-    from core.io.stream import RecordWriter, iter_records
-    from core.pipeline import flow_records
+    from semcorr.flow import METHODS
+    from semcorr.io.stream import RecordWriter, iter_records
+    from semcorr.pipeline import flow_records
 
     if method is not None and method not in METHODS:
         raise UsageError(f"--method must be one of {', '.join(METHODS)}, not '{method}'")

@@ -22,8 +22,8 @@ def inspect_cmd(
 ) -> None:
     from rich.table import Table
 
-    from core.io.stream import iter_records
-    from core.pipeline import summarise_records
+    from semcorr.io.stream import iter_records
+    from semcorr.pipeline import summarise_records
 
     summary = summarise_records(iter_records(input))
     pairs, history = summary["pairs"], summary["history"]

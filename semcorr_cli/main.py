@@ -51,7 +51,7 @@ app = typer.Typer(
 
 def _print_version(value: bool) -> None:
     if value:
-        from core import __version__
+        from semcorr import __version__
 
         typer.echo(f"semcorr {__version__}")
         raise typer.Exit(0)

@@ -45,14 +45,14 @@ def propagate_cmd(
     device: str = device_option(),
     quiet: bool = quiet_option(),
 ) -> None:
-    from core.errors import UsageError
+    from semcorr.errors import UsageError
 
     out = renamed(out, out_old, "--output", "--out")
     if out is None:
         raise UsageError("propagate needs an output folder: -o/--output DIR")
     check_outputs(folder=out)  # before torch is imported
 
-    from core.pipeline import propagate_folder
+    from semcorr.pipeline import propagate_folder
 
     with progress(quiet) as bar:
         task = bar.add_task(f"propagate ({mode})", total=None)

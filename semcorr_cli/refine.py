@@ -70,8 +70,8 @@ def refine_cmd(
     check_outputs(output)  # before torch is imported
     check_records_input(input)
 
-    from core.io.stream import RecordWriter, iter_records
-    from core.pipeline import refine_records
+    from semcorr.io.stream import RecordWriter, iter_records
+    from semcorr.pipeline import refine_records
 
     dev = resolve_device(device)
     filler = layer_filler(dev, f"refine --model {model}", quiet)

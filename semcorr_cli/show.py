@@ -1,7 +1,7 @@
 """``semcorr show``: where a source point matches in the target, as heatmaps (DCCNet's figure 1).
 
-The panels come from :mod:`core.pipeline.heatmaps` (one builder per model), the
-figure from :func:`core.viz.heatmap_figure`.
+The panels come from :mod:`semcorr.pipeline.heatmaps` (one builder per model), the
+figure from :func:`semcorr.viz.heatmap_figure`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ Examples:
 
 
 def _parse_point(text: str) -> tuple[float, float]:
-    from core.errors import UsageError
+    from semcorr.errors import UsageError
 
     parts = text.replace(";", ",").split(",")
     try:
@@ -56,8 +56,8 @@ def show_cmd(
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ) -> None:
-    from core.checks import check_image_file
-    from core.errors import UsageError
+    from semcorr.checks import check_image_file
+    from semcorr.errors import UsageError
 
     xy = _parse_point(point)
     w = model_weights(weights)
@@ -73,8 +73,8 @@ def show_cmd(
     else:
         check_records_input(inputs[0] if inputs else None)
 
-    from core.pipeline import show_point
-    from core.viz import save_image
+    from semcorr.pipeline import show_point
+    from semcorr.viz import save_image
 
     dev = resolve_device(device)
     fig, panels = show_point(inputs, model, xy, w, backbone, size, pair, dev, layer_filler(dev, "show", quiet))

@@ -13,8 +13,8 @@ from typing import Any, Literal, Optional
 
 import typer
 
-from core.errors import UsageError, param
-from core.parsing import parse_list
+from semcorr.errors import UsageError, param
+from semcorr.parsing import parse_list
 
 from .common import (
     check_outputs,
@@ -57,7 +57,7 @@ def command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["semcorr"] + sys.argv[1:])
 
 
-#: Command-line spellings of :class:`core.train.options.TrainOptions` fields that are not ``--`` + the name with dashes.
+#: Command-line spellings of :class:`semcorr.train.options.TrainOptions` fields that are not ``--`` + the name with dashes.
 FLAGS = {"model": ("--model", "-m"), "model_options": ("--model-opt",)}
 #: What the command line types for a field, where it differs from the field (converted in :func:`train_options`).
 TYPED = {"lr_milestones": Optional[str], "model_options": Optional[list[str]], "image_size": Optional[int], "out": Optional[Path], "patience": int}
@@ -65,7 +65,7 @@ TYPED = {"lr_milestones": Optional[str], "model_options": Optional[list[str]], "
 
 def cli_option(f: dataclasses.Field) -> tuple[Any, Any]:
     """``(annotation, typer.Option)`` of one :class:`TrainOptions` field: its default, flags, help and choices."""
-    from core.train.options import TrainOptions
+    from semcorr.train.options import TrainOptions
 
     help = f.metadata["help"]
     shared = {"out": output_option(help), "image_size": size_option(help), "device": device_option(help), "quiet": quiet_option(help)}
@@ -85,7 +85,7 @@ def cli_option(f: dataclasses.Field) -> tuple[Any, Any]:
 
 def command_parameters() -> list[inspect.Parameter]:
     """The command's parameters: one per :class:`TrainOptions` field the command line sets, the old spellings and ``--json``."""
-    from core.train.options import option_fields
+    from semcorr.train.options import option_fields
 
     extra = {
         "out_old": (Optional[Path], typer.Option(None, "--out", hidden=True)),  # the old spelling of --output
@@ -120,7 +120,7 @@ def register(app: typer.Typer) -> None:
         out, quiet = o["out"], o["quiet"]
         check_outputs(folder=out)  # before torch is imported
 
-        from core.train import TrainingInterrupted, TrainOptions, train
+        from semcorr.train import TrainingInterrupted, TrainOptions, train
 
         options = TrainOptions(**o, command=command_line())
         try:

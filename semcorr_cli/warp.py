@@ -59,9 +59,9 @@ def warp_cmd(
     force: bool = typer.Option(False, "--force", help="Warp an image or mask that is not the record's (or not of its size), resized."),
     quiet: bool = quiet_option("No summary line."),
 ) -> None:
-    from core.checks import check_image_file
-    from core.csvtable import read_points_csv
-    from core.errors import UsageError
+    from semcorr.checks import check_image_file
+    from semcorr.csvtable import read_points_csv
+    from semcorr.errors import UsageError
 
     given = [x for x in (image, mask, keypoints, coseg) if x is not None]
     if len(given) != 1:
@@ -69,8 +69,8 @@ def warp_cmd(
     if direction not in ("auto", "src", "trg"):
         raise UsageError(f"--direction must be auto, src or trg, not '{direction}'")
     if coseg is not None:
-        from core.io.stream import iter_records
-        from core.pipeline import write_coseg_mask
+        from semcorr.io.stream import iter_records
+        from semcorr.pipeline import write_coseg_mask
 
         count = write_coseg_mask(iter_records(input), coseg, output, pair)
         if not quiet:
@@ -84,8 +84,8 @@ def warp_cmd(
             check_image_file(path, what)
     pts = read_points_csv(keypoints) if keypoints is not None else None
 
-    from core.io.stream import iter_records
-    from core.pipeline import apply_flow
+    from semcorr.io.stream import iter_records
+    from semcorr.pipeline import apply_flow
 
     done = apply_flow(iter_records(input), output, image, mask, pts, pair, direction, other, overlay, matches, top, foreground, force)
     if quiet or done.kind == "mask":

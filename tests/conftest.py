@@ -36,6 +36,6 @@ def shared_data() -> Path:
 @pytest.fixture(scope="session")
 def mobilenet():
     """The offline default backbone, built once per test session."""
-    from core.backbones import build_backbone
+    from semcorr.backbones import build_backbone
 
     return build_backbone("mobilenet_v2")

@@ -4,11 +4,11 @@ from pathlib import Path
 
 import pytest
 
-import core.evaluate.reports as reports
-from core.errors import UsageError
-from core.files import atomic_output, atomic_write_text
-from core.io.records import PairRecord
-from core.io.stream import RecordWriter, iter_records, write_records
+import semcorr.evaluate.reports as reports
+from semcorr.errors import UsageError
+from semcorr.files import atomic_output, atomic_write_text
+from semcorr.io.records import PairRecord
+from semcorr.io.stream import RecordWriter, iter_records, write_records
 from test_evaluate_cli import invoke, make_custom, write_shift_flows
 
 
@@ -67,7 +67,7 @@ def test_evaluate_interrupted_while_writing_its_reports_keeps_the_old_ones(tmp_p
 
 def test_an_impossible_report_leaves_every_report_as_it_was(tmp_path):
     """A mask protocol has no PCK curves: the plot is refused before r.json is replaced."""
-    from core.protocols import get_protocol
+    from semcorr.protocols import get_protocol
     from test_evaluate_summary import _run
 
     run = _run()

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from core.backbones import (
+from semcorr.backbones import (
     MOBILENET_V2_DEEPSORT,
     block_layers,
     build_backbone,
     layer_table,
     remap_deepsort_mobilenet,
 )
-from core.errors import UsageError, WeightsError
-from core.weights import load_state_dict_file, sha256_file
+from semcorr.errors import UsageError, WeightsError
+from semcorr.weights import load_state_dict_file, sha256_file
 
 
 def test_offline_mobilenet_file_is_the_published_one():
@@ -121,7 +121,7 @@ def test_loading_the_stages_does_not_import_torchvision():
     import subprocess
     import sys
 
-    stages = ", ".join(f"core.pipeline.{m}" for m in ("extract", "correlate", "refine", "flow", "heatmaps", "warping", "summary", "predictors"))
-    code = f"import sys, {stages}, core.io.stream, core.evaluate, core.flow, core.warp; print('torchvision' in sys.modules)"
+    stages = ", ".join(f"semcorr.pipeline.{m}" for m in ("extract", "correlate", "refine", "flow", "heatmaps", "warping", "summary", "predictors"))
+    code = f"import sys, {stages}, semcorr.io.stream, semcorr.evaluate, semcorr.flow, semcorr.warp; print('torchvision' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

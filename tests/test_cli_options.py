@@ -11,7 +11,7 @@ runner = CliRunner()
 
 
 def test_choice_types_list_what_the_library_accepts():
-    from core.flow import METHODS
+    from semcorr.flow import METHODS
 
     assert get_args(get_args(MatchMethod)[0]) == METHODS
     assert get_args(get_args(Dtype)[0]) == ("float16", "float32")
@@ -34,7 +34,7 @@ def test_a_value_outside_a_choice_is_a_usage_error_before_any_work(tmp_path):
 
 
 def test_evaluate_choices_are_the_protocols():
-    from core.datasets.base import COORDS
+    from semcorr.datasets.base import COORDS
     from semcorr_cli.evaluate import Coords
 
     assert get_args(Coords) == COORDS
@@ -48,7 +48,7 @@ def test_train_options_are_declared_once_in_the_library():
 
     import typer.main
 
-    from core.train.options import HYPER_FIELDS, option_fields
+    from semcorr.train.options import HYPER_FIELDS, option_fields
 
     command = typer.main.get_command(app).commands["train"]
     by_name = {p.name: p for p in command.params}

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import willow_image
-from core.io.stream import iter_records
+from semcorr.io.stream import iter_records
 from semcorr_cli.main import app
 
 A = willow_image("Cars_006a.png")
@@ -76,7 +76,7 @@ def test_synthetic_translation_of_a_real_image_is_recovered(tmp_path):
 
 
 def test_warp_outputs(tmp_path, self_pair_flow):
-    from core.io.stream import RecordWriter
+    from semcorr.io.stream import RecordWriter
 
     with RecordWriter(tmp_path / "self.h5", "test") as w:
         w.write(self_pair_flow)
@@ -152,7 +152,7 @@ def test_bad_input_gives_one_clear_line_and_the_right_code(tmp_path, setup, args
 
 
 def test_wrong_stage_record_is_rejected(self_pair_flow, tmp_path):
-    from core.io.stream import RecordWriter
+    from semcorr.io.stream import RecordWriter
 
     with RecordWriter(tmp_path / "flow.h5", "t") as w:
         w.write(self_pair_flow)
@@ -190,8 +190,8 @@ def test_real_unix_pipe_between_processes(tmp_path):
 
 
 def test_writing_binary_to_a_terminal_is_refused():
-    from core.errors import UsageError
-    from core.io.stream import RecordWriter
+    from semcorr.errors import UsageError
+    from semcorr.io.stream import RecordWriter
 
     class Tty(io.BytesIO):
         def isatty(self):
@@ -211,7 +211,7 @@ def test_image_smaller_than_a_feature_cell_is_refused(tmp_path):
 def test_large_jpeg_is_decoded_reduced_but_keeps_its_original_size(tmp_path):
     big = Image.open(A).convert("RGB").resize((2400, 1600))
     big.save(tmp_path / "big.jpg", quality=90)
-    from core.images import load_image, original_size
+    from semcorr.images import load_image, original_size
 
     img = load_image(tmp_path / "big.jpg", reduce_to=128)
     assert original_size(img) == (1600, 2400)

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.conv4d import CONV4D_STRATEGIES, Conv4d, conv4d, conv4d_output_size, conv4d_reference
+from semcorr.conv4d import CONV4D_STRATEGIES, Conv4d, conv4d, conv4d_output_size, conv4d_reference
 
 from helpers_4d import one_thread  # noqa: F401 - autouse: one torch thread in this module
 

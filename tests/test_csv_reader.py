@@ -10,10 +10,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import willow_image
-from core.csvtable import read_csv, read_points_csv
-from core.errors import DataError
-from core.io.records import PairRecord
-from core.io.stream import RecordWriter, iter_records
+from semcorr.csvtable import read_csv, read_points_csv
+from semcorr.errors import DataError
+from semcorr.io.records import PairRecord
+from semcorr.io.stream import RecordWriter, iter_records
 from semcorr_cli.main import app
 
 A = willow_image("Cars_006a.png")
@@ -100,7 +100,7 @@ def test_warp_reads_a_spreadsheet_keypoint_file(tmp_path):
 
 
 def test_evaluate_reads_the_same_spreadsheet_list_as_a_plain_one(odd_images):
-    from core.datasets.custom import CustomPairs
+    from semcorr.datasets.custom import CustomPairs
 
     rows = ["source_image,target_image,XA,YA,XB,YB,category", '"cat, 1.png", "cat 2.png", "10;20", "30;40", "12;22", "31;41", "a cat, really"']
     spreadsheet(odd_images / "sheet.csv", rows)
@@ -115,8 +115,8 @@ def test_evaluate_reads_the_same_spreadsheet_list_as_a_plain_one(odd_images):
 
 
 def test_the_dataset_lists_that_train_and_evaluate_read_accept_spreadsheet_files(tmp_path):
-    from core.training_data.sources import open_training_source
-    from core.datasets import open_dataset
+    from semcorr.training_data.sources import open_training_source
+    from semcorr.datasets import open_dataset
     from test_data_sources import make_pf_pascal
 
     make_pf_pascal(tmp_path)  # train_pairs.csv as plain text

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import CALTECH
-from core.training_data import (
+from semcorr.training_data import (
     AnnotatedPairs,
     SameClassPairs,
     StepOrder,
@@ -24,13 +24,13 @@ from core.training_data import (
     scan_class_tree,
     segmentation_foreground,
 )
-from core.training_data.augment import is_well_conditioned, item_rng, random_affine
-from core.training_data.loading import scale_keypoints
-from core.training_data.masks import box_mask
-from core.training_data.order import RankBatchSampler, seeded_subset
-from core.errors import DataError, UsageError
-from core.geometry import pixels_to_normalized
-from core.images import IMAGENET_MEAN, IMAGENET_STD
+from semcorr.training_data.augment import is_well_conditioned, item_rng, random_affine
+from semcorr.training_data.loading import scale_keypoints
+from semcorr.training_data.masks import box_mask
+from semcorr.training_data.order import RankBatchSampler, seeded_subset
+from semcorr.errors import DataError, UsageError
+from semcorr.geometry import pixels_to_normalized
+from semcorr.images import IMAGENET_MEAN, IMAGENET_STD
 
 
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
@@ -274,7 +274,7 @@ def test_empty_or_classless_data_is_refused(tmp_path):
 
 
 class FakeBenchmark:
-    """Stands in for a core.datasets reader: a list of KeypointPair."""
+    """Stands in for a semcorr.datasets reader: a list of KeypointPair."""
 
     name, split = "pf-pascal", "train"
 
@@ -289,7 +289,7 @@ class FakeBenchmark:
 
 
 def test_annotated_pairs_resize_keypoints_and_apply_the_split_flip(tmp_path):
-    from core.datasets.base import KeypointPair
+    from semcorr.datasets.base import KeypointPair
 
     ys, xs = np.mgrid[0:30, 0:60]
     Image.fromarray(np.stack([xs * 4, ys * 8, xs * 0], -1).astype(np.uint8)).save(tmp_path / "a.png")

@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED
-from core.datasets import CALTECH_CLASSES, Caltech101, CustomPairs, open_dataset, polygon_mask
-from core.errors import DataError
+from semcorr.datasets import CALTECH_CLASSES, Caltech101, CustomPairs, open_dataset, polygon_mask
+from semcorr.errors import DataError
 
 CALTECH = SHARED / "caltech-101-subset"
 needs_caltech = pytest.mark.skipif(not (CALTECH / "101_ObjectCategories").is_dir(), reason="shared Caltech-101 subset not present")

@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from core.datasets import open_dataset
-from core.datasets.cub import draw_pairs
-from core.errors import DataError, UsageError
+from semcorr.datasets import open_dataset
+from semcorr.datasets.cub import draw_pairs
+from semcorr.errors import DataError, UsageError
 from semcorr_cli.main import app
 
 # image id → (class folder, file, is_train, box x y w h, {part id: (x, y)} of the visible parts)
@@ -136,7 +136,7 @@ def test_cub_mmnet_preset_identity_scores_by_hand(tmp_path):
 
 
 def test_training_pairs_from_the_train_split(tmp_path):
-    from core.training_data.sources import open_training_source
+    from semcorr.training_data.sources import open_training_source
 
     base = make_cub(tmp_path)
     src = open_training_source(f"cub:{base}", "keypoints", 32, seed=0)

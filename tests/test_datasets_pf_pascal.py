@@ -10,8 +10,8 @@ import scipy.io
 from PIL import Image
 
 from conftest import SHARED
-from core.datasets import PASCAL_CLASSES, PFPascal, open_dataset
-from core.errors import DataError, UsageError
+from semcorr.datasets import PASCAL_CLASSES, PFPascal, open_dataset
+from semcorr.errors import DataError, UsageError
 
 SPLITS = SHARED / "pf-pascal-splits"
 needs_splits = pytest.mark.skipif(not SPLITS.is_dir(), reason="shared PF-PASCAL split files not present")

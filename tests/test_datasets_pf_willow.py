@@ -8,8 +8,8 @@ import scipy.io
 from PIL import Image
 
 from conftest import WILLOW
-from core.datasets import PFWillow, open_dataset
-from core.errors import DataError, UsageError
+from semcorr.datasets import PFWillow, open_dataset
+from semcorr.errors import DataError, UsageError
 
 needs_willow = pytest.mark.skipif(not (WILLOW / "test_pairs_pf.csv").is_file(), reason="shared PF-WILLOW not present")
 

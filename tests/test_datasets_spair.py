@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from core.datasets import SPair71k, open_dataset
-from core.datasets.spair import parse_pair_name
-from core.errors import DataError, UsageError
+from semcorr.datasets import SPair71k, open_dataset
+from semcorr.datasets.spair import parse_pair_name
+from semcorr.errors import DataError, UsageError
 
 SPAIR = SHARED / "spair-71k-format"
 needs_spair = pytest.mark.skipif(not (SPAIR / "Layout").is_dir(), reason="shared SPair-71k samples not present")

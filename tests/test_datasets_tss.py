@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from conftest import SHARED
-from core.datasets import TSS, open_dataset
-from core.errors import DataError, UsageError
-from core.io.middlebury_flo import absolute_to_displacement, displacement_to_absolute, read_flo, write_flo
+from semcorr.datasets import TSS, open_dataset
+from semcorr.errors import DataError, UsageError
+from semcorr.io.middlebury_flo import absolute_to_displacement, displacement_to_absolute, read_flo, write_flo
 
 TSS_ROOT = SHARED / "tss-sample" / "TSS_CVPR2016"
 needs_tss = pytest.mark.skipif(not TSS_ROOT.is_dir(), reason="shared TSS sample not present")

@@ -12,15 +12,15 @@ import torch
 import torch.nn.functional as F
 from typer.testing import CliRunner
 
-from core.ncnet_consensus import mutual_matching, softmax_over_target
-from core.dccnet_context import DynamicFusion, SpatialContextEncoder, spatial_descriptor, target_maps_on_grid
-from core.conv4d import conv4d_reference
-from core.correlation import correlation_4d, l2_normalize, transpose_corr
-from core.errors import WeightsError
-from core.images import image_to_tensor, load_image
-from core.models.dccnet import build_dccnet
-from core.models.official import conv4d_weight_to_official
-from core.weights import save_checkpoint
+from semcorr.ncnet_consensus import mutual_matching, softmax_over_target
+from semcorr.dccnet_context import DynamicFusion, SpatialContextEncoder, spatial_descriptor, target_maps_on_grid
+from semcorr.conv4d import conv4d_reference
+from semcorr.correlation import correlation_4d, l2_normalize, transpose_corr
+from semcorr.errors import WeightsError
+from semcorr.images import image_to_tensor, load_image
+from semcorr.models.dccnet import build_dccnet
+from semcorr.models.official import conv4d_weight_to_official
+from semcorr.weights import save_checkpoint
 
 from conftest import CALTECH
 from helpers_4d import one_thread, randomize, resnet_lookalike_features, transpose_6d  # noqa: F401 - one_thread is autouse
@@ -308,8 +308,8 @@ def test_official_dccnet_checkpoint_round_trip(tmp_path):
 
 
 def _features_file(tmp_path: Path, n_pairs: int = 2) -> Path:
-    from core.io.records import PairRecord
-    from core.io.stream import write_records
+    from semcorr.io.records import PairRecord
+    from semcorr.io.stream import write_records
 
     img = CALTECH / "Motorbikes"
     recs = []
@@ -325,7 +325,7 @@ def _features_file(tmp_path: Path, n_pairs: int = 2) -> Path:
 
 
 def test_refine_cli_writes_the_models_corr_and_fusion_weights(tmp_path):
-    from core.io.stream import iter_records
+    from semcorr.io.stream import iter_records
     from semcorr_cli.main import app
 
     model = build_dccnet(backbone_weights="random", context_kernel_size=5, **SMALL)
@@ -358,7 +358,7 @@ def test_refine_cli_writes_the_models_corr_and_fusion_weights(tmp_path):
 def test_refine_then_flow_gives_dccnets_matches_in_both_directions(tmp_path):
     # `refine --model dccnet | flow` must match each direction on its own merge (MergedA for
     # source→target, MergedB for target→source), as `flow --model dccnet` and the head do.
-    from core.io.stream import iter_records
+    from semcorr.io.stream import iter_records
     from semcorr_cli.main import app
 
     model = build_dccnet(backbone_weights="random", context_kernel_size=5, **SMALL)
@@ -400,9 +400,9 @@ def test_refine_then_flow_gives_dccnets_matches_in_both_directions(tmp_path):
 def test_show_cli_draws_one_panel_per_branch(tmp_path):
     from PIL import Image
 
-    from core.viz import colour_bar
+    from semcorr.viz import colour_bar
     from semcorr_cli.main import app
-    from core.viz import heatmap_figure
+    from semcorr.viz import heatmap_figure
 
     feats = _features_file(tmp_path, 1)
     fig = tmp_path / "fig.png"
@@ -425,7 +425,7 @@ def test_show_cli_draws_one_panel_per_branch(tmp_path):
 
 def test_hypercolumn_features_feed_both_branches():
     """With hypercolumn layers the context encoder reads their 352 channels on the stride-16 grid."""
-    from core.models.dccnet import build_dccnet
+    from semcorr.models.dccnet import build_dccnet
 
     model = build_dccnet(
         backbone_weights="random",
@@ -448,9 +448,9 @@ def test_hypercolumn_features_feed_both_branches():
 
 def test_dccnet_starts_from_an_ncnet_consensus(tmp_path):
     """An NC-Net checkpoint initialises DCCNet's shared consensus; context and fusion stay fresh."""
-    from core.models.dccnet import build_dccnet
-    from core.models.ncnet import build_ncnet
-    from core.weights import save_checkpoint
+    from semcorr.models.dccnet import build_dccnet
+    from semcorr.models.ncnet import build_ncnet
+    from semcorr.weights import save_checkpoint
 
     opts = {"ncons_kernel_sizes": [3, 3], "ncons_channels": [4, 1]}
     nc = build_ncnet(backbone_weights="random", center=True, **opts)

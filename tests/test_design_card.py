@@ -10,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import willow_image
-from core.io.stream import iter_records
+from semcorr.io.stream import iter_records
 from semcorr_cli.main import app
 
 A = willow_image("Cars_006a.png")

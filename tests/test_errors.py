@@ -1,9 +1,9 @@
-"""Library errors name parameters; the CLI names their flags (core.errors.param)."""
+"""Library errors name parameters; the CLI names their flags (semcorr.errors.param)."""
 
 import typer
 from typer.testing import CliRunner
 
-from core.errors import DataError, UsageError, param, render_params
+from semcorr.errors import DataError, UsageError, param, render_params
 from semcorr_cli.common import flag_for, handle_errors
 
 

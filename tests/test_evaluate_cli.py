@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import WILLOW
-from core.geometry import pixel_grid
+from semcorr.geometry import pixel_grid
 from semcorr_cli.main import app
 
 needs_willow = pytest.mark.skipif(not (WILLOW / "test_pairs_pf.csv").is_file(), reason="shared PF-WILLOW not present")
@@ -135,7 +135,7 @@ def test_pf_willow_precomputed_flows_by_list_names(tmp_path):
 
 @needs_willow
 def test_nn_model_end_to_end_on_one_pair(tmp_path):
-    pytest.importorskip("core.pipeline")
+    pytest.importorskip("semcorr.pipeline")
     r = invoke("--dataset", "pf-willow", "--root", WILLOW, "--model", "nn", "--size", 128, "--limit", 1, "--device", "cpu", "--json", tmp_path / "nn.json")
     assert r.exit_code == 0, r.output
     rep = json.loads((tmp_path / "nn.json").read_text())

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from conftest import SHARED
-from core.datasets import open_dataset
-from core.errors import DataError, UsageError
-from core.evaluate import RecordFlows, evaluate, merge_results, parse_shard, read_results, run_from_results, select_indices
-from core.geometry import pixel_grid
-from core.protocols import customize, get_protocol
+from semcorr.datasets import open_dataset
+from semcorr.errors import DataError, UsageError
+from semcorr.evaluate import RecordFlows, evaluate, merge_results, parse_shard, read_results, run_from_results, select_indices
+from semcorr.geometry import pixel_grid
+from semcorr.protocols import customize, get_protocol
 from semcorr_cli.common import flag_for
 
 TSS_ROOT = SHARED / "tss-sample" / "TSS_CVPR2016"

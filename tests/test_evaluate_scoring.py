@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.datasets import FlowPair, KeypointPair, MaskPair
-from core.errors import DataError
-from core.evaluate import PredictorSource, mirror_flows
-from core.evaluate.scoring import MISSING_ERROR, sample_flow, score_flow, score_keypoints, score_mask
-from core.geometry import pixel_grid
-from core.protocols import customize, get_protocol
+from semcorr.datasets import FlowPair, KeypointPair, MaskPair
+from semcorr.errors import DataError
+from semcorr.evaluate import PredictorSource, mirror_flows
+from semcorr.evaluate.scoring import MISSING_ERROR, sample_flow, score_flow, score_keypoints, score_mask
+from semcorr.geometry import pixel_grid
+from semcorr.protocols import customize, get_protocol
 
 CUSTOM = get_protocol("custom")
 

@@ -6,10 +6,10 @@ import json
 import pytest
 from PIL import Image
 
-from core.errors import UsageError
-from core.evaluate import EvaluationRun, draw_curves, summarize, write_csv, write_json, write_plot
-from core.evaluate.results import make_header
-from core.protocols import PRESETS, Protocol, customize, default_protocol, get_protocol, protocols_for
+from semcorr.errors import UsageError
+from semcorr.evaluate import EvaluationRun, draw_curves, summarize, write_csv, write_json, write_plot
+from semcorr.evaluate.results import make_header
+from semcorr.protocols import PRESETS, Protocol, customize, default_protocol, get_protocol, protocols_for
 
 SPAIR = get_protocol("spair-71k")
 
@@ -155,7 +155,7 @@ def test_plot_png(tmp_path):
     write_plot(tmp_path / "c.png", _run())
     with Image.open(tmp_path / "c.png") as im:
         assert im.format == "PNG" and im.size == (900, 600)
-    from core.evaluate.plot import PALETTE
+    from semcorr.evaluate.plot import PALETTE
 
     img = draw_curves({"all": [0.0] * 30, "x": [100.0] * 30}, size=(400, 300))
     # plot area x 70..210, y 40 (100 %) .. 240 (0 %): "x" (second colour) along the top, "all" (black, 3 px) along the bottom

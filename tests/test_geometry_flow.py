@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from core.correlation import correlate, correlation_4d, l2_normalize, mutual_nn_mask, normalize_over_target, transpose_corr
-from core.flow import (
+from semcorr.correlation import correlate, correlation_4d, l2_normalize, mutual_nn_mask, normalize_over_target, transpose_corr
+from semcorr.flow import (
     argmax_matches,
     gaussian_window,
     kernel_soft_argmax_matches,
@@ -14,8 +14,8 @@ from core.flow import (
     matches_to_flow,
     soft_argmax_matches,
 )
-from core.geometry import cell_centers, cell_grid, normalized_to_pixels, pixels_to_normalized
-from core.warp import points_through_flow, valid_flow_mask, warp_image, warp_mask
+from semcorr.geometry import cell_centers, cell_grid, normalized_to_pixels, pixels_to_normalized
+from semcorr.warp import points_through_flow, valid_flow_mask, warp_image, warp_mask
 
 
 def test_cell_centres_and_pixel_round_trip():
@@ -145,7 +145,7 @@ def test_transfer_keypoints_interpolates_and_flags_outside():
 
 
 def test_mutual_filter_keeps_mutual_matches_and_falls_back_to_argmax():
-    from core.flow import mutual_filter
+    from semcorr.flow import mutual_filter
 
     # source 0 ↔ target 0 mutual; source 1 prefers target 0 (taken) → no mutual match
     c = torch.tensor([[0.9, 0.1], [0.8, 0.2]]).view(1, 2, 1, 2, 1)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import core.images as images
-from core.errors import DataError
-from core.images import EXIF_ORIENTATION, image_file_size, load_image, load_mask
+import semcorr.images as images
+from semcorr.errors import DataError
+from semcorr.images import EXIF_ORIENTATION, image_file_size, load_image, load_mask
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
@@ -79,7 +79,7 @@ def test_a_rotated_mask_is_turned_like_its_image(tmp_path):
 
 
 def test_records_store_the_upright_size(tmp_path, mobilenet):
-    from core.pipeline import FeatureExtractor
+    from semcorr.pipeline import FeatureExtractor
 
     src = phone_jpeg(tmp_path / "phone.jpg")
     trg = tmp_path / "plain.png"

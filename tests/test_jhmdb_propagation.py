@@ -10,12 +10,12 @@ import scipy.io
 from PIL import Image
 from typer.testing import CliRunner
 
-from core.datasets import open_dataset
-from core.errors import DataError, UsageError
-from core.evaluate import evaluate
-from core.pipeline import IdentityPredictor
-from core.propagate import carry_points, propagate
-from core.protocols import customize, get_protocol
+from semcorr.datasets import open_dataset
+from semcorr.errors import DataError, UsageError
+from semcorr.evaluate import evaluate
+from semcorr.pipeline import IdentityPredictor
+from semcorr.propagate import carry_points, propagate
+from semcorr.protocols import customize, get_protocol
 from semcorr_cli.main import app
 
 W, H = 40, 30

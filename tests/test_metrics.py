@@ -1,11 +1,11 @@
-"""core.metrics against hand-computed cases."""
+"""semcorr.metrics against hand-computed cases."""
 
 import math
 
 import numpy as np
 import pytest
 
-from core.metrics import (
+from semcorr.metrics import (
     CURVE_ALPHAS,
     bbox_side,
     correct_keypoints,
@@ -69,7 +69,7 @@ def test_pck_counts_error_at_most_alpha_L_and_ignores_nan():
 
 def test_minus_one_padding_does_not_inflate_pck():
     """The padded points of a PF-WILLOW/PF-PASCAL list must not count, neither as hits nor in the total."""
-    from core.datasets.base import pad_to_nan
+    from semcorr.datasets.base import pad_to_nan
 
     gt = pad_to_nan(np.array([[10.0, 10.0], [20.0, 20.0], [-1.0, -1.0], [-1.0, -1.0]]))
     pred = np.array([[10.0, 10.0], [50.0, 50.0], [-1.0, -1.0], [-1.0, -1.0]])  # padded "predictions" equal the padding

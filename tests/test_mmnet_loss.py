@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.losses.mmnet import (
+from semcorr.losses.mmnet import (
     gaussian_kernel_3x3,
     inverse_distance_map,
     multiscale_keypoint_loss,

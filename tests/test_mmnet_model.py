@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from core.backbones import block_layers
-from core.errors import WeightsError
-from core.flow import argmax_matches
-from core.models import build_model
-from core.models.base import Matches
-from core.models.mmnet import MMNet, build_mmnet
+from semcorr.backbones import block_layers
+from semcorr.errors import WeightsError
+from semcorr.flow import argmax_matches
+from semcorr.models import build_model
+from semcorr.models.base import Matches
+from semcorr.models.mmnet import MMNet, build_mmnet
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +77,8 @@ def test_output_volume_is_the_coarse_to_fine_level(mobilenet_model):
         vols = m.volumes(maps_a, maps_b)
         out = m.match_maps(maps_a, maps_b)
     torch.testing.assert_close(out.corr, vols[1])
-    from core.correlation import correlation_4d
-    from core.mmnet_multiscale import upsample_4d
+    from semcorr.correlation import correlation_4d
+    from semcorr.mmnet_multiscale import upsample_4d
 
     torch.testing.assert_close(vols[1], correlation_4d(maps_a[1], maps_b[1]) + upsample_4d(vols[2], (12, 12), (12, 12)))
 

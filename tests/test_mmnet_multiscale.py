@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from core.correlation import correlation_4d
-from core.errors import UsageError
-from core.flow import argmax_matches
-from core.losses.mmnet import sample_volume_rows
-from core.mmnet_multiscale import (
+from semcorr.correlation import correlation_4d
+from semcorr.errors import UsageError
+from semcorr.flow import argmax_matches
+from semcorr.losses.mmnet import sample_volume_rows
+from semcorr.mmnet_multiscale import (
     LocalSelfAttention,
     ScaleEnhancement,
     StageEnhancement,

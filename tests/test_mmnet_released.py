@@ -25,14 +25,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import SHARED
-from core.backbones import build_backbone
-from core.errors import WeightsError
-from core.evaluate.scoring import score_keypoints
-from core.images import image_to_tensor
-from core.models.base import Matches
-from core.models.mmnet import build_mmnet, map_public_state_dict, own_to_public_key, transfer_flow, transfer_points
-from core.pipeline import ModelPredictor
-from core.protocols import get_protocol
+from semcorr.backbones import build_backbone
+from semcorr.errors import WeightsError
+from semcorr.evaluate.scoring import score_keypoints
+from semcorr.images import image_to_tensor
+from semcorr.models.base import Matches
+from semcorr.models.mmnet import build_mmnet, map_public_state_dict, own_to_public_key, transfer_flow, transfer_points
+from semcorr.pipeline import ModelPredictor
+from semcorr.protocols import get_protocol
 from semcorr_cli.main import app
 
 LAYOUT_FILE = SHARED.parent / "official-checkpoints" / "mmnet.json"
@@ -147,7 +147,7 @@ def test_the_lookalike_has_the_recorded_layout(released_r101, r101_layout):
 
 
 def test_released_resnet101_loads_every_weight_and_names_the_unused_ones_in_one_line(released_r101, r101_layout, caplog):
-    with caplog.at_level(logging.WARNING, logger="core.models.mmnet"):
+    with caplog.at_level(logging.WARNING, logger="semcorr.models.mmnet"):
         model = build_mmnet("resnet101", weights=released_r101)
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "ignored 28 weights of modules the MMNet forward never calls" in lines[0]
@@ -208,7 +208,7 @@ def test_released_layout_errors_name_the_public_key(loaded_r101, released_r101, 
 def test_fcn_backbone_keys_dilations_and_strides(r101_layout):
     bb = build_backbone("fcn_resnet101", "empty")  # structure only: no seconds of random init
     net_keys = {k for k in fcn_layout(r101_layout) if k.startswith("backbone.") and not k.startswith("backbone.fc.")}
-    from core.models.mmnet import MMNet
+    from semcorr.models.mmnet import MMNet
 
     model = MMNet(bb)
     public = {own_to_public_key(k, bb): tuple(v.shape) for k, v in model.state_dict().items() if k.startswith("backbone.")}
@@ -230,7 +230,7 @@ def test_fcn_backbone_keys_dilations_and_strides(r101_layout):
 def test_released_fcn_lookalike_loads_and_skips_the_upsampling_between_stride8_stages(tmp_path, r101_layout, caplog):
     path = tmp_path / "ckp_pascal_fcnres101.pth"
     torch.save(lookalike(fcn_layout(r101_layout), 1), path)
-    with caplog.at_level(logging.WARNING, logger="core.models.mmnet"):
+    with caplog.at_level(logging.WARNING, logger="semcorr.models.mmnet"):
         model = build_mmnet("fcn_resnet101", weights=path)
     (line,) = [r.getMessage() for r in caplog.records]
     assert "ignored 30 weights" in line and "feat_upsample_3" in line and "feat_upsample_4" in line
@@ -376,7 +376,7 @@ def test_fcn_backbone_loads_from_a_gluoncvth_fcn_file(tmp_path):
     g = torch.Generator().manual_seed(2)
     own = {k: torch.randn(1, generator=g).expand(v.shape) if v.is_floating_point() else v.zero_() for k, v in net.state_dict().items()}
     # our stage names → gluoncvth's: stages.0.0 = conv1 (Sequential), stages.0.1 = bn1, stages.N = layer*.i
-    from core.models.mmnet import own_to_public_key
+    from semcorr.models.mmnet import own_to_public_key
 
     public = {own_to_public_key("backbone." + k, net)[len("backbone.") :]: v for k, v in own.items()}
     path = tmp_path / "fcn_resnet101_voc.pth"
@@ -393,8 +393,8 @@ def test_fcn_backbone_loads_from_a_gluoncvth_fcn_file(tmp_path):
 def test_released_checkpoint_through_the_cli_pipe_equals_the_predictor(tmp_path, released_r101, loaded_r101):
     """extract --model mmnet --weights FILE | flow --model mmnet --weights FILE gives the predictor's flows."""
     from conftest import willow_image
-    from core.images import load_image
-    from core.io.stream import iter_records
+    from semcorr.images import load_image
+    from semcorr.io.stream import iter_records
 
     a, b = willow_image("Cars_006a.png"), willow_image("Cars_007a.png")
     common = ["--model", "mmnet", "--weights", str(released_r101)]

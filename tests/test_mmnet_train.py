@@ -11,10 +11,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import CALTECH
-from core.geometry import affine_grid_points, normalized_to_pixels, pixel_grid, pixels_to_normalized
-from core.images import image_to_float, load_image, normalize_imagenet
-from core.models.mmnet import MMNet, build_mmnet
-from core.weights import save_checkpoint
+from semcorr.geometry import affine_grid_points, normalized_to_pixels, pixel_grid, pixels_to_normalized
+from semcorr.images import image_to_float, load_image, normalize_imagenet
+from semcorr.models.mmnet import MMNet, build_mmnet
+from semcorr.weights import save_checkpoint
 
 SIZE = 96
 

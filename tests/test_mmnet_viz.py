@@ -7,10 +7,10 @@ import pytest
 import torch
 from PIL import Image
 
-from core.images import image_to_tensor
-from core.losses.mmnet import sample_volume_rows
-from core.models.mmnet import build_mmnet
-from core.models.mmnet_viz import (
+from semcorr.images import image_to_tensor
+from semcorr.losses.mmnet import sample_volume_rows
+from semcorr.models.mmnet import build_mmnet
+from semcorr.models.mmnet_viz import (
     ScaleHeatmap,
     draw_per_scale,
     heat_colours,
@@ -85,7 +85,7 @@ def test_show_panels_are_the_same_heatmaps_coarsest_first(model):
     assert [t for t, _ in panels] == ["stride 32", "stride 16", "stride 8", "stride 4"]
     for (_, heat), hm in zip(panels, reversed(hms)):
         np.testing.assert_allclose(heat, hm.prob.numpy(), rtol=1e-5, atol=1e-7)
-    from core.viz import heatmap_figure
+    from semcorr.viz import heatmap_figure
 
     fig = heatmap_figure(a, point, b, panels, height=64)
     assert fig.height > 64 and fig.width > 4 * 64

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from core.ncnet_consensus import NeighConsensus, mutual_matching
-from core.conv4d import conv4d_reference
-from core.correlation import correlation_4d, l2_normalize, transpose_corr
-from core.errors import UsageError, WeightsError
-from core.geometry import cell_grid
-from core.losses.weak import matching_score, weak_loss
-from core.models.ncnet import build_ncnet
-from core.models.official import conv4d_weight_to_official
-from core.weights import save_checkpoint
+from semcorr.ncnet_consensus import NeighConsensus, mutual_matching
+from semcorr.conv4d import conv4d_reference
+from semcorr.correlation import correlation_4d, l2_normalize, transpose_corr
+from semcorr.errors import UsageError, WeightsError
+from semcorr.geometry import cell_grid
+from semcorr.losses.weak import matching_score, weak_loss
+from semcorr.models.ncnet import build_ncnet
+from semcorr.models.official import conv4d_weight_to_official
+from semcorr.weights import save_checkpoint
 
 from helpers_4d import one_thread, randomize, resnet_lookalike_features, transpose_6d  # noqa: F401 - one_thread is autouse
 
@@ -278,7 +278,7 @@ HYPER = "features.6,features.10,features.13,features.16"
 
 
 def test_hypercolumn_features_sit_on_the_feature_layer_grid():
-    from core.correlation import hypercolumn
+    from semcorr.correlation import hypercolumn
 
     model = build_ncnet(hypercolumn=HYPER, center=True, **TINY)  # the offline ImageNet MobileNetV2
     assert model.required_layers == ["features.13", "features.6", "features.10", "features.16"]

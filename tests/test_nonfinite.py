@@ -12,9 +12,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import willow_image
-from core.errors import DataError, WeightsError
-from core.geometry import pixel_grid
-from core.io.stream import iter_records, record_to_bytes
+from semcorr.errors import DataError, WeightsError
+from semcorr.geometry import pixel_grid
+from semcorr.io.stream import iter_records, record_to_bytes
 from semcorr_cli.main import app
 
 A = willow_image("Cars_006a.png")
@@ -73,8 +73,8 @@ def test_every_stage_refuses_non_finite_records_in_one_sentence(clean, tmp_path,
 
 
 def test_streams_are_checked_as_files_are():
-    from core.io.records import PairRecord
-    from core.io.stream import write_frame
+    from semcorr.io.records import PairRecord
+    from semcorr.io.stream import write_frame
 
     corr = np.zeros((2, 3, 2, 3), dtype=np.float32)
     corr[1, 2, 0, 0] = -np.inf
@@ -118,9 +118,9 @@ def test_evaluate_scores_nan_flows_as_misses_and_refuses_inf(tmp_path):
 
 
 def test_weights_holding_nan_are_refused_at_load_for_every_reader(tmp_path):
-    from core.models import build_model
-    from core.models.official import read_official_checkpoint
-    from core.weights import load_state_dict_file, save_checkpoint
+    from semcorr.models import build_model
+    from semcorr.models.official import read_official_checkpoint
+    from semcorr.weights import load_state_dict_file, save_checkpoint
 
     net = build_model("sfnet", backbone_weights="random", weights=None)
     state = net.head_state_dict()

@@ -1,9 +1,9 @@
-"""The one list / KEY=VALUE parser (core.parsing)."""
+"""The one list / KEY=VALUE parser (semcorr.parsing)."""
 
 import pytest
 
-from core.errors import UsageError
-from core.parsing import parse_float_list, parse_int_list, parse_key_values, parse_name_list, split_items
+from semcorr.errors import UsageError
+from semcorr.parsing import parse_float_list, parse_int_list, parse_key_values, parse_name_list, split_items
 
 
 def test_split_items_accepts_commas_semicolons_and_blanks():

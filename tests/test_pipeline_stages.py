@@ -1,5 +1,5 @@
-"""The stages are library calls (core.pipeline): the CLI's records equal the in-process ones, a record's
-backbone is read in one place (and an unsaid one refused), and core imports neither the CLI nor upwards."""
+"""The stages are library calls (semcorr.pipeline): the CLI's records equal the in-process ones, a record's
+backbone is read in one place (and an unsaid one refused), and the library imports neither the CLI nor upwards."""
 
 import ast
 from pathlib import Path
@@ -9,9 +9,9 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import REPO, willow_image
-from core.errors import DataError
-from core.io.records import PairRecord
-from core.io.stream import RecordWriter, iter_records
+from semcorr.errors import DataError
+from semcorr.io.records import PairRecord
+from semcorr.io.stream import RecordWriter, iter_records
 from semcorr_cli.common import flag_for
 from semcorr_cli.main import app
 
@@ -47,8 +47,8 @@ def assert_same_datasets(ours: PairRecord, cli: PairRecord) -> None:
 
 
 def test_extract_correlate_flow_in_process_give_the_cli_records(tmp_path):
-    from core.io.pair_list import ImagePair
-    from core.pipeline import build_extractor, correlate_records, extract_pairs, flow_records
+    from semcorr.io.pair_list import ImagePair
+    from semcorr.pipeline import build_extractor, correlate_records, extract_pairs, flow_records
 
     layers = ["features.4", "features.6"]
     assert run("extract", A, B, "--size", "64", "--layers", ",".join(layers), "-o", tmp_path / "f.h5").exit_code == 0
@@ -72,8 +72,8 @@ def test_extract_correlate_flow_in_process_give_the_cli_records(tmp_path):
 
 
 def test_refine_in_process_gives_the_cli_record_and_flow_reads_its_rule(tmp_path):
-    from core.io.pair_list import ImagePair
-    from core.pipeline import build_extractor, extract_pairs, flow_records, matching_rule, refine_records
+    from semcorr.io.pair_list import ImagePair
+    from semcorr.pipeline import build_extractor, extract_pairs, flow_records, matching_rule, refine_records
 
     assert run("extract", A, B, "--size", "64", "--model", "ncnet", "-o", tmp_path / "f.h5").exit_code == 0
     assert run("refine", tmp_path / "f.h5", "--model", "ncnet", "-o", tmp_path / "r.h5").exit_code == 0
@@ -103,7 +103,7 @@ def features_record(attrs: dict[str, dict]) -> PairRecord:
 
 
 def test_record_backbone_reads_the_one_backbone_and_refuses_an_unsaid_or_mixed_one():
-    from core.pipeline import record_backbone
+    from semcorr.pipeline import record_backbone
 
     assert record_backbone(features_record({"features.13": {"backbone": "resnet101"}})) == "resnet101"
     with pytest.raises(DataError, match=r"^record 'p7' does not say which backbone made its features \(its layers name none\)$"):
@@ -128,8 +128,8 @@ def test_flow_with_a_model_refuses_a_record_that_does_not_say_its_backbone(tmp_p
 
 
 def test_library_errors_name_parameters_and_the_cli_renders_its_flags():
-    from core.errors import UsageError
-    from core.pipeline import build_extractor, build_refiner, resolve_device
+    from semcorr.errors import UsageError
+    from semcorr.pipeline import build_extractor, build_refiner, resolve_device
 
     with pytest.raises(UsageError) as info:
         build_extractor(layers=["features.4"], model="ncnet")
@@ -148,7 +148,7 @@ def test_library_errors_name_parameters_and_the_cli_renders_its_flags():
 
 def imports_of(path: Path) -> set[str]:
     """Every module ``path`` imports (at the top or inside functions), relative imports made absolute."""
-    parts = list(path.relative_to(REPO).with_suffix("").parts)
+    parts = ["semcorr", *path.relative_to(CORE).with_suffix("").parts]  # core/ installs as semcorr
     package = parts if parts[-1] == "__init__" else parts[:-1]
     package = [p for p in package if p != "__init__"]
     out = set()
@@ -177,10 +177,10 @@ def test_no_library_module_imports_the_cli():
 #: Layers of the library, lowest first: a module may import its own layer and those below.
 LAYERS = [
     "ops",  # everything not named below: errors, backbones, correlation, flow, io, datasets, viz, ...
-    "core.models",
-    "core.pipeline",  # the stages build models
-    "core.evaluate",
-    "core.train",
+    "semcorr.models",
+    "semcorr.pipeline",  # the stages build models
+    "semcorr.evaluate",
+    "semcorr.train",
 ]
 
 
@@ -194,15 +194,15 @@ def layer_of(module: str) -> int:
 def test_library_imports_only_run_downwards():
     upward = []
     for f, mods in core_modules().items():
-        parts = list(f.relative_to(REPO).with_suffix("").parts)
+        parts = ["semcorr", *f.relative_to(CORE).with_suffix("").parts]
         me = layer_of(".".join(p for p in parts if p != "__init__"))
         for m in mods:
-            if m.startswith("core.") and layer_of(m) > me:
+            if m.startswith("semcorr.") and layer_of(m) > me:
                 upward.append(f"{f.relative_to(REPO)} imports {m}")
     assert upward == []
     # the test sees an upward import where there is one
-    assert layer_of("core.pipeline.flow") > layer_of("core.pseudo_labels")
-    assert "core.scores.correlate_scores" in imports_of(CORE / "pseudo_labels.py")
+    assert layer_of("semcorr.pipeline.flow") > layer_of("semcorr.pseudo_labels")
+    assert "semcorr.scores.correlate_scores" in imports_of(CORE / "pseudo_labels.py")
 
 
 def test_every_parameter_a_library_error_names_renders_to_a_real_flag():

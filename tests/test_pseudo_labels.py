@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from conftest import CALTECH
-from core.backbones import DEFAULT_LAYERS, build_backbone
-from core.errors import UsageError
-from core.images import image_to_float, load_image, normalize_imagenet
-from core.models.mmnet import build_mmnet
-from core.pseudo_labels import mutual_nn_keypoints, teacher_scores
+from semcorr.backbones import DEFAULT_LAYERS, build_backbone
+from semcorr.errors import UsageError
+from semcorr.images import image_to_float, load_image, normalize_imagenet
+from semcorr.models.mmnet import build_mmnet
+from semcorr.pseudo_labels import mutual_nn_keypoints, teacher_scores
 
 LAYERS = DEFAULT_LAYERS["mobilenet_v2"]
 
@@ -173,6 +173,6 @@ def test_the_train_banner_names_the_supervision():
     assert build_mmnet("mobilenet_v2").supervision_summary == "keypoint supervision"
     pseudo = build_mmnet("mobilenet_v2", supervision="pseudo", teacher="ncnet")
     assert pseudo.supervision_summary == "pseudo keypoints from the ncnet teacher"
-    from core.models.ncnet import build_ncnet
+    from semcorr.models.ncnet import build_ncnet
 
     assert build_ncnet("mobilenet_v2").supervision_summary == "weak supervision"

@@ -7,9 +7,9 @@ import h5py
 import numpy as np
 import pytest
 
-from core.errors import DataError
-from core.io.records import FORMAT_VERSION, PairRecord
-from core.io.stream import HEADER, STREAM_MAGIC, RecordWriter, iter_records, record_to_bytes
+from semcorr.errors import DataError
+from semcorr.io.records import FORMAT_VERSION, PairRecord
+from semcorr.io.stream import HEADER, STREAM_MAGIC, RecordWriter, iter_records, record_to_bytes
 
 
 def _plain_h5py_file(path, version=1, flow_shape=(4, 5, 2)):

@@ -17,15 +17,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from core.models.official import conv4d_weight_from_official
+from semcorr.models.official import conv4d_weight_from_official
 from released_layouts import lookalike_checkpoint, released_layout, tensor_entries
 
 from helpers_4d import one_thread  # noqa: F401 - autouse
 
 
 def _features_records(tmp_path: Path, channels: int = 1024, cells: int = 4) -> Path:
-    from core.io.records import PairRecord
-    from core.io.stream import write_records
+    from semcorr.io.records import PairRecord
+    from semcorr.io.stream import write_records
 
     g = torch.Generator().manual_seed(5)
     rec = PairRecord("pair0", "a.png", "b.png", (64, 64), (64, 64))
@@ -64,7 +64,7 @@ def test_the_layout_is_the_released_one(released):
 
 
 def test_released_file_loads_with_its_weights_in_place(released):
-    from core.models import build_model
+    from semcorr.models import build_model
 
     model, path, obj, _ = released
     net = build_model(model, backbone="resnet101", weights=str(path))  # backbone from the file
@@ -86,7 +86,7 @@ def test_released_file_loads_with_its_weights_in_place(released):
 
 
 def test_refine_with_the_released_file_equals_its_conversion(released):
-    from core.io.stream import iter_records
+    from semcorr.io.stream import iter_records
     from semcorr_cli.main import app
 
     model, path, _, tmp = released

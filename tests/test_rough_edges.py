@@ -14,12 +14,12 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-import core.files
-from core.errors import WeightsError
-from core.evaluate.export import plain_cell, run_label
-from core.geometry import pixel_grid
-from core.io.records import PairRecord
-from core.io.stream import RecordWriter
+import semcorr.files
+from semcorr.errors import WeightsError
+from semcorr.evaluate.export import plain_cell, run_label
+from semcorr.geometry import pixel_grid
+from semcorr.io.records import PairRecord
+from semcorr.io.stream import RecordWriter
 from semcorr_cli.main import app
 
 runner = CliRunner()
@@ -31,7 +31,7 @@ def invoke(*args, input=None):
 
 def test_version():
     r = invoke("--version")
-    assert r.exit_code == 0 and r.stdout.strip() == f"semcorr {__import__('core').__version__}"
+    assert r.exit_code == 0 and r.stdout.strip() == f"semcorr {__import__('semcorr').__version__}"
 
 
 def custom_dataset(root):
@@ -101,10 +101,10 @@ def test_plain_cells_and_run_labels():
 
 
 def test_outputs_get_the_users_umask(tmp_path, monkeypatch):
-    from core.weights import atomic_write_bytes, save_checkpoint
+    from semcorr.weights import atomic_write_bytes, save_checkpoint
 
     previous = os.umask(0o022)
-    core.files._umask.cache_clear()
+    semcorr.files._umask.cache_clear()
     try:
         atomic_write_bytes(tmp_path / "a.png", b"x")
         save_checkpoint(tmp_path / "w.safetensors", {"x": torch.zeros(2)}, {"model": "toy"})
@@ -115,13 +115,13 @@ def test_outputs_get_the_users_umask(tmp_path, monkeypatch):
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o644, name
     finally:
         os.umask(previous)
-        core.files._umask.cache_clear()
+        semcorr.files._umask.cache_clear()
 
 
 def test_a_checkpoint_without_its_sidecar_says_so(tmp_path):
     from safetensors.torch import save_file
 
-    from core.models import build_model
+    from semcorr.models import build_model
 
     save_file({"refine.conv.4.weight": torch.zeros(1)}, str(tmp_path / "ncnet.safetensors"))
     with pytest.raises(WeightsError, match=r"has no sidecar 'ncnet.json' beside it .*copy it along"):
@@ -143,7 +143,7 @@ def test_size_is_checked_the_same_way_everywhere(args):
 
 
 def test_old_spellings_still_work_hidden_and_clash_with_the_new(tmp_path):
-    from core.io.stream import iter_records
+    from semcorr.io.stream import iter_records
 
     rec = PairRecord("p", "a.png", "b.png", (32, 32), (32, 32))
     rec.features["src"]["x"] = np.random.rand(8, 4, 4).astype(np.float32)

@@ -1,12 +1,12 @@
-"""SFNet's loss terms (core.losses.sfnet): identities, hand-computed cases, invariants."""
+"""SFNet's loss terms (semcorr.losses.sfnet): identities, hand-computed cases, invariants."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from core.geometry import cell_grid
-from core.losses.sfnet import (
+from semcorr.geometry import cell_grid
+from semcorr.losses.sfnet import (
     flow_consistency,
     flow_smoothness,
     forward_differences,

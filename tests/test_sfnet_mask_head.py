@@ -10,15 +10,15 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from core.coseg import cosegment, read_through_flow
-from core.datasets import open_dataset
-from core.evaluate import PredictorSource, evaluate
-from core.io.middlebury_flo import write_flo
-from core.losses.sfnet import masks_on_grid, sfnet_objective
-from core.models.sfnet import MASK_NAMES, SFNet, build_sfnet
-from core.pipeline import ModelPredictor, identity_flow
-from core.protocols import customize, get_protocol
-from core.weights import save_checkpoint
+from semcorr.coseg import cosegment, read_through_flow
+from semcorr.datasets import open_dataset
+from semcorr.evaluate import PredictorSource, evaluate
+from semcorr.io.middlebury_flo import write_flo
+from semcorr.losses.sfnet import masks_on_grid, sfnet_objective
+from semcorr.models.sfnet import MASK_NAMES, SFNet, build_sfnet
+from semcorr.pipeline import ModelPredictor, identity_flow
+from semcorr.protocols import customize, get_protocol
+from semcorr.weights import save_checkpoint
 from semcorr_cli.main import app
 
 W, H = 20, 16
@@ -180,8 +180,8 @@ def test_tss_coseg_with_sfnet_mask_head_end_to_end_matches_its_own_masks(tmp_pat
 
 
 def test_flow_model_writes_mask_records_that_read_back(tmp_path, mobilenet):
-    from core.io.records import PairRecord, read_record, write_record
-    from core.pipeline import FeatureExtractor, model_flow_record
+    from semcorr.io.records import PairRecord, read_record, write_record
+    from semcorr.pipeline import FeatureExtractor, model_flow_record
 
     for name, size in (("a.png", (48, 40)), ("b.png", (56, 36))):
         Image.fromarray((np.random.default_rng(len(name)).random((size[1], size[0], 3)) * 255).astype(np.uint8)).save(tmp_path / name)
@@ -202,9 +202,9 @@ def test_flow_model_writes_mask_records_that_read_back(tmp_path, mobilenet):
 
 
 def test_two_training_steps_with_the_mask_head_save_a_loadable_checkpoint(tmp_path, shared_data):
-    from core.train import TrainOptions, train
-    from core.train.feedback import read_log
-    from core.weights import load_checkpoint
+    from semcorr.train import TrainOptions, train
+    from semcorr.train.feedback import read_log
+    from semcorr.weights import load_checkpoint
 
     caltech = shared_data / "caltech-101-subset" / "101_ObjectCategories"
     opts = TrainOptions(

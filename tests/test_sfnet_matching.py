@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from core.sfnet_adaptation import AdaptationLayer
-from core.flow import kernel_soft_argmax_matches, soft_argmax_matches
-from core.geometry import cell_centers, cell_grid
-from core.models.sfnet import SFNet
+from semcorr.sfnet_adaptation import AdaptationLayer
+from semcorr.flow import kernel_soft_argmax_matches, soft_argmax_matches
+from semcorr.geometry import cell_centers, cell_grid
+from semcorr.models.sfnet import SFNet
 
 
 def one_hot_corr(hb: int, wb: int, hits: dict[tuple[int, int], tuple[int, int]], ha: int = 2, wa: int = 3):

@@ -8,12 +8,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from conftest import CALTECH
-from core.errors import WeightsError
-from core.flow import matches_to_flow
-from core.geometry import cell_grid
-from core.images import image_to_float, image_to_tensor, load_image, normalize_imagenet
-from core.models import build_model
-from core.models.sfnet import (
+from semcorr.errors import WeightsError
+from semcorr.flow import matches_to_flow
+from semcorr.geometry import cell_grid
+from semcorr.images import image_to_float, image_to_tensor, load_image, normalize_imagenet
+from semcorr.models import build_model
+from semcorr.models.sfnet import (
     SFNet,
     SFNetPublishedPredictor,
     build_sfnet,
@@ -21,7 +21,7 @@ from core.models.sfnet import (
     published_input,
     sfnet_published_flow,
 )
-from core.weights import save_checkpoint
+from semcorr.weights import save_checkpoint
 
 IMAGES = ["accordion/image_0001.jpg", "Leopards/image_0001.jpg", "airplanes/image_0001.jpg"]
 

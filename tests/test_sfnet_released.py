@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.errors import WeightsError
-from core.models.pretrained import convert_released
-from core.models.sfnet import build_sfnet, released_state_dict
-from core.weights import sidecar_path
+from semcorr.errors import WeightsError
+from semcorr.models.pretrained import convert_released
+from semcorr.models.sfnet import build_sfnet, released_state_dict
+from semcorr.weights import sidecar_path
 
 
 def adaptation_state(channels: int, k: int, seed: int, prefix: str = "") -> OrderedDict:

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-import core.weights as W
+import semcorr.weights as W
 from conftest import willow_image
-from core.errors import WeightsError
-from core.io.stream import iter_records
-from core.models import build_model
+from semcorr.errors import WeightsError
+from semcorr.io.stream import iter_records
+from semcorr.models import build_model
 from semcorr_cli.main import app
 
 

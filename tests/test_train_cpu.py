@@ -15,13 +15,13 @@ import pytest
 import torch
 
 from conftest import CALTECH, REPO
-from core.train import TrainingInterrupted, TrainOptions, Trainer, train
-from core.train.cpu import CPU_DEFAULTS, cpu_defaults
-from core.train.engine import degenerate_settings
-from core.train.feedback import read_log
-from core.train.hyper import resolve_hyper
-from core.train.state import load_resume_state
-from core.train.toy import ToyModel, build_toy
+from semcorr.train import TrainingInterrupted, TrainOptions, Trainer, train
+from semcorr.train.cpu import CPU_DEFAULTS, cpu_defaults
+from semcorr.train.engine import degenerate_settings
+from semcorr.train.feedback import read_log
+from semcorr.train.hyper import resolve_hyper
+from semcorr.train.state import load_resume_state
+from semcorr.train.toy import ToyModel, build_toy
 from test_train_engine import tiny_options as engine_tiny_options
 
 

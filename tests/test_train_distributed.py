@@ -12,8 +12,8 @@ from pathlib import Path
 import torch
 
 from conftest import CALTECH, REPO
-from core.train.feedback import read_log
-from core.weights import load_checkpoint
+from semcorr.train.feedback import read_log
+from semcorr.weights import load_checkpoint
 
 
 def torchrun() -> list[str]:

@@ -12,14 +12,14 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import CALTECH
-from core.errors import DataError, UsageError
-from core.train import TrainingDiverged, TrainOptions, resolve_hyper, train
-from core.train.feedback import JsonlLog, read_log
-from core.train.rundir import prepare_run_dir
-from core.train.schedule import lr_factor
-from core.train.state import Progress, capture_rng, load_resume_state, restore_rng, save_resume_state
-from core.train.toy import ToyModel, build_toy
-from core.weights import load_checkpoint
+from semcorr.errors import DataError, UsageError
+from semcorr.train import TrainingDiverged, TrainOptions, resolve_hyper, train
+from semcorr.train.feedback import JsonlLog, read_log
+from semcorr.train.rundir import prepare_run_dir
+from semcorr.train.schedule import lr_factor
+from semcorr.train.state import Progress, capture_rng, load_resume_state, restore_rng, save_resume_state
+from semcorr.train.toy import ToyModel, build_toy
+from semcorr.weights import load_checkpoint
 
 
 def tiny_options(out: Path, **kw) -> TrainOptions:

@@ -12,9 +12,9 @@ from pathlib import Path
 import torch
 
 from conftest import CALTECH, REPO
-from core.train.feedback import read_log
-from core.train.state import load_resume_state
-from core.weights import load_checkpoint
+from semcorr.train.feedback import read_log
+from semcorr.train.state import load_resume_state
+from semcorr.weights import load_checkpoint
 
 ITERATIONS = 16
 

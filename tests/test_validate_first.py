@@ -21,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import REPO, willow_image
-from core.checks import BadRow, BadRowsError, check_output_dir, check_output_file
+from semcorr.checks import BadRow, BadRowsError, check_output_dir, check_output_file
 from semcorr_cli.main import app
 
 A = willow_image("Cars_006a.png")
@@ -62,8 +62,8 @@ def test_a_bad_row_is_named_by_file_and_row_before_torch_is_imported(tmp_path):
         "nothing was computed (--skip-bad computes the 3 other pairs)"
     )
     assert len(err) == 1 and not (tmp_path / "f.h5").exists()
-    assert "typer" in imported and "core.io.pair_list" in imported  # the import log was read
-    assert "torch" not in imported and "torchvision" not in imported and "core.pipeline" not in imported
+    assert "typer" in imported and "semcorr.io.pair_list" in imported  # the import log was read
+    assert "torch" not in imported and "torchvision" not in imported and "semcorr.pipeline" not in imported
     assert seconds < 10  # Python and typer starting; with torch and a backbone it took 15-40 s
 
 
@@ -151,7 +151,7 @@ def test_evaluate_skip_bad_scores_the_good_pairs_and_reports_the_skipped(tmp_pat
     rows = ["s.png,s.png,5;10,5;10,5;10,5;10", "s.png,s.png,5;x,5;10,5;10,5;10", "s.png,s.png,5;10,5;10,20;10,5;10"]
     (tmp_path / "pairs.csv").write_text("source_image,target_image,XA,YA,XB,YB\n" + "\n".join(rows) + "\n")
     with h5py.File(tmp_path / "f.h5", "w") as f:  # the identity flow: pair 1 exact, pair 3 off by 15 px at one point
-        from core.geometry import pixel_grid
+        from semcorr.geometry import pixel_grid
 
         f.attrs["semcorr_format"] = 1
         g = f.create_group("pairs").create_group("r0")

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from core.io.records import PairRecord
-from core.io.stream import RecordWriter
-from core.viz import colormap, sample_matches
+from semcorr.io.records import PairRecord
+from semcorr.io.stream import RecordWriter
+from semcorr.viz import colormap, sample_matches
 from semcorr_cli.main import app
 
 SRC_HW, TRG_HW = (20, 30), (24, 32)

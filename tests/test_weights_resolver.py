@@ -1,4 +1,4 @@
-"""The one weights registry and resolver (core.models.pretrained): every spec kind, verify, convert-weights."""
+"""The one weights registry and resolver (semcorr.models.pretrained): every spec kind, verify, convert-weights."""
 
 from __future__ import annotations
 
@@ -10,12 +10,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import core.models.pretrained as P
-import core.weights as W
-from core.errors import WeightsError
-from core.models import build_model
-from core.models.ncnet import NCNet
-from core.models.sfnet import SFNet
+import semcorr.models.pretrained as P
+import semcorr.weights as W
+from semcorr.errors import WeightsError
+from semcorr.models import build_model
+from semcorr.models.ncnet import NCNet
+from semcorr.models.sfnet import SFNet
 from semcorr_cli.main import app
 from test_sfnet_released import adaptation_state
 
@@ -111,7 +111,7 @@ def test_the_authors_file_goes_through_the_models_adapter(sfnet_released):
     with pytest.raises(WeightsError, match="trained on resnet101 features, not mobilenet_v2; use backbone resnet101"):
         P.resolve(sfnet_released, SFNet, "mobilenet_v2")
     # a model without a released layout refuses files that are not semcorr checkpoints
-    from core.train.toy import ToyModel
+    from semcorr.train.toy import ToyModel
 
     with pytest.raises(WeightsError, match="toy reads no authors' released file"):
         P.resolve(sfnet_released, ToyModel)

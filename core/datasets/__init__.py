@@ -17,9 +17,9 @@ name                      reader                                       records
 
 Every reader has ``len()``, indexing, iteration, ``categories`` and
 ``entries`` (pair ids and categories without loading anything). A wrong root
-raises :class:`~core.errors.DataError` naming the missing file and where the
+raises :class:`~semcorr.errors.DataError` naming the missing file and where the
 dataset is obtained. Coordinates are 0-based pixel centres; see
-:mod:`core.datasets.base` for the ``coords`` option.
+:mod:`semcorr.datasets.base` for the ``coords`` option.
 """
 
 from __future__ import annotations

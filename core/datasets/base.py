@@ -1,6 +1,6 @@
 """What every benchmark reader shares: the pair records, the pair-list base class, small parsers.
 
-Coordinates are semcorr's pixel convention (:mod:`core.geometry`): ``(x, y)``,
+Coordinates are semcorr's pixel convention (:mod:`semcorr.geometry`): ``(x, y)``,
 0-based, pixel centres at integer coordinates. Annotation files made with
 Matlab (PF-WILLOW, PF-PASCAL, Caltech-101) count pixels from 1; a reader's
 ``coords`` option says how to read them:

@@ -203,7 +203,7 @@ __all__ = ["JHMDB", "Clip", "JOINTS", "read_joint_positions", "read_split_file"]
 
 
 def _frames(folder):
-    """A clip's frame files in name order (imported here: ``core.training_data`` imports torch, which a reader must not)."""
+    """A clip's frame files in name order (imported here: ``semcorr.training_data`` imports torch, which a reader must not)."""
     from ..training_data.folder import list_image_files
 
     return list_image_files(folder)

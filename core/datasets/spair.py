@@ -13,7 +13,7 @@ Published layout under ``root/``:
 
 Coordinates are used as written (``coords="raw"``, the HPF/SPair evaluation
 code's reading); ``coords="one-based"`` subtracts 1. The difficulty factors go
-to ``meta`` (and :data:`core.metrics.SPAIR_FACTORS` names their levels).
+to ``meta`` (and :data:`semcorr.metrics.SPAIR_FACTORS` names their levels).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ to semcorr's absolute flows with NaN where unknown.
 ``PASCAL/bike_01_03``). The ground-truth flows are *not* flipped — they map
 the original images to each other, mirroring included; the flag only tells
 methods that cannot match mirrored objects to run on a mirrored image1
-(see :func:`core.evaluate.scoring.flip_aware_predict`).
+(see :func:`semcorr.evaluate.scoring.flip_aware_predict`).
 """
 
 from __future__ import annotations

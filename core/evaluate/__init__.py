@@ -10,10 +10,10 @@
 
 Example::
 
-    from core.datasets import open_dataset
-    from core.protocols import get_protocol
-    from core.pipeline import build_predictor
-    from core.evaluate import evaluate
+    from semcorr.datasets import open_dataset
+    from semcorr.protocols import get_protocol
+    from semcorr.pipeline import build_predictor
+    from semcorr.evaluate import evaluate
 
     protocol = get_protocol("pf-willow-kps")
     ds = open_dataset("pf-willow", "shared/data/pf-willow-dev", **protocol.options())

@@ -7,8 +7,8 @@ pair's figures to ``results`` as it goes (``resume`` skips the pairs already
 there), and returns an :class:`EvaluationRun` with the records and summary.
 
 Every chosen pair is checked before any work (its annotations read, its
-images' headers, :meth:`core.datasets.base.PairDataset.bad_pairs`): bad pairs
-stop the run before it starts (:class:`core.checks.BadRowsError`, naming each
+images' headers, :meth:`semcorr.datasets.base.PairDataset.bad_pairs`): bad pairs
+stop the run before it starts (:class:`semcorr.checks.BadRowsError`, naming each
 by file and row), or with ``skip_bad`` are left out and listed in
 ``run.skipped``, as is a pair that fails later, when it is scored.
 """
@@ -37,7 +37,7 @@ class EvaluationRun:
     records: list[dict[str, Any]]
     summary: dict[str, Any]
     resumed: int = 0
-    #: The pairs left out as bad (:class:`core.checks.BadRow`), with ``skip_bad``.
+    #: The pairs left out as bad (:class:`semcorr.checks.BadRow`), with ``skip_bad``.
     skipped: list[BadRow] = field(default_factory=list)
 
     @property
@@ -100,7 +100,7 @@ def evaluate(
 
     ``on_start(total, already_done)`` and ``on_pair(record)`` report progress.
     ``skip_bad``: leave bad pairs out (see the module doc) instead of stopping;
-    ``bad``: the result of :meth:`~core.datasets.base.PairDataset.bad_pairs`
+    ``bad``: the result of :meth:`~semcorr.datasets.base.PairDataset.bad_pairs`
     on the chosen pairs when the caller has already checked them.
     """
     if (predictor is None) == (flows is None):

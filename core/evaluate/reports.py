@@ -1,7 +1,7 @@
 """A run's report files, chosen by extension (``.json``, ``.csv``, ``.png``) and written together, atomically.
 
 Every report is rendered in memory first, then all are written through
-:func:`core.files.atomic_outputs`: an error or Ctrl-C while writing leaves no
+:func:`semcorr.files.atomic_outputs`: an error or Ctrl-C while writing leaves no
 partial or temporary file, and the files that were there before stay as they were.
 """
 

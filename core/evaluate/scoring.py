@@ -42,7 +42,7 @@ def clamp_points(points: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def sample_flow(points: np.ndarray, flow: np.ndarray, sampling: str = "bilinear") -> np.ndarray:
     """Positions ``(N, 2)`` in the other image of the points ``(N, 2)`` of the flow's frame.
 
-    ``bilinear`` interpolates the flow (:func:`core.warp.points_through_flow`);
+    ``bilinear`` interpolates the flow (:func:`semcorr.warp.points_through_flow`);
     ``nearest`` reads the flow at the rounded pixel. Query points are clamped
     into the frame; NaN points stay NaN.
     """
@@ -194,7 +194,7 @@ def score_pair(pair, flows: tuple[np.ndarray | None, np.ndarray | None], protoco
 def score_propagation(clip, source, protocol: Protocol) -> dict[str, Any]:
     """Carry the first frame's keypoints through ``clip`` with ``source``'s flows and measure every later frame.
 
-    ``protocol.propagation`` picks the frame pairs (:func:`core.propagate.propagate`);
+    ``protocol.propagation`` picks the frame pairs (:func:`semcorr.propagate.propagate`);
     each frame ``t ≥ 1`` is measured against its own ground truth with ``L``
     from that frame (``protocol.threshold``). A joint is scored where it is
     annotated in both the first frame and frame ``t``.
@@ -226,7 +226,7 @@ def score_propagation(clip, source, protocol: Protocol) -> dict[str, Any]:
 
 
 def score_coseg(pair, masks: tuple[np.ndarray | None, np.ndarray | None], protocol: Protocol) -> dict[str, Any]:
-    """IoU of each image's co-segmentation mask ``(H, W)`` (foreground above :data:`core.coseg.THRESHOLD`) with its ground truth."""
+    """IoU of each image's co-segmentation mask ``(H, W)`` (foreground above :data:`semcorr.coseg.THRESHOLD`) with its ground truth."""
     from ..coseg import THRESHOLD
 
     out = {}

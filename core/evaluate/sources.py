@@ -2,10 +2,10 @@
 
 Both give, for a dataset pair, ``(flow_src_to_trg (H_src, W_src, 2),
 flow_trg_to_src (H_trg, W_trg, 2))`` — float32 absolute pixel ``(x, y)`` in the
-other original image (:mod:`core.flow`).
+other original image (:mod:`semcorr.flow`).
 
 A *predictor* is any object with ``predict(src: PIL.Image, trg: PIL.Image)``
-returning those two arrays (``core.pipeline.build_predictor`` makes them);
+returning those two arrays (``semcorr.pipeline.build_predictor`` makes them);
 ``describe()`` is optional and goes into the results.
 """
 

@@ -8,7 +8,7 @@ Values of magnitude ``≥ 1e9`` mean "unknown" (the TSS benchmark writes
 ``1e10`` outside the foreground); :func:`read_flo` turns them into NaN.
 
 semcorr's flows are *absolute* pixel positions in the other image
-(:mod:`core.flow`); :func:`displacement_to_absolute` and
+(:mod:`semcorr.flow`); :func:`displacement_to_absolute` and
 :func:`absolute_to_displacement` convert between the two.
 """
 

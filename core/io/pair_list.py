@@ -47,8 +47,8 @@ def _image_path(name: str, base: Path) -> Path:
 class PairList:
     """A pair list checked before a batch: the ``pairs`` to compute and the ``bad`` rows, out of ``total``.
 
-    ``bad`` holds :class:`core.checks.BadRow`, each named by file, row and
-    column in :mod:`core.csvtable`'s wording; a good pair keeps the id of its
+    ``bad`` holds :class:`semcorr.checks.BadRow`, each named by file, row and
+    column in :mod:`semcorr.csvtable`'s wording; a good pair keeps the id of its
     position in the list, so skipping a row does not renumber the others.
     """
 

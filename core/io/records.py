@@ -12,7 +12,7 @@ The full specification is ``docs/format.md``. In short, a record is the group
   ``(H_trg, W_trg, 2)``, float32 absolute pixel ``(x, y)`` in the other image;
 * optional ``confidence/src_to_trg`` ``(H_src, W_src)`` / ``confidence/trg_to_src``;
 * optional ``mask/src`` ``(H_src, W_src)`` / ``mask/trg`` ``(H_trg, W_trg)``: float32
-  co-segmentation masks in [0, 1] (:mod:`core.coseg`);
+  co-segmentation masks in [0, 1] (:mod:`semcorr.coseg`);
 * any other dataset under ``extra/`` (e.g. DCCNet's fusion weights).
 """
 

@@ -12,7 +12,7 @@ keypoints is divided by the batch size.
 Coordinates: keypoints are pixel ``(x, y)`` in the (resized) images; pixel
 ``x`` of a ``W``-pixel image is cell ``x·w/W`` of a ``w``-cell grid (no
 half-pixel shift), as the public code trains and transfers keypoints at test
-time (:func:`core.models.mmnet.transfer_points`: cell ``j`` → pixel ``j·W/w``).
+time (:func:`semcorr.models.mmnet.transfer_points`: cell ``j`` → pixel ``j·W/w``).
 """
 
 from __future__ import annotations

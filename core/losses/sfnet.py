@@ -2,7 +2,7 @@
 
 Everything works on the *feature grid*. A match grid ``(B, h, w, 2)`` holds,
 for each cell of one image, the normalised ``(x, y)`` of its match in the other
-image (cells at ``linspace(-1, 1, w)``, see :mod:`core.geometry`); the
+image (cells at ``linspace(-1, 1, w)``, see :mod:`semcorr.geometry`); the
 corresponding *flow* is the displacement ``grid − identity`` in normalised
 coordinates, as in the authors' code. Masks are ``(B, 1, h, w)`` floats in
 {0, 1} on the same grid (:func:`masks_on_grid`).

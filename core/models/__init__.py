@@ -5,9 +5,9 @@ Every builder has the signature::
     build_<name>(backbone="mobilenet_v2", backbone_weights="default",
                  weights=None, **options) -> CorrespondenceModel
 
-``weights`` is any spec of :func:`core.models.pretrained.resolve`: ``None`` /
+``weights`` is any spec of :func:`semcorr.models.pretrained.resolve`: ``None`` /
 ``"none"`` / ``"random"`` (fresh head), ``"default"`` (the weights shipped with
-semcorr for this backbone, :data:`core.models.pretrained.SHIPPED_WEIGHTS`), a
+semcorr for this backbone, :data:`semcorr.models.pretrained.SHIPPED_WEIGHTS`), a
 project checkpoint (``.safetensors`` with its JSON sidecar) or the authors'
 released checkpoint file (read by the model class's ``read_released`` adapter).
 """
@@ -21,19 +21,19 @@ from ..errors import UsageError
 from .base import CorrespondenceModel, Matches
 
 MODEL_BUILDERS: dict[str, str] = {
-    "sfnet": "core.models.sfnet:build_sfnet",
-    "ncnet": "core.models.ncnet:build_ncnet",
-    "dccnet": "core.models.dccnet:build_dccnet",
-    "mmnet": "core.models.mmnet:build_mmnet",
+    "sfnet": "semcorr.models.sfnet:build_sfnet",
+    "ncnet": "semcorr.models.ncnet:build_ncnet",
+    "dccnet": "semcorr.models.dccnet:build_dccnet",
+    "mmnet": "semcorr.models.mmnet:build_mmnet",
 }
 
 
-#: The model class of each builder (what :func:`core.models.pretrained.resolve` reads weights for).
+#: The model class of each builder (what :func:`semcorr.models.pretrained.resolve` reads weights for).
 MODEL_CLASSES: dict[str, str] = {
-    "sfnet": "core.models.sfnet:SFNet",
-    "ncnet": "core.models.ncnet:NCNet",
-    "dccnet": "core.models.dccnet:DCCNet",
-    "mmnet": "core.models.mmnet:MMNet",
+    "sfnet": "semcorr.models.sfnet:SFNet",
+    "ncnet": "semcorr.models.ncnet:NCNet",
+    "dccnet": "semcorr.models.dccnet:DCCNet",
+    "mmnet": "semcorr.models.mmnet:MMNet",
 }
 
 

@@ -4,7 +4,7 @@ A model is a composition of the pipeline's pieces — backbone → correlation �
 refinement → matches — and exposes them through one interface, so the CLI,
 the evaluation and the training engine treat all models alike:
 
-* ``model.backbone``: a :class:`core.backbones.FeatureBackbone`;
+* ``model.backbone``: a :class:`semcorr.backbones.FeatureBackbone`;
 * ``model.required_layers``: the backbone layers the head reads;
 * ``model.head(feats_src, feats_trg) -> Matches``: from backbone features
   (``{layer: (B, C, h, w)}``) to matches in both directions;
@@ -14,8 +14,8 @@ the evaluation and the training engine treat all models alike:
   batch from the data source named by ``model.train_data``;
 * ``model.config()``: the architecture options, stored in checkpoint sidecars.
 
-Matches use normalised coordinates (:mod:`core.geometry`);
-:func:`core.flow.matches_to_flow` turns them into pixel flows.
+Matches use normalised coordinates (:mod:`semcorr.geometry`);
+:func:`semcorr.flow.matches_to_flow` turns them into pixel flows.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Dense pixel flows ``(1, H_src, W_src, 2)`` and ``(1, H_trg, W_trg, 2)`` from one pair's matches.
 
-        Default: the match grids upsampled bilinearly (:func:`core.flow.matches_to_flow`).
+        Default: the match grids upsampled bilinearly (:func:`semcorr.flow.matches_to_flow`).
         """
         from ..flow import matches_to_flow
 
@@ -228,7 +228,7 @@ class CorrespondenceModel(nn.Module, metaclass=ABCMeta):
     def read_released(cls, path: Path, backbone: str | None):
         """The adapter from the authors' released file ``path`` to this model's names.
 
-        Returns :class:`core.models.pretrained.ResolvedWeights` (architecture
+        Returns :class:`semcorr.models.pretrained.ResolvedWeights` (architecture
         ``config`` read from the file, ``state`` under this model's names);
         :class:`WeightsError` when ``path`` is not in the authors' layout.
         Models without a released layout refuse every file that is not a
@@ -281,7 +281,7 @@ def load_matching_shapes(
 
 
 def load_resolved(model: CorrespondenceModel, resolved, optional: tuple[str, ...] = ()) -> list[str]:
-    """Load :class:`core.models.pretrained.ResolvedWeights` into ``model`` and record their id.
+    """Load :class:`semcorr.models.pretrained.ResolvedWeights` into ``model`` and record their id.
 
     Strict for the head (:func:`load_head_weights`); ``optional``: prefixes of
     a part the weights may lack (:func:`fill_optional_part`). Returns the
@@ -298,7 +298,7 @@ def load_resolved(model: CorrespondenceModel, resolved, optional: tuple[str, ...
 def load_project_checkpoint(model: CorrespondenceModel, path, optional: tuple[str, ...] = ()) -> dict[str, Any]:
     """Load a project checkpoint (``.safetensors`` + JSON sidecar) into ``model``; return its metadata.
 
-    Read by :func:`core.models.pretrained.read_checkpoint` (sha256 checked,
+    Read by :func:`semcorr.models.pretrained.read_checkpoint` (sha256 checked,
     made for the same model). ``optional``: prefixes of a part the checkpoint
     may lack altogether (see :func:`fill_optional_part`); ``meta["kept_own"]``
     then lists the prefixes kept.

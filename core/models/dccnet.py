@@ -5,12 +5,12 @@ consensus (MutualMatching → NeighConsensus → MutualMatching):
 
 * **local**: correlation of the L2-normalised backbone features (as NC-Net);
 * **context**: correlation of the raw (un-normalised) outputs of the spatial
-  context encoder (:class:`core.dccnet_context.SpatialContextEncoder`: each
+  context encoder (:class:`semcorr.dccnet_context.SpatialContextEncoder`: each
   L2-normalised feature with its 25 × 25 window self-similarity, embedded by a
   1×1 conv + ReLU), as the public code's ``FeatureCorrelation(normalization=False)``
   on the encoder output.
 
-:class:`core.dccnet_context.DynamicFusion` then weighs the two per position: the
+:class:`semcorr.dccnet_context.DynamicFusion` then weighs the two per position: the
 fused score of a source cell is ``Σ_s w_s · softmax_B(corr_s)``, a
 distribution over target cells, and likewise from the target side.
 
@@ -55,7 +55,7 @@ class DCCNet(WeakConsensusModel):
     """
 
     name: ClassVar[str] = "dccnet"
-    #: An NC-Net checkpoint gives DCCNet its shared consensus (:func:`~core.models.weak_consensus.load_consensus_weights`).
+    #: An NC-Net checkpoint gives DCCNet its shared consensus (:func:`~semcorr.models.weak_consensus.load_consensus_weights`).
     accepts_checkpoints_of: ClassVar[tuple[str, ...]] = ("ncnet",)
     #: The paper's objective: fused loss + 1.0 × local + 1.0 × context.
     loss_weights: ClassVar[dict[str, float]] = {"fused": 1.0, "local": 1.0, "context": 1.0}
@@ -73,7 +73,7 @@ class DCCNet(WeakConsensusModel):
         fusion_grid: int | Sequence[int] = DEFAULT_FUSION_GRID,
         **consensus_options: Any,
     ):
-        """``consensus_options``: NC-Net's (:class:`~core.models.weak_consensus.WeakConsensusModel`)."""
+        """``consensus_options``: NC-Net's (:class:`~semcorr.models.weak_consensus.WeakConsensusModel`)."""
         super().__init__(backbone, backbone_weights, **consensus_options)
         channels = self.feature_channels
         self.context_kernel_size = int(context_kernel_size)
@@ -236,6 +236,6 @@ def build_dccnet(
     ``context_kernel_size`` (25), ``context_channels`` (the backbone's),
     ``fusion_kernel_sizes`` (5, 5, 5), ``fusion_channels`` (16, 16, 1),
     ``fusion_grid`` (25: the 1×1 fusion conv reads 2 × 25 × 25 channels),
-    ``hypercolumn`` and ``center`` (see :func:`core.models.ncnet.build_ncnet`).
+    ``hypercolumn`` and ``center`` (see :func:`semcorr.models.ncnet.build_ncnet`).
     """
     return build_weak_model(DCCNet, backbone, backbone_weights, weights, options)  # type: ignore[return-value]

@@ -1,6 +1,6 @@
 """MMNet: multi-scale matching network (Zhao et al., ICCV 2021).
 
-A composition of :mod:`core.mmnet_multiscale` pieces::
+A composition of :mod:`semcorr.mmnet_multiscale` pieces::
 
     backbone (every block) → MultiScaleEncoder (per-block enhancement, stage
     sums, local self-attention, top-down fusion) → coarse-to-fine 4D
@@ -22,7 +22,7 @@ Memory: inference builds the volumes from the coarsest level down to the
 output level only; when the output volume has more than ``max_volume`` scores
 it is never built and matches are computed a block of source cells at a time.
 Training never builds a level's volume with gradients: the loss samples
-correlation rows at the keypoints (:func:`core.mmnet_multiscale.correlation_rows`),
+correlation rows at the keypoints (:func:`semcorr.mmnet_multiscale.correlation_rows`),
 the coarser levels' volumes being needed detached only.
 """
 
@@ -74,7 +74,7 @@ class MMNet(CorrespondenceModel):
       keypoints, as the paper) or ``"pseudo"`` (same-class pairs without
       annotations; each pair's ``pseudo_points`` most confident mutual nearest
       neighbours of a teacher's scores become its keypoints —
-      :mod:`core.pseudo_labels`);
+      :mod:`semcorr.pseudo_labels`);
     * ``teacher`` (pseudo supervision only): ``"nn"`` (default: the training-free
       matcher on the current backbone's :data:`DEFAULT_LAYERS`) or ``"ncnet"``
       (the NC-Net shipped for the backbone, frozen, on its own copy of the
@@ -155,7 +155,7 @@ class MMNet(CorrespondenceModel):
         self.teacher_layers = list(DEFAULT_LAYERS[backbone.name]) if backbone.name in DEFAULT_LAYERS else []
         self.backbone.requires_grad_(self.train_backbone)
         #: Where the weights came from: ``"fresh"`` or ``"[released-]file:<name>:<sha256[:12]>"``
-        #: (:func:`core.models.pretrained.resolve`).
+        #: (:func:`semcorr.models.pretrained.resolve`).
         self.weights_id = "fresh"
 
     # ------------------------------------------------------------------ interface
@@ -177,7 +177,7 @@ class MMNet(CorrespondenceModel):
     def read_released(cls, path: Path, backbone: str | None):
         """The authors' released ``.pth`` (a full public ``state_dict``) under this model's names.
 
-        Read safely (:func:`core.weights.load_state_dict_file`); renamed by
+        Read safely (:func:`semcorr.weights.load_state_dict_file`); renamed by
         :func:`map_public_state_dict` on a skeleton of the model (no weights
         initialised); the weights the public forward never calls are logged in
         one line. A file already in this model's layout (no sidecar) loads as it is.
@@ -332,7 +332,7 @@ class MMNet(CorrespondenceModel):
             return mutual_nn_keypoints(corr, src_size, trg_size, self.pseudo_points)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
-        """The multi-scale keypoint BCE of :mod:`core.losses.mmnet`.
+        """The multi-scale keypoint BCE of :mod:`semcorr.losses.mmnet`.
 
         batch: ``src_image``, ``trg_image`` ``(B, 3, H, W)`` and, with keypoint
         supervision, ``src_kps`` / ``trg_kps`` ``(B, N, 2)`` pixels; with
@@ -594,7 +594,7 @@ def build_mmnet(
     weights: str | Path | None = None,
     **options: Any,
 ) -> MMNet:
-    """Build MMNet; ``weights``: any spec of :func:`core.models.pretrained.resolve`.
+    """Build MMNet; ``weights``: any spec of :func:`semcorr.models.pretrained.resolve`.
 
     ``options``: :class:`MMNet`'s (``upsample``, ``output_level``, ``matching``,
     ``train_backbone``, ``max_volume``, ``supervision``, ``pseudo_points``,

@@ -47,7 +47,7 @@ def scale_probabilities(
 
     maps_a / maps_b: the enhanced maps of one pair (``model.encode``), each
     ``(1, 21, h_l, w_l)``; ``point_norm``: normalised source ``(x, y)``
-    (:mod:`core.geometry`). → list of ``(hB_l, wB_l)``.
+    (:mod:`semcorr.geometry`). → list of ``(hB_l, wB_l)``.
     """
     coarse = model.volumes(maps_a, maps_b, stop_level=1) if len(maps_a) > 1 else [None]
     out = []

@@ -2,7 +2,7 @@
 
 Pipeline: backbone features of both images → L2 normalisation (eps 1e-6) →
 raw 4D correlation → MutualMatching → NeighConsensus → MutualMatching
-(:class:`core.ncnet_consensus.ConsensusRefinement`) → matches in both directions.
+(:class:`semcorr.ncnet_consensus.ConsensusRefinement`) → matches in both directions.
 
 Backbone layer: ResNet-101 ``layer3`` (stride 16, 1024 channels) as
 published; with MobileNetV2 the stride-16 output ``features.13`` (96
@@ -11,7 +11,7 @@ size works.
 
 What NC-Net shares with DCCNet (feature layer, frozen or partly fine-tuned
 backbone, weak loss, the authors' layout, the builder) is
-:class:`core.models.weak_consensus.WeakConsensusModel`.
+:class:`semcorr.models.weak_consensus.WeakConsensusModel`.
 """
 
 from __future__ import annotations

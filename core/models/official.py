@@ -14,7 +14,7 @@ with exactly these extra classes allowed:
   unpickler.
 
 Anything else (another class, a function, a ``__reduce__`` payload) is refused
-with a :class:`~core.errors.WeightsError`; nothing from the file is executed.
+with a :class:`~semcorr.errors.WeightsError`; nothing from the file is executed.
 
 Key layouts handled here (the SFNet / MMNet loaders can reuse the helpers):
 
@@ -208,7 +208,7 @@ def resnet_arch_of(tv_state: dict[str, torch.Tensor]) -> tuple[str, str]:
 
 
 def feature_backbone_state(backbone, tv_state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """torchvision ResNet keys → keys of a :class:`core.backbones.FeatureBackbone` (``stages.<i>.…``).
+    """torchvision ResNet keys → keys of a :class:`semcorr.backbones.FeatureBackbone` (``stages.<i>.…``).
 
     ``conv1``/``bn1`` go to the stem stage (``stages.0.0`` / ``stages.0.1``),
     ``layerS.N.rest`` to the stage named ``layerS.N``.
@@ -231,7 +231,7 @@ def feature_backbone_state(backbone, tv_state: dict[str, torch.Tensor]) -> dict[
 def official_backbone_state(backbone, ckpt: OfficialCheckpoint, layer: str) -> dict[str, torch.Tensor]:
     """The checkpoint's ResNet features under ``backbone``'s names (``stages.<i>.…``), every stage up to ``layer``.
 
-    ``backbone``: a :class:`core.backbones.FeatureBackbone` of the right
+    ``backbone``: a :class:`semcorr.backbones.FeatureBackbone` of the right
     architecture (its weights are not read). BatchNorm ``num_batches_tracked``
     counters may be absent (files from before PyTorch 0.4.1).
     """

@@ -17,9 +17,9 @@
   ============================== ==================================================
 
   The adapter from the authors' layout to the model's is the model class's
-  :meth:`~core.models.base.CorrespondenceModel.read_released`; nothing else
+  :meth:`~semcorr.models.base.CorrespondenceModel.read_released`; nothing else
   differs between models. :func:`convert_released` (``semcorr convert-weights``)
-  is the same path followed by :func:`core.weights.save_checkpoint`.
+  is the same path followed by :func:`semcorr.weights.save_checkpoint`.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def weights_file_name(weights_id: str) -> str | None:
 class ShippedWeights:
     """One weights file shipped with semcorr (``core/weights/<model>_<backbone>.safetensors`` + its sidecar).
 
-    ``sha256`` is pinned in code (:data:`core.weights.SHIPPED_SHA256`), so a
+    ``sha256`` is pinned in code (:data:`semcorr.weights.SHIPPED_SHA256`), so a
     file and its sidecar cannot be swapped together unnoticed; ``layers`` are
     the backbone layers the model built from it reads (``model.required_layers``).
     """
@@ -117,7 +117,7 @@ class ShippedWeights:
         return self.path
 
 
-#: MMNet reads every block of the backbone (core.backbones.block_layers).
+#: MMNet reads every block of the backbone (semcorr.backbones.block_layers).
 _MMNET_MOBILENET_V2_LAYERS = tuple(f"features.{i}" for i in range(2, 19))
 
 #: Every weights file shipped with semcorr.
@@ -188,7 +188,7 @@ def resolve(spec: str | Path | None, model: type[CorrespondenceModel], backbone:
     for, else ``model.default_backbone``). A checkpoint or released file made
     for another backbone, or for another model, is refused with
     :class:`WeightsError` (DCCNet accepts an NC-Net checkpoint:
-    :attr:`~core.models.base.CorrespondenceModel.accepts_checkpoints_of`).
+    :attr:`~semcorr.models.base.CorrespondenceModel.accepts_checkpoints_of`).
     """
     is_file_spec = isinstance(spec, Path)  # a Path is always a file, even one named "default"
     if spec is None or (not is_file_spec and str(spec).strip().lower() in FRESH_SPECS[1:]):
@@ -224,7 +224,7 @@ def check_backbone(path: Path, made_for: str | None, asked: str | None) -> None:
 
 
 def released_weights(path: Path, config: dict[str, Any], state: dict[str, torch.Tensor]) -> ResolvedWeights:
-    """What an adapter (:meth:`~core.models.base.CorrespondenceModel.read_released`) returns for the authors' file."""
+    """What an adapter (:meth:`~semcorr.models.base.CorrespondenceModel.read_released`) returns for the authors' file."""
     return ResolvedWeights("released", config, state, released_weights_id(path), path)
 
 
@@ -236,7 +236,7 @@ def convert_released(source: str | Path, output: str | Path, model: str, backbon
     the source). ``backbone``: the one the file was trained with (None: read
     from the file where it says). Returns the resolved weights.
     """
-    import core
+    import semcorr
 
     from . import get_model_class
 
@@ -250,7 +250,7 @@ def convert_released(source: str | Path, output: str | Path, model: str, backbon
         "config": config,
         "converted_from": Path(source).name,
         "source_sha256": weight_files.sha256_file(source),
-        "semcorr_version": core.__version__,
+        "semcorr_version": semcorr.__version__,
     }
     weight_files.save_checkpoint(output, resolved.state or {}, meta)
     return resolved

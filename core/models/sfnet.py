@@ -2,30 +2,30 @@
 
 The model is a composition of the project's pieces:
 
-1. a frozen backbone (:mod:`core.backbones`) giving two feature maps — ResNet
+1. a frozen backbone (:mod:`semcorr.backbones`) giving two feature maps — ResNet
    ``layer3`` (stride 16, 1024 channels) and ``layer4`` (stride 32, 2048
    channels) as in the paper; for MobileNetV2 the stride-16 ``features.13``
    (96 channels) and stride-32 ``features.17`` (320 channels), the last
    blocks of the same strides before the 1×1 expansion ``features.18``;
-2. one trainable adaptation layer per map (:class:`core.sfnet_adaptation.AdaptationLayer`,
+2. one trainable adaptation layer per map (:class:`semcorr.sfnet_adaptation.AdaptationLayer`,
    two residual conv-BN-ReLU blocks, kernel 5 on the stride-16 map and 3 on
    the stride-32 map), the stride-32 output upsampled bilinearly
    (``align_corners=True``) to the stride-16 grid;
-3. matching (:func:`core.correlation.correlate`, ``mode="product"``):
+3. matching (:func:`semcorr.correlation.correlate`, ``mode="product"``):
    L2-normalised features, one ReLU'd correlation per map, multiplied
    element-wise, then L2-normalised over the target cells
-   (:func:`core.correlation.normalize_over_target`); target→source uses the
+   (:func:`semcorr.correlation.normalize_over_target`); target→source uses the
    transposed product, normalised over the source cells;
-4. kernel soft-argmax (:func:`core.flow.kernel_soft_argmax_matches`, β = 50,
+4. kernel soft-argmax (:func:`semcorr.flow.kernel_soft_argmax_matches`, β = 50,
    σ = 5 cells; ``beta=None`` for the discrete argmax) in both directions.
 
 Training (:meth:`SFNet.loss`) uses only images and foreground masks of
-synthetic pairs (:mod:`core.losses.sfnet`). Only the adaptation layers learn;
+synthetic pairs (:mod:`semcorr.losses.sfnet`). Only the adaptation layers learn;
 the frozen backbone stays in eval mode (fixed batch-norm statistics) even in
 ``model.train()``.
 
 Object co-segmentation (``mask_head=True``, SFNet TPAMI 2020, Table 8): a
-mask regression layer on each adapted map (:class:`core.sfnet_adaptation.MaskRegression`,
+mask regression layer on each adapted map (:class:`semcorr.sfnet_adaptation.MaskRegression`,
 ``mask_reg_feat3`` / ``mask_reg_feat4``); the image's predicted foreground is
 the product of the two (the stride-32 one upsampled to the stride-16 grid, as
 the correlations are combined), trained with an extra L2 loss against the
@@ -34,7 +34,7 @@ mask on the grid. The authors' public code has no such layers, so their form
 semcorr's. Off by default: the default model, its weights and its flows are
 exactly those without the option.
 
-Weights: any spec of :func:`core.models.pretrained.resolve`; the authors'
+Weights: any spec of :func:`semcorr.models.pretrained.resolve`; the authors'
 released ``best_checkpoint.pt`` (``{'state_dict1': adap_layer_feat3,
 'state_dict2': adap_layer_feat4}``, ResNet-101 only) is read by
 :meth:`SFNet.read_released`.
@@ -130,7 +130,7 @@ class SFNet(CorrespondenceModel):
         self.beta = None if beta is None else float(beta)
         self.kernel_sigma = float(kernel_sigma)
         #: Where the head weights came from: "fresh", "file:<name>:<sha12>" or "released-file:<name>:<sha12>"
-        #: (:func:`core.models.pretrained.resolve`).
+        #: (:func:`semcorr.models.pretrained.resolve`).
         self.weights_id = "fresh"
         self.layers = SFNET_LAYERS[backbone.name]
         for attr, layer, k in zip(ADAPTATION_NAMES, self.layers, ADAPTATION_KERNELS):
@@ -337,8 +337,8 @@ def build_sfnet(
       ``None`` means the backbone the weights were made for (a project
       checkpoint's sidecar, ``resnet101`` for the authors' file), else
       ``"mobilenet_v2"``.
-    * ``backbone_weights``: as :func:`core.backbones.build_backbone`.
-    * ``weights``: any spec of :func:`core.models.pretrained.resolve` (the
+    * ``backbone_weights``: as :func:`semcorr.backbones.build_backbone`.
+    * ``weights``: any spec of :func:`semcorr.models.pretrained.resolve` (the
       authors' released ``best_checkpoint.pt`` is ResNet-101 only).
     * ``beta``: softmax temperature of the kernel soft-argmax (None: argmax);
       ``kernel_sigma``: Gaussian window std in feature cells.
@@ -347,7 +347,7 @@ def build_sfnet(
       them (the shipped file, the authors' file) load with a *fresh* mask head
       (``model.mask_head_state == "fresh"``, ``+fresh-mask-head`` in the
       weights id); ``mask_weight``: the L2 mask term's weight in training
-      (None: the sidecar's, else :data:`~core.losses.sfnet.LAMBDA_MASK_REGRESSION`).
+      (None: the sidecar's, else :data:`~semcorr.losses.sfnet.LAMBDA_MASK_REGRESSION`).
     """
     if isinstance(mask_head, str):
         mask_head = {"true": True, "false": False}.get(mask_head.lower(), mask_head)  # type: ignore[arg-type]
@@ -435,7 +435,7 @@ def sfnet_published_flow(
 class SFNetPublishedPredictor:
     """A predictor (``predict(src_pil, trg_pil)``) running :func:`sfnet_published_flow`.
 
-    Same interface as :class:`core.pipeline.ModelPredictor`: returns float32
+    Same interface as :class:`semcorr.pipeline.ModelPredictor`: returns float32
     numpy pixel flows ``(H_src, W_src, 2)`` and ``(H_trg, W_trg, 2)``.
     """
 

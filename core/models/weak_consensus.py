@@ -4,8 +4,8 @@ One stride-16 feature layer (optionally a hypercolumn on its grid), a frozen
 or partly fine-tuned backbone, the NC-Net consensus refinement, the weak loss
 of both papers, the authors' ``.pth.tar`` layout and the builder
 (:func:`build_weak_model`) that resolves weights with
-:func:`core.models.pretrained.resolve`. The models themselves are
-:mod:`core.models.ncnet` and :mod:`core.models.dccnet`.
+:func:`semcorr.models.pretrained.resolve`. The models themselves are
+:mod:`semcorr.models.ncnet` and :mod:`semcorr.models.dccnet`.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class WeakConsensusModel(CorrespondenceModel):
     """What NC-Net and DCCNet share: one stride-16 feature layer, consensus refinement, the weak loss.
 
     Subclasses implement ``branch_scores(feats_src, feats_trg) -> {branch: (B,)
-    matching score}`` (see :mod:`core.losses.weak`), used by :meth:`loss`,
+    matching score}`` (see :mod:`semcorr.losses.weak`), used by :meth:`loss`,
     and :meth:`head`; they set :attr:`loss_weights`.
     """
 
@@ -86,7 +86,7 @@ class WeakConsensusModel(CorrespondenceModel):
     #: The matching rule of the authors' evaluation code (``corr_to_matches(do_softmax=True)``):
     #: a softmax over the other image's cells, then the argmax (the softmax leaves the argmax
     #: unchanged); the confidence is the best softmax probability. ``flow`` applies it to
-    #: records this model refined (``core.pipeline.flow_record``).
+    #: records this model refined (``semcorr.pipeline.flow_record``).
     test_matching: ClassVar[dict[str, str]] = {"method": "argmax", "confidence": "softmax"}
 
     def __init__(
@@ -163,7 +163,7 @@ class WeakConsensusModel(CorrespondenceModel):
         As published: the feature layer itself (optionally centred). With
         ``hypercolumn`` layers: their per-layer (centred,) L2-normalised
         concatenation resampled to the feature layer's grid ``(h, w)``
-        (:func:`core.correlation.hypercolumn`), so the 4D volume keeps the
+        (:func:`semcorr.correlation.hypercolumn`), so the 4D volume keeps the
         stride-16 size while reading finer and coarser layers too.
         """
         missing = [name for name in self.required_layers if name not in feats]
@@ -286,7 +286,7 @@ def build_weak_model(
 ) -> WeakConsensusModel:
     """Build NC-Net or DCCNet (``cls``) with fresh, shipped, project or authors' weights.
 
-    ``weights``: any spec of :func:`core.models.pretrained.resolve`: ``None``
+    ``weights``: any spec of :func:`semcorr.models.pretrained.resolve`: ``None``
     (fresh head), ``"default"`` (the shipped file), a project checkpoint (``.safetensors`` with its
     JSON sidecar; architecture options are read from the sidecar; for DCCNet
     an NC-Net checkpoint gives the shared consensus and leaves context encoder

@@ -1,6 +1,6 @@
 """The stages as library calls: extract → correlate → (refine) → flow, and what reads their records.
 
-One module per stage; each stage takes a :class:`~core.io.records.PairRecord`
+One module per stage; each stage takes a :class:`~semcorr.io.records.PairRecord`
 (or a stream of them) and returns it with its own datasets added, so each CLI
 command parses its options, calls one function here and prints:
 
@@ -19,10 +19,10 @@ command parses its options, calls one function here and prints:
 * :mod:`.summary` — ``inspect``: what a record holds;
 * :mod:`.predictors` — image pairs → flows, for ``evaluate`` (:func:`build_predictor`).
 
-Names are loaded on first use (``from core.pipeline import flow_records``
+Names are loaded on first use (``from semcorr.pipeline import flow_records``
 imports only what that stage needs; ``inspect`` stays free of torch).
-Layering: this package is above :mod:`core.models` (it builds models) and
-below :mod:`core.evaluate`; nothing under ``core`` below it imports it.
+Layering: this package is above :mod:`semcorr.models` (it builds models) and
+below :mod:`semcorr.evaluate`; nothing in the library below it imports it.
 """
 
 from __future__ import annotations

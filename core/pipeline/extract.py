@@ -32,7 +32,7 @@ class FeatureExtractor:
     """Backbone features of images at a fixed working size.
 
     ``size``: square side ``N`` or ``(H, W)``; every image is resized to it
-    (PIL bilinear, or ``resize="tensor"``: :func:`core.images.image_to_tensor`),
+    (PIL bilinear, or ``resize="tensor"``: :func:`semcorr.images.image_to_tensor`),
     whatever its own size, as the published protocols do.
     """
 
@@ -165,11 +165,11 @@ def extract_pairs(
     skip_bad: bool = False,
     image_root: str | Path | None = None,
 ) -> Iterator[PairRecord]:
-    """Features records of ``pairs`` (:class:`core.io.pair_list.ImagePair`), ``batch_size`` at a time.
+    """Features records of ``pairs`` (:class:`semcorr.io.pair_list.ImagePair`), ``batch_size`` at a time.
 
     A batch that fails (an image that is truncated past its header) is redone
     pair by pair, so the error names the pair list's row (``listing``: the
-    :class:`core.io.pair_list.PairList` the pairs come from); with ``skip_bad`` the
+    :class:`semcorr.io.pair_list.PairList` the pairs come from); with ``skip_bad`` the
     pair joins ``listing.bad`` and the others go on. ``image_root``: stored
     with each record, so later stages find relative image paths.
     """

@@ -4,14 +4,14 @@
 also reads ``features.17`` and MMNet every block. Rather than refuse such a
 record, ``flow`` with a model, ``refine`` and ``show`` hand it to a
 :class:`LayerFiller`: it reads the record's images again
-(:meth:`core.io.records.PairRecord.image_path`), runs the backbone with the
+(:meth:`semcorr.io.records.PairRecord.image_path`), runs the backbone with the
 weights and at the working size that the stored layers record, and adds the
 missing layers — the numbers ``extract`` for that model would have stored. One
 backbone per (backbone, weights) is built and kept for the whole stream.
 
 A record whose images cannot be read, or whose features came from weights
 that cannot be rebuilt from their id (``random``, a ``file:`` id), keeps the
-missing-layer error of :func:`core.pipeline.features.missing_layer_error`, with the
+missing-layer error of :func:`semcorr.pipeline.features.missing_layer_error`, with the
 reason added.
 """
 
@@ -50,7 +50,7 @@ class LayerFiller:
 
     ``notify(text)`` is called once, on the first record filled, with one
     sentence saying what is computed and how to avoid it (parameters marked
-    with :func:`core.errors.param`, for a caller to name as it likes).
+    with :func:`semcorr.errors.param`, for a caller to name as it likes).
     """
 
     def __init__(self, device: torch.device | str = "cpu", notify: Callable[[str], None] | None = None):

@@ -1,7 +1,7 @@
 """The ``show`` stage: where a source point matches in the target, as heatmaps (DCCNet's figure 1).
 
 The figure is built from panels: one ``(title, heatmap (hB, wB))`` per score
-map, drawn over the target image by :func:`core.viz.heatmap_figure`.
+map, drawn over the target image by :func:`semcorr.viz.heatmap_figure`.
 :data:`PANEL_BUILDERS` maps a model name to the function that makes its
 panels, so another model (e.g. a per-scale view) only registers a builder;
 :func:`show_point` runs a model on two images or on a features record and

@@ -87,7 +87,7 @@ def identity_flow(from_size: tuple[int, int], to_size: tuple[int, int]) -> np.nd
     """The flow that keeps every pixel where it is, in the shared normalised frame: ``(H, W, 2)``.
 
     Pixel ``(x, y)`` of an ``H × W`` image goes to ``(x·(W'−1)/(W−1), y·(H'−1)/(H−1))``
-    of an ``H' × W'`` one (:mod:`core.geometry`); for images of one size it is
+    of an ``H' × W'`` one (:mod:`semcorr.geometry`); for images of one size it is
     the pixel identity.
     """
     grid = pixel_grid(*from_size, dtype=torch.float64)
@@ -184,7 +184,7 @@ def build_predictor(
     ``model="nn"``: training-free matching: centred hypercolumn features,
     cosine correlation, NC-Net's soft mutual filter, then ``method``;
     ``model="identity"``: the no-motion baseline (:class:`IdentityPredictor`);
-    otherwise a learned model from :mod:`core.models` with ``weights``.
+    otherwise a learned model from :mod:`semcorr.models` with ``weights``.
     """
     if model == "identity":
         return IdentityPredictor()

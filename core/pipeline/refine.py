@@ -81,7 +81,7 @@ def refine_records(
     """:func:`refine_record` on a stream; the model is built for the first record's backbone.
 
     Layers the model reads that a record lacks are computed from its images
-    by ``filler`` (default: a silent :class:`~core.pipeline.fill_layers.LayerFiller`).
+    by ``filler`` (default: a silent :class:`~semcorr.pipeline.fill_layers.LayerFiller`).
     ``warn(text)`` hears once that the head is untrained (``weights=None``).
     """
     filler = filler or LayerFiller(device)

@@ -1,8 +1,8 @@
 """The ``propagate`` stage: keypoints of a first frame carried through a folder of frames.
 
 :func:`propagate_folder` reads the frames (name order) and the first frame's
-points, matches frames with a predictor (:func:`~core.pipeline.predictors.build_predictor`)
-as :func:`core.propagate.propagate` asks (``first`` or ``chain``), and writes
+points, matches frames with a predictor (:func:`~semcorr.pipeline.predictors.build_predictor`)
+as :func:`semcorr.propagate.propagate` asks (``first`` or ``chain``), and writes
 one ``x,y`` CSV per frame and ``contact_sheet.png``.
 """
 

@@ -2,14 +2,14 @@
 
 * :func:`train` / :class:`TrainOptions` / :class:`TrainResult` — one run (or
   one process of a ``torchrun`` run); every option is declared once, in
-  :mod:`core.train.options`;
-* :mod:`core.train.state` — the pickle-free resumable state;
-* :mod:`core.train.rundir` — the run directory and its refusals;
-* :mod:`core.train.distributed` — torchrun environment, process group, collectives;
-* :mod:`core.train.feedback` — ``log.jsonl``, progress bar, TensorBoard;
-* :mod:`core.train.toy` — a tiny model (``--model toy``) for demos and tests.
+  :mod:`semcorr.train.options`;
+* :mod:`semcorr.train.state` — the pickle-free resumable state;
+* :mod:`semcorr.train.rundir` — the run directory and its refusals;
+* :mod:`semcorr.train.distributed` — torchrun environment, process group, collectives;
+* :mod:`semcorr.train.feedback` — ``log.jsonl``, progress bar, TensorBoard;
+* :mod:`semcorr.train.toy` — a tiny model (``--model toy``) for demos and tests.
 
-The names below are loaded when first used, so reading :mod:`core.train.options`
+The names below are loaded when first used, so reading :mod:`semcorr.train.options`
 (as ``semcorr train`` does before checking its options) does not import torch.
 """
 

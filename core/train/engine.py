@@ -15,7 +15,7 @@ state of the last finished step is saved (its weights, optimizer state,
 buffers and RNG states, kept at every boundary), and ``--resume`` continues
 from there exactly as an uninterrupted run would.
 
-On a CPU the options not given take CPU-sized values (:mod:`core.train.cpu`).
+On a CPU the options not given take CPU-sized values (:mod:`semcorr.train.cpu`).
 """
 
 from __future__ import annotations

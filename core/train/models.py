@@ -1,6 +1,6 @@
-"""Which models ``semcorr train`` can build: the :mod:`core.models` registry plus training-only ones.
+"""Which models ``semcorr train`` can build: the :mod:`semcorr.models` registry plus training-only ones.
 
-Training-only models (the :mod:`core.train.toy` demo) are registered here, so
+Training-only models (the :mod:`semcorr.train.toy` demo) are registered here, so
 the main registry is left untouched; :func:`register_training_model` adds more.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 from ..errors import UsageError
 from ..models import CorrespondenceModel, build_model, model_names
 
-TRAINING_ONLY_MODELS: dict[str, str] = {"toy": "core.train.toy:build_toy"}
+TRAINING_ONLY_MODELS: dict[str, str] = {"toy": "semcorr.train.toy:build_toy"}
 
 
 def register_training_model(name: str, target: str) -> None:

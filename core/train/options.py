@@ -1,7 +1,7 @@
 """Every option of a training run, declared once: :class:`TrainOptions`.
 
 Each field carries its help text and, in its metadata, what else the callers need:
-``hyper`` (read by :func:`core.train.hyper.resolve_hyper`, see :data:`HYPER_FIELDS`) and
+``hyper`` (read by :func:`semcorr.train.hyper.resolve_hyper`, see :data:`HYPER_FIELDS`) and
 ``choices`` (the values it takes). The engine reads the fields; ``semcorr train`` builds its
 command-line options from them (flag ``--`` + the name with dashes unless the CLI says otherwise),
 so a new option is one new field here.
@@ -80,7 +80,7 @@ def option_fields() -> tuple[Field, ...]:
     return fields(TrainOptions)
 
 
-#: ``TrainOptions`` fields that :func:`core.train.hyper.resolve_hyper` reads.
+#: ``TrainOptions`` fields that :func:`semcorr.train.hyper.resolve_hyper` reads.
 HYPER_FIELDS = tuple(f.name for f in option_fields() if f.metadata["hyper"])
 
 __all__ = ["TrainOptions", "HYPER_FIELDS", "VAL_METRICS", "option_fields"]

@@ -3,7 +3,7 @@
 Files (all written by rank 0 only, each atomically):
 
 * ``run.json`` — the run's identity (model, data, seed, hyper-parameters…);
-* ``resume.safetensors`` — the resumable state (:mod:`core.train.state`);
+* ``resume.safetensors`` — the resumable state (:mod:`semcorr.train.state`);
 * ``last.safetensors`` + ``last.json`` — the latest weights and sidecar;
 * ``best.safetensors`` + ``best.json`` — the best validation's weights (with ``--val``);
 * ``log.jsonl`` — one JSON object per logged event;

@@ -135,7 +135,7 @@ def build_toy(
     beta: float = 20.0,
     nan_after: int = 0,
 ) -> ToyModel:
-    """The toy model; ``backbone`` ``"tiny"`` (default, trainable) or a :mod:`core.backbones` name (frozen)."""
+    """The toy model; ``backbone`` ``"tiny"`` (default, trainable) or a :mod:`semcorr.backbones` name (frozen)."""
     if backbone in (None, "tiny"):
         bb: nn.Module = TinyBackbone()
     else:

@@ -5,7 +5,7 @@
   exact dense correspondence and sampled keypoints;
 * :class:`AnnotatedPairs` — keypoint benchmarks (PF-PASCAL, SPair-71k);
 * :func:`open_training_source` — the one a model's ``train_data`` needs, from
-  a data SPEC (:mod:`core.training_data.spec`);
+  a data SPEC (:mod:`semcorr.training_data.spec`);
 * :class:`StepOrder` / :class:`RankBatchSampler` — the data order, a pure
   function of ``(seed, epoch, step)``, sharded over processes.
 

@@ -1,4 +1,4 @@
-"""Keypoint-annotated pairs (PF-PASCAL, SPair-71k readers of :mod:`core.datasets`) at the training size."""
+"""Keypoint-annotated pairs (PF-PASCAL, SPair-71k readers of :mod:`semcorr.datasets`) at the training size."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ def pck_reference(box: torch.Tensor, size: tuple[int, int], reference: str) -> t
 class AnnotatedPairs(Dataset):
     """Pairs of a keypoint benchmark, resized to ``size = (H, W)`` with their keypoints scaled.
 
-    ``dataset`` is a :class:`core.datasets.base.PairDataset` of
-    :class:`~core.datasets.base.KeypointPair`; ``indices`` selects its pairs.
+    ``dataset`` is a :class:`semcorr.datasets.base.PairDataset` of
+    :class:`~semcorr.datasets.base.KeypointPair`; ``indices`` selects its pairs.
     A pair whose ``meta["flip"]`` is true (PF-PASCAL training lists) is
     mirrored, both images together (NC-Net's convention), when ``flip`` is set.
     ``pck_reference``: ``"image"`` (PF-PASCAL) or ``"bbox"`` (SPair-71k).

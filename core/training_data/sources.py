@@ -30,7 +30,7 @@ PCK_REFERENCE = {"pf-pascal": "image", "spair": "bbox", "cub": "bbox"}
 
 
 def open_keypoint_dataset(kind: str, root: Path, split: str | None):
-    """The :mod:`core.datasets` reader for ``kind`` (``pf-pascal``, ``spair`` or ``cub``) on ``root``/``split``."""
+    """The :mod:`semcorr.datasets` reader for ``kind`` (``pf-pascal``, ``spair`` or ``cub``) on ``root``/``split``."""
     from ..datasets import open_dataset
 
     dataset = open_dataset(kind, root, split=split)
@@ -94,7 +94,7 @@ def open_training_source(
 ) -> Dataset:
     """The dataset a model with ``train_data`` trains (or validates, ``role="val"``) on.
 
-    Items are keyed ``(epoch, index)`` (see :mod:`core.training_data.order`); every
+    Items are keyed ``(epoch, index)`` (see :mod:`semcorr.training_data.order`); every
     returned dataset has ``describe()``, ``kind`` and ``provides_keypoints``.
     ``limit`` keeps a seeded subset of that many items. Raises
     :class:`DataError` when the spec yields nothing.

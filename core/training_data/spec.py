@@ -7,10 +7,10 @@
                                 (PASCAL-VOC-style segmentation PNGs) in DIR
     voc:ROOT[:SPLIT]            a PASCAL VOC devkit year folder (JPEGImages/,
                                 SegmentationClass/, ImageSets/Segmentation/SPLIT.txt)
-    pf-pascal:ROOT[:SPLIT]      PF-PASCAL keypoint pairs (core.datasets reader)
-    spair:ROOT[:SPLIT]          SPair-71k keypoint pairs (core.datasets reader)
+    pf-pascal:ROOT[:SPLIT]      PF-PASCAL keypoint pairs (semcorr.datasets reader)
+    spair:ROOT[:SPLIT]          SPair-71k keypoint pairs (semcorr.datasets reader)
     cub:ROOT[:SPLIT]            CUB-200-2011 keypoint pairs drawn from the split
-                                (core.datasets reader; train or test)
+                                (semcorr.datasets reader; train or test)
     PATH                        shorthand for folder:PATH
 
 SPLIT defaults to ``train`` for ``--data`` and ``val`` for ``--val``.

@@ -1,7 +1,7 @@
 """Synthetic training pairs: two random affine warps of one image, with exact correspondence.
 
 For an image ``I`` (and its foreground mask), two maps ``theta_src`` and
-``theta_trg`` (2×3, normalised coordinates, :func:`core.training_data.augment.random_affine`)
+``theta_trg`` (2×3, normalised coordinates, :func:`semcorr.training_data.augment.random_affine`)
 give the views ``src(p) = I(theta_src p)`` and ``trg(q) = I(theta_trg q)``. Source
 pixel ``p`` and target pixel ``q`` show the same point of ``I`` exactly when
 ``theta_trg q = theta_src p``, i.e. ``q = A_trg⁻¹ (theta_src p − t_trg)``: the
