@@ -29,6 +29,9 @@ DIRECTIONS = ("src->trg", "trg->src", "both")
 SAMPLINGS = ("bilinear", "nearest")
 AVERAGES = ("pair", "keypoint", "joint")
 PROPAGATIONS = ("first", "chain")
+#: How a learned model's input is made: ``model`` (the model's own resize) or ``sfnet-published``
+#: (SFNet's test code: resize to size − 32, zero-pad 16 pixels, drop the grid border and rescale).
+MODEL_INPUTS = ("model", "sfnet-published")
 FLIP_MODES = ("none", "gt")
 
 
@@ -59,6 +62,9 @@ class Protocol:
       ``chain`` (frame to frame), :mod:`semcorr.propagate`; propagation only;
     * ``flip``: ``gt`` runs the model on a mirrored source image for pairs the
       dataset flags as flipped (TSS), ``none`` never;
+    * ``model_input``: ``model`` (each model's own resize) or ``sfnet-published``
+      (SFNet's test input and grid crop, :func:`semcorr.models.sfnet.sfnet_published_flow`;
+      applies to SFNet, other models keep their own);
     * ``dataset_options``: reader options the protocol needs (e.g. the pair list).
     """
 
@@ -78,6 +84,7 @@ class Protocol:
     flip: str = "none"
     split: str | None = None
     propagation: str = "first"
+    model_input: str = "model"
     dataset_options: tuple[tuple[str, Any], ...] = ()
     papers: tuple[str, ...] = ()
     notes: str = ""
@@ -93,6 +100,7 @@ class Protocol:
             ("flip", self.flip, FLIP_MODES),
             ("coords", self.coords, ("one-based", "raw")),
             ("propagation", self.propagation, PROPAGATIONS),
+            ("model_input", self.model_input, MODEL_INPUTS),
         )
         for what, value, allowed in checks:
             if value not in allowed:
@@ -173,11 +181,12 @@ PRESETS: dict[str, Protocol] = {
             threshold="bbox",
             direction="trg->src",
             size=320,
-            resize_rule="model input 320×320; errors measured in the original source image, L = max side of the source object box (SFNet's source_L_pck)",
+            resize_rule="SFNet's test input (resize to 288×288, zero-pad 16 to 320×320, grid border dropped); errors measured in the original source image, L = max side of the source object box (SFNet's source_L_pck)",
             coords="raw",
             sampling="nearest",
             average="pair",
             split="test",
+            model_input="sfnet-published",
             dataset_options=(("pair_list", "sfnet"),),
             papers=(SFNET,),
             notes=(
@@ -195,13 +204,14 @@ PRESETS: dict[str, Protocol] = {
             measure_size=(320, 320),
             size=320,
             resize_rule=(
-                "model input 320×320; points and errors in the 320×320 frame of the resized images, "
+                "SFNet's test input (288×288 zero-padded to 320×320, grid border dropped); points and errors in the 320×320 frame of the resized images, "
                 "L = 320 (SFNet's eval_type image_size)"
             ),
             coords="raw",
             sampling="nearest",
             average="pair",
             split="test",
+            model_input="sfnet-published",
             dataset_options=(("pair_list", "sfnet"),),
             papers=(SFNET,),
             notes=(

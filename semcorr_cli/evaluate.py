@@ -248,6 +248,7 @@ def _build_source(args: dict[str, Any], protocol, root: Path):
         "device": resolve_device(args["device"]),
         "method": args["method"],
         "layers": parse_str_list(args["layers"]),
+        "model_input": protocol.model_input,
     }
     model_options = parse_model_options(args["model_opt"])
     if model_options and (args["model"] or "nn") in ("nn", "identity"):

@@ -15,12 +15,13 @@ from semcorr.images import image_to_float, image_to_tensor, load_image, normaliz
 from semcorr.models import build_model
 from semcorr.models.sfnet import (
     SFNet,
-    SFNetPublishedPredictor,
     build_sfnet,
     crop_and_rescale_grid,
     published_input,
     sfnet_published_flow,
 )
+from semcorr.pipeline.predictors import ModelPredictor, SFNetPublishedPredictor, build_predictor
+from semcorr.protocols import get_protocol
 from semcorr.weights import save_checkpoint
 
 IMAGES = ["accordion/image_0001.jpg", "Leopards/image_0001.jpg", "airplanes/image_0001.jpg"]
@@ -174,6 +175,18 @@ def test_published_flow_shapes_follow_the_original_images_and_keep_the_mode(mode
     assert np_s2t.dtype.name == "float32" and np_s2t.shape == (110, 150, 2) and np_t2s.shape == (130, 90, 2)
     assert (np_s2t == flow_s2t[0].numpy()).all() and (np_t2s == flow_t2s[0].numpy()).all()
     assert predictor.describe()["weights"] == "fresh" and predictor.describe()["model"] == "sfnet"
+
+
+def test_sfnet_presets_run_sfnet_on_its_published_test_input():
+    # eval_pascal.py: PF_Pascal pads every image by 16 pixels and the grid border is cropped
+    for name in ("pf-pascal-sfnet", "pf-pascal-sfnet-img"):
+        assert get_protocol(name).model_input == "sfnet-published"
+    assert get_protocol("pf-willow-kps").model_input == "model"
+    sf = build_predictor("sfnet", weights=None, size=320, device="cpu", model_input="sfnet-published")
+    assert isinstance(sf, SFNetPublishedPredictor) and sf.size == 320 and sf.pad == 16
+    assert isinstance(build_predictor("sfnet", weights=None, size=320, device="cpu"), ModelPredictor)
+    # the published input applies to SFNet only; another model keeps its own resize
+    assert isinstance(build_predictor("mmnet", weights=None, size=320, device="cpu", model_input="sfnet-published"), ModelPredictor)
 
 
 # ----------------------------------------------------------------------------- training

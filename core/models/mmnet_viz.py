@@ -62,7 +62,7 @@ def scale_probabilities(
 def mmnet_panels(net: MMNet, feats_src: dict, feats_trg: dict, point_norm: tuple[float, float]) -> list[tuple[str, np.ndarray]]:
     """``semcorr show`` panels: one ``(title, heatmap (hB_l, wB_l))`` per level, coarsest first.
 
-    The signature of :data:`semcorr_cli.show.PANEL_BUILDERS` entries: backbone
+    The signature of :data:`semcorr.pipeline.heatmaps.PANEL_BUILDERS` entries: backbone
     features of one pair and a normalised source point.
     """
     probs = scale_probabilities(net, net.encode(feats_src), net.encode(feats_trg), point_norm)

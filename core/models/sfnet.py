@@ -432,30 +432,7 @@ def sfnet_published_flow(
     return flow_s2t.cpu(), flow_t2s.cpu()
 
 
-class SFNetPublishedPredictor:
-    """A predictor (``predict(src_pil, trg_pil)``) running :func:`sfnet_published_flow`.
-
-    Same interface as :class:`semcorr.pipeline.ModelPredictor`: returns float32
-    numpy pixel flows ``(H_src, W_src, 2)`` and ``(H_trg, W_trg, 2)``.
-    """
-
-    def __init__(self, model: SFNet, device: torch.device | str = "cpu", size: int = 320, pad: int = 16):
-        self.model = model.to(device).eval()
-        self.device = torch.device(device)
-        self.size, self.pad = size, pad
-        self.name = model.name
-
-    def describe(self) -> dict[str, Any]:
-        return dict(self.model.config(), size=[self.size, self.size], weights=self.model.weights_id,
-                    input=f"sfnet-published: resize {self.size - 2 * self.pad}, zero-pad {self.pad}, crop grid border")
-
-    def predict(self, src: Image.Image, trg: Image.Image):
-        flow_s2t, flow_t2s = sfnet_published_flow(self.model, src, trg, self.size, self.pad)
-        return flow_s2t[0].float().numpy(), flow_t2s[0].float().numpy()
-
-
 __all__ = [
-    "SFNetPublishedPredictor",
     "SFNet",
     "build_sfnet",
     "released_state_dict",

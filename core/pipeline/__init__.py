@@ -38,7 +38,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "features": ('missing_layer_error', 'record_backbone', 'record_features'),
     "fill_layers": ('LayerFiller', 'feature_provenance'),
     "flow": ('coseg_from_matches', 'flow_record', 'flow_records', 'flows_from_matches', 'load_flow_model', 'matching_rule', 'model_flow_record', 'model_pixel_flows', 'record_trg_to_src_scores', 'refined_matching'),
-    "predictors": ('NN_DEFAULT_SIZE', 'IdentityPredictor', 'ModelPredictor', 'NearestNeighbourPredictor', 'build_predictor', 'identity_flow'),
+    "predictors": ('NN_DEFAULT_SIZE', 'IdentityPredictor', 'ModelPredictor', 'NearestNeighbourPredictor', 'SFNetPublishedPredictor', 'build_predictor', 'identity_flow'),
     "refine": ('TRG_TO_SRC_SCORES', 'build_refiner', 'refine_record', 'refine_records'),
     "heatmaps": ('show_point',),
     "warping": ('apply_flow', 'write_coseg_mask'),

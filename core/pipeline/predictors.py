@@ -19,6 +19,7 @@ from ..flow import matches_from_corr
 from ..geometry import normalized_to_pixels, pixel_grid, pixels_to_normalized
 from ..images import image_to_tensor, parse_size
 from ..models import build_model
+from ..models.sfnet import sfnet_published_flow
 from ..scores import correlate_scores
 from .device import resolve_device
 from .extract import FeatureExtractor
@@ -165,6 +166,28 @@ class ModelPredictor:
         return st, ts, ms, mt
 
 
+class SFNetPublishedPredictor:
+    """A predictor (``predict(src_pil, trg_pil)``) running :func:`sfnet_published_flow`.
+
+    Same interface as :class:`ModelPredictor`: returns float32
+    numpy pixel flows ``(H_src, W_src, 2)`` and ``(H_trg, W_trg, 2)``.
+    """
+
+    def __init__(self, model, device: torch.device | str = "cpu", size: int = 320, pad: int = 16):
+        self.model = model.to(device).eval()
+        self.device = torch.device(device)
+        self.size, self.pad = size, pad
+        self.name = model.name
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self.model.config(), size=[self.size, self.size], weights=self.model.weights_id,
+                    input=f"sfnet-published: resize {self.size - 2 * self.pad}, zero-pad {self.pad}, crop grid border")
+
+    def predict(self, src: Image.Image, trg: Image.Image):
+        flow_s2t, flow_t2s = sfnet_published_flow(self.model, src, trg, self.size, self.pad)
+        return flow_s2t[0].float().numpy(), flow_t2s[0].float().numpy()
+
+
 def build_predictor(
     model: str = "nn",
     backbone: str = DEFAULT_BACKBONE,
@@ -177,6 +200,7 @@ def build_predictor(
     beta: float = 50.0,
     sigma: float = 5.0,
     mutual: bool = False,
+    model_input: str = "model",
     **model_options: Any,
 ):
     """A predictor with ``predict(src_pil, trg_pil) -> (flow_src_to_trg, flow_trg_to_src)``.
@@ -185,6 +209,8 @@ def build_predictor(
     cosine correlation, NC-Net's soft mutual filter, then ``method``;
     ``model="identity"``: the no-motion baseline (:class:`IdentityPredictor`);
     otherwise a learned model from :mod:`semcorr.models` with ``weights``.
+    ``model_input="sfnet-published"`` (a protocol's :attr:`~semcorr.protocols.Protocol.model_input`)
+    runs SFNet on its authors' test input (:class:`SFNetPublishedPredictor`); other models keep their own.
     """
     if model == "identity":
         return IdentityPredictor()
@@ -193,4 +219,6 @@ def build_predictor(
         ext = FeatureExtractor.create(backbone, backbone_weights, layers, size or NN_DEFAULT_SIZE, dev)
         return NearestNeighbourPredictor(ext, method, beta, sigma, mutual)
     m = build_model(model, backbone=backbone, backbone_weights=backbone_weights, weights=weights, **model_options)
+    if model == "sfnet" and model_input == "sfnet-published":
+        return SFNetPublishedPredictor(m, dev, parse_size(size or m.input_size)[0])
     return ModelPredictor(m, size or m.input_size, dev)
