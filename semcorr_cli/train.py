@@ -20,6 +20,7 @@ from .common import (
     check_outputs,
     device_option,
     err_console,
+    flag_for,
     handle_errors,
     output_option,
     parse_model_options,
@@ -128,7 +129,7 @@ def register(app: typer.Typer) -> None:
         except TrainingInterrupted as exc:
             # everything is saved; end at once, without waiting for an abandoned step still inside torch
             # (exc.worker_alive) or for the interpreter's slow teardown
-            err_console.print(f"[bold red]semcorr: error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]semcorr: error:[/] {exc.render(flag_for)}", highlight=False, soft_wrap=True)
             sys.stdout.flush()
             sys.stderr.flush()
             os._exit(exc.exit_code)

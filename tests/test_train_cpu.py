@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from semcorr_cli.common import flag_for
 import torch
 
 from conftest import CALTECH, REPO
@@ -112,8 +114,9 @@ def test_ctrl_c_inside_a_long_step_saves_the_last_boundary_and_resume_is_exact(t
     out = tmp_path / "interrupted"
     trainer = Trainer(tiny_options(out))
     t0 = time.monotonic()
-    with pytest.raises(TrainingInterrupted, match="after step 2 .*--resume") as info:
+    with pytest.raises(TrainingInterrupted, match="after step 2 .*with resume continues") as info:
         trainer.run()
+    assert "the same command with --resume continues it" in info.value.render(flag_for)  # as the CLI prints it
     assert time.monotonic() - t0 < 30 and info.value.worker_alive and info.value.exit_code == 130
     assert load_resume_state(out / "resume.safetensors").progress.step == 2
     assert read_log(out / "log.jsonl")[-1]["event"] == "interrupted"

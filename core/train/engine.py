@@ -584,7 +584,7 @@ class Trainer:
         assert step is not None
         return TrainingInterrupted(
             f"interrupted; the state after step {step} is saved in {self.out / STATE_FILE}: "
-            "the same command with --resume continues it", step, worker_alive,
+            f"the same command with {param('resume')} continues it", step, worker_alive,
         )  # fmt: skip
 
     def _diverged(self, what: str, value: float) -> None:
