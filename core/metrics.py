@@ -39,8 +39,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-DEFAULT_ALPHAS = (0.05, 0.1, 0.15)
-THRESHOLD_KINDS = ("img", "bbox", "kps", "kps-diag")
+from .pck_names import DEFAULT_ALPHAS, THRESHOLD_KINDS
 #: Factor of the box diagonal in the ``kps-diag`` reference length.
 DIAGONAL_FACTOR = 0.6
 #: The α grid of PCK curves (0.01 … 0.30).

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from .errors import UsageError
-from .metrics import DEFAULT_ALPHAS, THRESHOLD_KINDS
+from .pck_names import DEFAULT_ALPHAS, THRESHOLD_KINDS
 
 TASKS = ("keypoints", "flow", "mask", "propagation", "coseg")
 DIRECTIONS = ("src->trg", "trg->src", "both")

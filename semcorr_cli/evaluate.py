@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from semcorr.errors import UsageError, param
-from semcorr.metrics import THRESHOLD_KINDS
+from semcorr.pck_names import THRESHOLD_KINDS
 from semcorr.protocols import DIRECTIONS, PROPAGATIONS
 from semcorr.parsing import parse_key_values, parse_list
 

@@ -34,3 +34,11 @@ def test_import_semcorr_works_and_import_core_does_not(tmp_path):
     assert Path(r.stdout.strip()).parent.name in {"core", "semcorr"}  # editable: core/; wheel: site-packages/semcorr
     r = _python("import core", tmp_path)
     assert r.returncode != 0 and "No module named 'core'" in r.stderr
+
+
+def test_the_command_line_starts_without_numpy_or_torch(tmp_path):
+    # `semcorr <stage> --help` and option checks run before any heavy import (issue 18's start-up)
+    code = "import sys, semcorr_cli.main; print(sorted(m for m in ('numpy', 'torch', 'h5py', 'PIL', 'torchvision') if m in sys.modules))"
+    r = _python(code, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

@@ -6,7 +6,6 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import UsageError, param
-from ..images import parse_size
 from .schedule import check_schedule
 
 OPTIMIZERS = ("adam", "sgd")
@@ -114,5 +113,12 @@ def resolve_hyper(defaults: dict[str, Any], overrides: dict[str, Any]) -> Hyper:
         momentum=float(pick("momentum")),
         weight_decay=float(pick("weight_decay")),
         betas=(betas[0], betas[1]),
-        image_size=parse_size(pick("image_size")),
+        image_size=_parse_size(pick("image_size")),
     )
+
+
+def _parse_size(value: Any) -> tuple[int, int]:
+    """:func:`semcorr.images.parse_size`, imported on use: the CLI reads this module's names at start-up, before numpy."""
+    from ..images import parse_size
+
+    return parse_size(value)
