@@ -95,6 +95,46 @@ _COMMAND_CONTEXT: contextvars.ContextVar[typer.Context | None] = contextvars.Con
 _CONTEXT_PARAM = "_semcorr_context"
 
 
+#: The stages that stream records and so run side by side in a pipe.
+PIPE_STAGES = frozenset({"extract", "extract-features", "correlate", "refine", "flow", "warp"})
+#: A pipe of the design card has three stages; each takes its share of the cores.
+PIPE_STAGES_SHARING = 3
+
+
+def is_pipe(fd: int) -> bool:
+    """True when file descriptor ``fd`` is a pipe (a FIFO), not a terminal or a file."""
+    import stat
+
+    try:
+        return stat.S_ISFIFO(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+
+def pipe_thread_count(command: str, stdin_is_pipe: bool, stdout_is_pipe: bool, cpus: int, env: dict) -> int | None:
+    """Intra-op threads for a stage inside a pipe, or None to leave torch's default.
+
+    Stages joined by pipes run at the same time, each with torch's default of one
+    thread per core: on 2 cores three stages then ran 2.0× slower than the same work
+    in one process (threads spinning against each other; benchmarks/bench_pipe.py).
+    A streaming stage reading or writing a pipe therefore takes ``cpus // 3`` threads
+    (at least 1), unless ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` says otherwise.
+    """
+    if command not in PIPE_STAGES or not (stdin_is_pipe or stdout_is_pipe):
+        return None
+    if env.get("OMP_NUM_THREADS") or env.get("MKL_NUM_THREADS"):
+        return None
+    return max(1, cpus // PIPE_STAGES_SHARING)
+
+
+def share_cores_in_pipes(argv: list[str]) -> None:
+    """Before torch is imported: give a stage inside a pipe its share of the cores (:func:`pipe_thread_count`)."""
+    command = argv[1] if len(argv) > 1 else ""
+    n = pipe_thread_count(command, is_pipe(0), is_pipe(1), os.cpu_count() or 1, os.environ)
+    if n is not None:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+
+
 def handle_errors(fn: F) -> F:
     """Turn library errors into one line on stderr and the right exit code (see the module docstring).
 

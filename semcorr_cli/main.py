@@ -83,9 +83,10 @@ _register_all()
 
 def main() -> None:
     """Console-script entry point."""
-    from .common import EXIT_SIGPIPE, install_signal_handlers, silence_stdout
+    from .common import EXIT_SIGPIPE, install_signal_handlers, share_cores_in_pipes, silence_stdout
 
     install_signal_handlers()
+    share_cores_in_pipes(sys.argv)
     try:
         app()
     except BrokenPipeError:  # pragma: no cover - downstream closed the pipe outside a command (e.g. --help | head)
