@@ -125,7 +125,7 @@ def register(app: typer.Typer) -> None:
 
         options = TrainOptions(**o, command=command_line())
         try:
-            result = train(options)
+            result = train(options, name_of=flag_for)
         except TrainingInterrupted as exc:
             # everything is saved; end at once, without waiting for an abandoned step still inside torch
             # (exc.worker_alive) or for the interpreter's slow teardown

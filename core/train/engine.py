@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -214,8 +214,8 @@ def degenerate_settings(model: CorrespondenceModel, hyper: Hyper) -> list[str]:
     out = []
     if model.train_data == "weak" and hyper.batch_size < WEAK_LOSS_MIN_BATCH:
         out.append(
-            f"with --batch-size {hyper.batch_size} the weak loss of {model.name} is exactly 0 and nothing learns: "
-            f"its negatives pair each image with another pair's target, so it needs --batch-size {WEAK_LOSS_MIN_BATCH} or more"
+            f"with {param('batch_size')} {hyper.batch_size} the weak loss of {model.name} is exactly 0 and nothing learns: "
+            f"its negatives pair each image with another pair's target, so it needs {param('batch_size')} {WEAK_LOSS_MIN_BATCH} or more"
         )
     return out
 
@@ -229,10 +229,10 @@ class Trainer:
     #: After Ctrl-C, how long to wait for the running step to end before saving the previous boundary instead.
     interrupt_grace_s: float = 2.0
 
-    def __init__(self, options: TrainOptions, reporter: Reporter | None = None):
+    def __init__(self, options: TrainOptions, reporter: Reporter | None = None, name_of: Callable[[str], str] | None = None):
         self.o = options
         self.env = D.dist_env_from_environ()
-        self.reporter = reporter or Reporter(quiet=options.quiet, enabled=self.env.is_main)
+        self.reporter = reporter or Reporter(quiet=options.quiet, enabled=self.env.is_main, name_of=name_of)
         if not self.env.is_main:
             self.reporter = Reporter(quiet=True, enabled=False)
         self.log: JsonlLog | None = None
@@ -733,6 +733,9 @@ class Trainer:
             D.destroy_process_group()
 
 
-def train(options: TrainOptions, reporter: Reporter | None = None) -> TrainResult:
-    """Run (or resume) a training run; see :class:`TrainOptions`."""
-    return Trainer(options, reporter).run()
+def train(options: TrainOptions, reporter: Reporter | None = None, name_of: Callable[[str], str] | None = None) -> TrainResult:
+    """Run (or resume) a training run; see :class:`TrainOptions`.
+
+    ``name_of`` names the parameters the run's messages mention (the CLI: its flags).
+    """
+    return Trainer(options, reporter, name_of).run()

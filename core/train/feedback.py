@@ -6,12 +6,12 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..errors import UsageError, param
+from ..errors import UsageError, param, render_params
 from ..files import atomic_write_text
 
 
@@ -75,7 +75,11 @@ class Reporter:
     a slow run shows its pace from the start.
     """
 
-    def __init__(self, quiet: bool = False, enabled: bool = True, console: Console | None = None):
+    def __init__(
+        self, quiet: bool = False, enabled: bool = True, console: Console | None = None, name_of: Callable[[str], str] | None = None
+    ):
+        #: How a parameter marked in a message (:func:`semcorr.errors.param`) is named: the CLI passes its flags.
+        self.name_of = name_of
         self.enabled = enabled
         self.active = enabled and not quiet
         self.console = console or Console(stderr=True)
@@ -85,12 +89,12 @@ class Reporter:
 
     def info(self, message: str) -> None:
         if self.active:
-            self.console.print(message, highlight=False, soft_wrap=True)
+            self.console.print(render_params(message, self.name_of), highlight=False, soft_wrap=True)
 
     def warn(self, message: str) -> None:
         """Shown even with ``quiet`` (on rank 0)."""
         if self.enabled:
-            self.console.print(f"[yellow]semcorr: warning:[/] {message}", highlight=False, soft_wrap=True)
+            self.console.print(f"[yellow]semcorr: warning:[/] {render_params(message, self.name_of)}", highlight=False, soft_wrap=True)
 
     def start(self, total: int, completed: int) -> None:
         if not self.active:
