@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-#: ``spectral`` (inference only) is skipped with ``--backward``; ``auto`` takes it for 16→16 at inference.
+#: ``spectral`` (inference only) is skipped with ``--backward``; ``auto`` takes it at inference for layers with ≥ 8 channels on either side.
 IMPLEMENTATIONS = ["reference", "stack-input", "stack-output", "sum-rows", "spectral", "auto"]
 #: (C_in, C_out) of the NeighConsensus layers; (0, 0) is the whole symmetric NeighConsensus.
 LAYERS = [(1, 16), (16, 16), (16, 1), (0, 0)]

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import itertools
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from semcorr.conv4d import CONV4D_STRATEGIES, Conv4d, conv4d, conv4d_output_size, conv4d_reference
+from semcorr.conv4d import (
+    CONV4D_STRATEGIES,
+    Conv4d,
+    conv4d,
+    conv4d_output_size,
+    conv4d_reference,
+    dft_2d,
+    inverse_dft_2d,
+)
 
 from helpers_4d import one_thread  # noqa: F401 - autouse: one torch thread in this module
 
@@ -137,6 +146,42 @@ def test_auto_takes_the_spectral_route_only_without_autograd():
     assert not torch.equal(spectral, direct)  # another summation order: the route really differs
     assert torch.equal(auto, spectral)
     assert torch.equal(conv4d(x, w.requires_grad_(True), b), direct)  # training keeps the direct sum
+
+
+@pytest.mark.parametrize("c_in, c_out", [(1, 8), (8, 1)])
+def test_auto_takes_the_spectral_route_for_widening_and_narrowing_layers(c_in, c_out):
+    # NeighConsensus's 1 -> 16 and 16 -> 1 layers: spectral once either side has >= 8 channels
+    x, w, b = _data(c_in, c_out, (5, 5, 5, 5), grid=(6, 6, 9, 9))
+    with torch.no_grad():
+        assert torch.equal(conv4d(x, w, b), conv4d(x, w, b, strategy="spectral"))
+        assert not torch.equal(conv4d(x, w, b), conv4d(x, w, b, strategy="stack-input"))
+    x, w, b = _data(1, 4, (5, 5, 5, 5), grid=(6, 6, 9, 9))
+    with torch.no_grad():  # too few channels: the direct route
+        assert torch.equal(conv4d(x, w, b), conv4d(x, w, b, strategy="stack-input"))
+
+
+@pytest.mark.parametrize("channels, size, padded", [(3, (7, 9), (10, 12)), (1, (5, 8), (7, 11)), (2, (4, 4), (4, 4))])
+def test_dft_by_matrices_equals_torch_fft(channels, size, padded):
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, *size, channels, generator=g, dtype=torch.float64)
+    got = dft_2d(x, *padded)  # (N, n3, m4, re/im, C)
+    expected = torch.view_as_real(torch.fft.rfft2(x, s=padded, dim=(1, 2))).permute(0, 1, 2, 4, 3)
+    assert got.shape == (2, padded[0], padded[1] // 2 + 1, 2, channels)
+    assert torch.allclose(got, expected, atol=1e-10)
+    # the inverse of a spectrum of a real signal gives the signal back, cropped to its size
+    assert torch.allclose(inverse_dft_2d(got, *size, *padded), x, atol=1e-10)
+    # and of any half spectrum, what irfft2 gives (the imaginary parts it ignores are ignored)
+    y = torch.randn(2, padded[0], padded[1] // 2 + 1, 2, channels, generator=g, dtype=torch.float64)
+    expected = torch.fft.irfft2(torch.view_as_complex(y.transpose(3, 4).contiguous()), s=padded, dim=(1, 2))
+    assert torch.allclose(inverse_dft_2d(y, *size, *padded), expected[:, : size[0], : size[1]], atol=1e-10)
+
+
+def test_dft_matrices_by_hand():
+    # a 1 x 2 signal [1, 2] padded to 1 x 3: X[f] = 1 + 2 exp(-2 pi i f / 3), f = 0, 1
+    x = torch.tensor([1.0, 2.0], dtype=torch.float64).view(1, 1, 2, 1)
+    got = dft_2d(x, 1, 3)[0, 0, :, :, 0]  # (m4 = 2, re/im)
+    c, s = math.cos(2 * math.pi / 3), math.sin(2 * math.pi / 3)
+    assert torch.allclose(got, torch.tensor([[3.0, 0.0], [1 + 2 * c, -2 * s]], dtype=torch.float64), atol=1e-12)
 
 
 def test_spectral_route_refuses_autograd_and_even_kernels():
