@@ -35,7 +35,7 @@ SHIPPED_SHA256: dict[str, str] = {
     # DCCNet on MobileNetV2 (from the NC-Net weights' consensus): examples/train_default_weights.sh dccnet
     "dccnet_mobilenet_v2.safetensors": "480f57bdf91cd4b248794cd19f90417a1eb1efe9d035a8247c547435c0d30d5b",
     # MMNet on MobileNetV2 (frozen backbone; synthetic, then NC-Net-teacher pseudo-keypoint pairs): examples/train_default_weights.sh mmnet
-    "mmnet_mobilenet_v2.safetensors": "83dcf2940f44ce9b8291f3d2b96551752aa206fad73b925b479572db019bb501",
+    "mmnet_mobilenet_v2.safetensors": "eb48d356670eea35f54b0c2bf47645337b7fe9c5614a61db9848602c828ca380",
 }
 
 
