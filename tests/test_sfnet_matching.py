@@ -39,12 +39,14 @@ def test_kernel_soft_argmax_of_a_one_hot_correlation_is_the_argmax_cell():
         assert exact[0, i, j].tolist() == [xs[l].item(), ys[k].item()]
 
 
-def test_kernel_soft_argmax_hand_computed_two_cell_case():
+@pytest.mark.parametrize("autograd", [False, True], ids=["inference-route", "autograd-route"])
+def test_kernel_soft_argmax_hand_computed_two_cell_case(autograd):
     # Target 5x5; scores a at (2, 2), b at (2, 3), 0 elsewhere.
     a, b, beta, sigma = 1.0, 0.9, 50.0, 5.0
     corr = torch.zeros(1, 1, 1, 5, 5)
     corr[0, 0, 0, 2, 2], corr[0, 0, 0, 2, 3] = a, b
-    out = kernel_soft_argmax_matches(corr, beta=beta, sigma=sigma, normalize=True)[0, 0, 0]
+    corr.requires_grad_(autograd)
+    out = kernel_soft_argmax_matches(corr, beta=beta, sigma=sigma, normalize=True)[0, 0, 0].detach()
     n = math.sqrt(a * a + b * b + 1e-6)  # L2 over the target cells
     g = math.exp(-1.0 / (2 * sigma**2))  # window at one cell from the argmax
     w_peak, w_next, w_zero = 1.0, math.exp(beta * (b * g - a) / n), math.exp(-beta * a / n)
@@ -71,6 +73,25 @@ def test_kernel_soft_argmax_stays_in_the_window_of_a_bimodal_correlation():
     cell = 2.0 / (wb - 1)
     assert abs(kernel - xs[2].item()) < 0.01 * cell
     assert abs(plain - xs[2].item()) > 3 * cell
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+def test_kernel_soft_argmax_inference_route_equals_the_autograd_route(transposed):
+    # Without autograd the same sum is taken in fewer passes (separable window, unnormalised
+    # exponentials); both routes must agree, also on a transposed (non-contiguous) view.
+    g = torch.Generator().manual_seed(5)
+    corr = torch.randn(2, 6, 7, 9, 11, generator=g) * 0.3
+    if transposed:
+        corr = corr.permute(0, 3, 4, 1, 2)
+    with torch.no_grad():
+        fast = kernel_soft_argmax_matches(corr, beta=50.0, sigma=2.0)
+    literal = kernel_soft_argmax_matches(corr.clone().requires_grad_(True), beta=50.0, sigma=2.0).detach()
+    assert fast.shape == literal.shape == (*corr.shape[:3], 2)
+    assert (fast - literal).abs().max() < 1e-6
+    before = corr.clone()  # the inference route works in place on its own temporaries only
+    with torch.no_grad():
+        kernel_soft_argmax_matches(corr, beta=50.0, sigma=2.0)
+    assert torch.equal(corr, before)
 
 
 def test_kernel_soft_argmax_is_differentiable_through_the_scores():
