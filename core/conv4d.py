@@ -323,13 +323,18 @@ CONV4D_STRATEGIES = ("auto", "stack-input", "stack-output", "sum-rows")
 INFERENCE_STRATEGIES = ("spectral",)
 
 
+def _needs_autograd(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a gradient will flow through this call (the spectral route has none)."""
+    return torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad)
+
+
 def _spectral_pays(x: torch.Tensor, weight: torch.Tensor) -> bool:
     """``"auto"`` takes the spectral route for layers with ≥ 8 channels on either side (all three
     of NeighConsensus's 1 → 16 → 16 → 1) and large odd kernels (k3, k4 ≥ 5), at inference on CPU
     (no autograd), where it does ~10× fewer multiplications than the direct sum. For 1 → 16 alone
     it only ties with one stacked ``conv3d``, but its channels-last output spares the next
     spectral layer a transpose."""
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+    if _needs_autograd(x, weight):
         return False
     k3, k4 = weight.shape[-2:]
     odd = all(k % 2 == 1 for k in weight.shape[2:])
@@ -364,7 +369,7 @@ def conv4d(
         if _spectral_pays(x, weight):
             strategy = "spectral"
     if strategy == "spectral":
-        if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        if _needs_autograd(x, weight):
             raise ValueError("the spectral conv4d is for inference only; use another strategy with autograd")
         if any(k % 2 == 0 for k in weight.shape[2:]):
             raise ValueError(f"the spectral conv4d needs odd kernel sizes, got {tuple(weight.shape[2:])}")

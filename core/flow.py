@@ -23,14 +23,20 @@ def _flat_target(corr: torch.Tensor) -> torch.Tensor:
     return corr.reshape(b, ha, wa, hb * wb)
 
 
-def _expected_position(prob: torch.Tensor, hb: int, wb: int) -> torch.Tensor:
-    """prob ``(B, hA, wA, hB*wB)`` summing to 1 → expected normalised ``(x, y)`` ``(B, hA, wA, 2)``."""
+def _expected_position(prob: torch.Tensor, hb: int, wb: int, normalise: bool = False) -> torch.Tensor:
+    """prob ``(B, hA, wA, hB*wB)`` summing to 1 → expected normalised ``(x, y)`` ``(B, hA, wA, 2)``.
+
+    ``normalise``: ``prob`` holds unnormalised weights; their total, summed
+    from the column marginal, is divided out at the end.
+    """
     b, ha, wa, _ = prob.shape
     p = prob.view(b, ha, wa, hb, wb)
-    xs = cell_centers(wb, prob.device, prob.dtype)
-    ys = cell_centers(hb, prob.device, prob.dtype)
-    x = (p.sum(dim=3) * xs).sum(-1)
-    y = (p.sum(dim=4) * ys).sum(-1)
+    over_x, over_y = p.sum(dim=3), p.sum(dim=4)  # (B, hA, wA, wB), (B, hA, wA, hB)
+    x = (over_x * cell_centers(wb, prob.device, prob.dtype)).sum(-1)
+    y = (over_y * cell_centers(hb, prob.device, prob.dtype)).sum(-1)
+    if normalise:
+        total = over_x.sum(dim=-1)
+        x, y = x / total, y / total
     return torch.stack([x, y], dim=-1)
 
 
@@ -108,11 +114,7 @@ def _kernel_soft_argmax_inference(corr: torch.Tensor, beta: float, sigma: float)
     weights.mul_(torch.exp((xs - ix) ** 2 * scale))
     flat = weights.view(b, ha, wa, hb * wb)
     flat.sub_(flat.max(dim=-1, keepdim=True).values).mul_(beta).exp_()
-    over_x, over_y = weights.sum(dim=3), weights.sum(dim=4)  # (B, hA, wA, wB), (B, hA, wA, hB)
-    total = over_x.sum(dim=-1)
-    x = (over_x * cell_centers(wb, corr.device, corr.dtype)).sum(-1) / total
-    y = (over_y * cell_centers(hb, corr.device, corr.dtype)).sum(-1) / total
-    return torch.stack([x, y], dim=-1)
+    return _expected_position(flat, hb, wb, normalise=True)
 
 
 def kernel_soft_argmax_matches(
